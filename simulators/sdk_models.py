@@ -1,0 +1,85 @@
+"""Request bodies the SDK simulator accepts: the SDK's outbound API subset and the `/_sim` fault switch.
+
+The transfer request mirrors the validation of SDK 18.0.2 closely enough that a body the real SDK refuses with
+400 is refused here too (required fields, enums, amount pattern); extra fields are kept and echoed back, as the
+SDK does.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+__all__ = [
+    "AMOUNT_PATTERN",
+    "FaultSpec",
+    "SwitchState",
+    "SwitchStateUpdate",
+    "TransferContinuation",
+    "TransferParty",
+    "TransferRequest",
+]
+
+AMOUNT_PATTERN = r"^([0]|([1-9][0-9]{0,17}))([.][0-9]{0,3}[1-9])?$"
+PartyIdType = Literal["MSISDN", "EMAIL", "PERSONAL_ID", "BUSINESS", "DEVICE", "ACCOUNT_ID", "IBAN", "ALIAS"]
+SwitchState = Literal["COMMITTED", "ABORTED", "RESERVED", "RECEIVED"]
+
+
+class TransferParty(BaseModel):
+    """`from` / `to` of a transfer request: an id plus optional names, kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id_type: PartyIdType = Field(alias="idType")
+    id_value: str = Field(alias="idValue", min_length=1, max_length=128)
+
+
+class TransferRequest(BaseModel):
+    """`POST /transfers` body (SDK outbound API `transferRequest`)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    home_transaction_id: str = Field(alias="homeTransactionId", min_length=1)
+    from_party: TransferParty = Field(alias="from")
+    to_party: TransferParty = Field(alias="to")
+    amount_type: Literal["SEND", "RECEIVE"] = Field(alias="amountType")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    amount: str = Field(pattern=AMOUNT_PATTERN)
+    transaction_type: Literal["TRANSFER", "DEPOSIT", "WITHDRAWAL", "PAYMENT", "REFUND"] = Field(
+        alias="transactionType"
+    )
+
+
+class TransferContinuation(BaseModel):
+    """`PUT /transfers/{id}` body: exactly one of `acceptParty` (only `true` allowed by 18.0.2) or `acceptQuote`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accept_party: StrictBool | None = Field(default=None, alias="acceptParty")
+    accept_quote: StrictBool | None = Field(default=None, alias="acceptQuote")
+
+
+class FaultSpec(BaseModel):
+    """Faults for every transfer of one payer `homeTransactionId`; all optional, read at request time."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    money_step_delay_s: float = Field(default=0.0, alias="moneyStepDelayS", ge=0, le=3600)
+    money_step_answer: Literal["normal", "timeout", "hang"] = Field(default="normal", alias="moneyStepAnswer")
+    switch_outcome: Literal["COMMITTED", "ABORTED", "RESERVED"] | None = Field(default=None, alias="switchOutcome")
+    prepare_lost: bool = Field(default=False, alias="prepareLost")
+    get_answer: Literal["normal", "timeout"] = Field(default="normal", alias="getAnswer")
+    quote_fee: Decimal | None = Field(default=None, alias="quoteFee")
+    quote_commission: Decimal | None = Field(default=None, alias="quoteCommission")
+    quote_expires_in_s: float | None = Field(default=None, alias="quoteExpiresInS")
+    quote_transfer_amount_delta: Decimal | None = Field(default=None, alias="quoteTransferAmountDelta")
+
+
+class SwitchStateUpdate(BaseModel):
+    """`PUT /_sim/switch/{transferId}`: what the switch says about a transfer from now on."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    transfer_state: SwitchState = Field(alias="transferState")

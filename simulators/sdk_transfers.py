@@ -1,0 +1,228 @@
+"""The outbound transfer state machine of SDK 18.0.2 in manual-acceptance mode, against a fake switch.
+
+It reproduces what matters for a connector's safety, not just the happy path:
+
+* `POST /transfers` is not idempotent: every call makes a new transferId.
+* `PUT /transfers/{id}` merges `acceptParty` / `acceptQuote` into the stored record and resumes from the stored
+  state. The money step (`acceptQuote: true` while waiting for quote acceptance) keeps the record in memory until
+  the switch answers, so a second PUT meanwhile finds the old state and sends a *second prepare* (no lock).
+* Re-PUT after COMPLETED or ABORTED → 200 with the record; after ERROR_OCCURRED → 204 without a body.
+* `GET /transfers/{id}` asks the switch and overwrites the stored record with a new one whose `currentState` is
+  COMPLETED whenever the switch knows the transfer, whatever its `transferState`; 3208 (500) when it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Awaitable, Callable
+
+from simulators._common import iso_now
+from simulators.sdk_fspiop import (
+    condition_for,
+    error_response,
+    fulfil_record,
+    mojaloop_error,
+    new_fulfilment,
+    party_lookup,
+    prepare_record,
+    quote_records,
+)
+from simulators.sdk_models import FaultSpec, TransferContinuation, TransferRequest
+from simulators.sdk_store import SdkStore, StoredTransfer
+
+__all__ = ["Answer", "TransferEngine"]
+
+PARTY_NOT_FOUND_ID = "25600000404"
+PARTY_TIMEOUT_ID = "25600000408"
+QUOTE_REJECTED_AMOUNT = Decimal(500)
+TRANSFER_REJECTED_AMOUNT = Decimal(600)
+_HANG_POLL_S = 0.2
+
+log = logging.getLogger("simulators.sdk")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """HTTP status and JSON body (None → no body, as the SDK's 204)."""
+
+    status: int
+    body: dict[str, Any] | None
+
+
+def _errinfo_text(code: str, description: str) -> str:
+    """How the SDK prints a Mojaloop error object inside its `message` (Node's util.inspect style)."""
+    return f"{{\n  errorInformation: {{ errorCode: '{code}', errorDescription: '{description}' }}\n}}"
+
+
+class TransferEngine:
+    """Handles the outbound transfer calls; all state lives in `SdkStore`."""
+
+    def __init__(self, store: SdkStore, party_timeout_s: float) -> None:
+        self.store = store
+        self.party_timeout_s = party_timeout_s
+
+    # -- POST /transfers ---------------------------------------------------------------------------------------
+    async def create(self, request: TransferRequest) -> Answer:
+        """Party lookup; stops in WAITING_FOR_PARTY_ACCEPTANCE (or 3204 / 504 for the magic party ids)."""
+        transfer_id = str(uuid.uuid4())
+        record: dict[str, Any] = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        record.update(
+            transferId=transfer_id,
+            currentState="WAITING_FOR_PARTY_ACCEPTANCE",
+            initiatedTimestamp=iso_now(),
+            direction="OUTBOUND",
+        )
+        lookup = party_lookup(record["to"])
+        answer: Answer
+        if request.to_party.id_value == PARTY_TIMEOUT_ID:
+            await asyncio.sleep(self.party_timeout_s)
+            record.update(getPartiesRequest=lookup["getPartiesRequest"], currentState="ERROR_OCCURRED")
+            record["lastError"] = {"httpStatusCode": 504}
+            answer = Answer(504, error_response(f"Timeout resolving payee for transfer {transfer_id}", "504", record))
+        elif request.to_party.id_value == PARTY_NOT_FOUND_ID:
+            error = mojaloop_error("3204", "Party not found")
+            record.update(
+                getPartiesRequest=lookup["getPartiesRequest"],
+                getPartiesResponse={
+                    "headers": lookup["getPartiesResponse"]["headers"],
+                    "body": error["mojaloopError"],
+                },
+                currentState="ERROR_OCCURRED",
+                lastError=error,
+            )
+            message = "Got an error response resolving party: " + _errinfo_text("3204", "Party not found")
+            answer = Answer(500, error_response(message, "3204", record))
+        else:
+            record.update(lookup)
+            answer = Answer(200, record)
+        self.store.insert_transfer(transfer_id, request.home_transaction_id, record, new_fulfilment())
+        log.info("transfer %s created: %s", transfer_id, record["currentState"])
+        return answer
+
+    # -- PUT /transfers/{id} -------------------------------------------------------------------------------------
+    async def resume(
+        self, transfer_id: str, body: TransferContinuation, is_disconnected: Callable[[], Awaitable[bool]]
+    ) -> Answer:
+        """Merge the acceptance into the stored record and run the next step from the stored state."""
+        stored = self.store.get_transfer(transfer_id)
+        if stored is None:
+            return Answer(500, {"message": f"No cached data found for transferId: {transfer_id}", "statusCode": 500})
+        record = dict(stored.record)
+        record.update(body.model_dump(by_alias=True, exclude_none=True))
+        state = record.get("currentState")
+        faults = self.store.get_faults(stored.home_transaction_id)
+        if state == "WAITING_FOR_PARTY_ACCEPTANCE":
+            if record.get("acceptParty") is not True:
+                return self._abort(transfer_id, record, "Payee rejected by backend")
+            return self._request_quote(stored, record, faults)
+        if state == "WAITING_FOR_QUOTE_ACCEPTANCE":
+            if record.get("acceptQuote") is not True:
+                return self._abort(transfer_id, record, "Quote rejected by backend")
+            return await self._execute_transfer(stored, record, faults, is_disconnected)
+        self.store.save_record(transfer_id, record)
+        if state == "ERROR_OCCURRED":
+            return Answer(204, None)
+        return Answer(200, record)  # COMPLETED or ABORTED: the saved transfer, nothing sent
+
+    def _abort(self, transfer_id: str, record: dict[str, Any], reason: str) -> Answer:
+        record.update(currentState="ABORTED", abortedReason=reason)
+        self.store.save_record(transfer_id, record)
+        log.info("transfer %s aborted", transfer_id)
+        return Answer(200, record)
+
+    def _request_quote(self, stored: StoredTransfer, record: dict[str, Any], faults: FaultSpec) -> Answer:
+        quote = quote_records(record, faults, condition_for(stored.fulfilment))
+        if Decimal(record["amount"]) == QUOTE_REJECTED_AMOUNT:
+            record.update(
+                quoteId=quote["quoteId"],
+                quoteRequest=quote["quoteRequest"],
+                currentState="ERROR_OCCURRED",
+                lastError=mojaloop_error("5101", "Payee rejected quote"),
+            )
+            self.store.save_record(stored.transfer_id, record)
+            message = "Got an error response requesting quote: " + _errinfo_text("5101", "Payee rejected quote")
+            return Answer(500, error_response(message, "5101", record))
+        record.update(quote)
+        record["currentState"] = "WAITING_FOR_QUOTE_ACCEPTANCE"
+        self.store.save_record(stored.transfer_id, record)
+        log.info("transfer %s quoted", stored.transfer_id)
+        return Answer(200, record)
+
+    async def _execute_transfer(
+        self,
+        stored: StoredTransfer,
+        record: dict[str, Any],
+        faults: FaultSpec,
+        is_disconnected: Callable[[], Awaitable[bool]],
+    ) -> Answer:
+        """The money step: the prepare reaches the switch at once (unless lost); the answer follows the faults."""
+        transfer_id = stored.transfer_id
+        record["prepare"] = prepare_record(record)
+        count = self.store.count_prepare(transfer_id)
+        if not faults.prepare_lost:
+            outcome = faults.switch_outcome or (
+                "ABORTED" if Decimal(record["amount"]) == TRANSFER_REJECTED_AMOUNT else "COMMITTED"
+            )
+            fulfilment = stored.fulfilment if outcome == "COMMITTED" else None
+            self.store.set_switch(transfer_id, outcome, iso_now(), fulfilment)
+        log.info("transfer %s prepare #%d sent (lost=%s)", transfer_id, count, faults.prepare_lost)
+
+        if faults.money_step_answer == "hang":
+            while not await is_disconnected():
+                await asyncio.sleep(_HANG_POLL_S)
+            log.info("transfer %s: client gave up on a hanging money step", transfer_id)
+            return Answer(504, None)
+        if faults.money_step_delay_s:
+            await asyncio.sleep(faults.money_step_delay_s)
+
+        entry = self.store.get_switch(transfer_id)
+        if faults.money_step_answer == "timeout" or entry is None:
+            record.update(currentState="ERROR_OCCURRED", lastError={"httpStatusCode": 504})
+            self.store.save_record(transfer_id, record)
+            message = f"Timeout waiting for fulfil for transfer {transfer_id}"
+            return Answer(504, error_response(message, "504", record))
+        if entry.transfer_state == "ABORTED":
+            record.update(
+                currentState="ERROR_OCCURRED", lastError=mojaloop_error("5105", "Payee FSP rejected transaction")
+            )
+            self.store.save_record(transfer_id, record)
+            message = "Got an error response preparing transfer: " + (
+                "{\n  errorInformation: {\n    errorCode: '5105',\n"
+                "    errorDescription: 'Payee FSP rejected transaction'\n  }\n}"
+            )
+            return Answer(500, error_response(message, "5105", record))
+        record["fulfil"] = fulfil_record(entry.transfer_state, entry.completed_timestamp, entry.fulfilment)
+        record["currentState"] = "COMPLETED"
+        self.store.save_record(transfer_id, record)
+        log.info("transfer %s completed: %s", transfer_id, entry.transfer_state)
+        return Answer(200, record)
+
+    # -- GET /transfers/{id} -------------------------------------------------------------------------------------
+    async def get(self, transfer_id: str) -> Answer:
+        """Ask the switch; rebuild and store the record as the SDK does."""
+        stored = self.store.get_transfer(transfer_id)
+        faults = self.store.get_faults(stored.home_transaction_id) if stored else FaultSpec()
+        record: dict[str, Any] = {
+            "transferId": transfer_id,
+            "currentState": "COMPLETED",
+            "initiatedTimestamp": iso_now(),
+            "direction": "OUTBOUND",
+        }
+        entry = self.store.get_switch(transfer_id)
+        if faults.get_answer == "timeout":
+            record.update(currentState="ERROR_OCCURRED", lastError={"httpStatusCode": 504})
+            answer = Answer(504, error_response(f"Timeout getting transfer {transfer_id}", "504", record))
+        elif entry is None:
+            record.update(currentState="ERROR_OCCURRED", lastError=mojaloop_error("3208", "Transfer ID not found"))
+            message = "Got an error response retrieving transfer: " + _errinfo_text("3208", "Transfer ID not found")
+            answer = Answer(500, error_response(message, "3208", record))
+        else:
+            record["fulfil"] = fulfil_record(entry.transfer_state, entry.completed_timestamp, entry.fulfilment)
+            answer = Answer(200, record)
+        if stored is not None:
+            self.store.save_record(transfer_id, record)
+        return answer
