@@ -1,0 +1,31 @@
+# mojaflow: `make run` runs everything on this machine; `make test` runs the tests. Both set themselves up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test bench lock clean
+
+$(INSTALLED): requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+run: install
+	$(PY) -m mojaflow.launcher
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/bench.py $(BENCH_ARGS)
+
+# Re-pin every dependency after changing pyproject.toml (needs network; commit the result).
+lock: install
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache

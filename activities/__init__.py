@@ -1,0 +1,1 @@
+"""All I/O of the workflows, grouped by the system it talks to (SDK, CBS, our database)."""

@@ -1,0 +1,178 @@
+"""The CBS client (our `cbs-contract.openapi.yaml`) and the activities built on it.
+
+Every call that changes money is idempotent at the CBS: holds by `holdKey`, credits by `reservationKey`,
+commit and release by id. So Temporal may retry any of them after a crash or a timeout.
+Business refusals raise `ApplicationError(type="CoreBankingRefused", non_retryable=True)` carrying the
+contract's code as its only detail; the workflow maps it to a transfer error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import CoreBankingRefused, CoreBankingUnavailable
+
+__all__ = [
+    "CbsParty",
+    "CoreBankingActivities",
+    "CoreBankingClient",
+    "CreditRequest",
+    "HoldRef",
+    "HoldRequest",
+    "PartyRef",
+    "ReservationRef",
+]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class PartyRef(_Wire):
+    id_type: str
+    id_value: str
+    id_sub_value: str | None = None
+
+
+class CbsParty(_Wire):
+    """An account holder as the CBS answers `GET /parties/...`."""
+
+    id_type: str
+    id_value: str
+    id_sub_value: str | None = None
+    display_name: str | None = None
+    first_name: str | None = None
+    middle_name: str | None = None
+    last_name: str | None = None
+    date_of_birth: str | None = None
+    account_id: str
+    currency: str | None = None
+    status: str
+
+
+class HoldRequest(_Wire):
+    hold_key: str
+    account_id: str
+    amount: str
+    currency: str
+
+
+class HoldRef(_Wire):
+    hold_id: str
+
+
+class CreditRequest(_Wire):
+    reservation_key: str
+    account_id: str
+    amount: str
+    currency: str
+
+
+class ReservationRef(_Wire):
+    reservation_id: str
+
+
+class CoreBankingClient:
+    """Plain async client of the CBS contract; used by the activities and by the backend API's lookups."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._http = client
+
+    async def get_party(self, party: PartyRef) -> CbsParty:
+        path = f"/parties/{party.id_type}/{party.id_value}"
+        if party.id_sub_value:
+            path += f"/{party.id_sub_value}"
+        return CbsParty.model_validate(await self._call("GET", path))
+
+    async def get_account(self, account_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/accounts/{account_id}")
+
+    async def create_hold(self, hold: HoldRequest) -> HoldRef:
+        return HoldRef.model_validate(await self._call("POST", "/holds", hold))
+
+    async def commit_hold(self, hold: HoldRef) -> None:
+        await self._call("POST", f"/holds/{hold.hold_id}/commit")
+
+    async def release_hold(self, hold: HoldRef) -> None:
+        await self._call("POST", f"/holds/{hold.hold_id}/release")
+
+    async def check_credit(self, account_id: str, amount: str, currency: str) -> None:
+        await self._call("POST", "/credit-checks", {"accountId": account_id, "amount": amount, "currency": currency})
+
+    async def reserve_credit(self, credit: CreditRequest) -> ReservationRef:
+        return ReservationRef.model_validate(await self._call("POST", "/credits", credit))
+
+    async def commit_credit(self, reservation: ReservationRef) -> None:
+        await self._call("POST", f"/credits/{reservation.reservation_id}/commit")
+
+    async def release_credit(self, reservation: ReservationRef) -> None:
+        await self._call("POST", f"/credits/{reservation.reservation_id}/release")
+
+    async def _call(self, method: str, path: str, body: BaseModel | dict[str, Any] | None = None) -> dict[str, Any]:
+        payload = body.model_dump(by_alias=True, exclude_none=True) if isinstance(body, BaseModel) else body
+        try:
+            response = await self._http.request(method, path, json=payload)
+        except httpx.HTTPError as error:
+            raise CoreBankingUnavailable(f"CBS unreachable: {type(error).__name__}") from None
+        if response.status_code >= 500:
+            raise CoreBankingUnavailable(f"CBS answered HTTP {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        if response.status_code >= 400:
+            code = answer.get("code") if isinstance(answer, dict) else None
+            raise CoreBankingRefused(str(code or f"http_{response.status_code}"), response.status_code)
+        return answer if isinstance(answer, dict) else {}
+
+
+def _refused(error: CoreBankingRefused) -> ApplicationError:
+    return ApplicationError(error.code, error.code, type="CoreBankingRefused", non_retryable=True)
+
+
+class CoreBankingActivities:
+    """Activities against the CBS. Each is idempotent; unavailability is retried, refusals are not."""
+
+    def __init__(self, client: CoreBankingClient) -> None:
+        self._cbs = client
+
+    @activity.defn
+    async def resolve_payer(self, party: PartyRef) -> CbsParty:
+        """The payer's account and name at the CBS; refused if unknown or not active."""
+        try:
+            payer = await self._cbs.get_party(party)
+        except CoreBankingRefused as error:
+            raise _refused(error) from None
+        if payer.status != "active":
+            raise _refused(CoreBankingRefused(f"account_{payer.status}", 409))
+        return payer
+
+    @activity.defn
+    async def hold_funds(self, hold: HoldRequest) -> HoldRef:
+        """Hold the payer's funds (idempotent by `holdKey`); `insufficient_funds` and others are refusals."""
+        try:
+            return await self._cbs.create_hold(hold)
+        except CoreBankingRefused as error:
+            raise _refused(error) from None
+
+    @activity.defn
+    async def commit_hold(self, hold: HoldRef) -> None:
+        """Debit the held funds: the switch committed the transfer. Idempotent."""
+        try:
+            await self._cbs.commit_hold(hold)
+        except CoreBankingRefused as error:
+            raise _refused(error) from None
+
+    @activity.defn
+    async def release_hold(self, hold: HoldRef) -> None:
+        """Give the held funds back: proven that no money moved. Idempotent."""
+        try:
+            await self._cbs.release_hold(hold)
+        except CoreBankingRefused as error:
+            raise _refused(error) from None

@@ -1,0 +1,247 @@
+"""Calls to the SDK's outbound API (Payment Manager), and what its answers mean for us.
+
+The SDK runs with AUTO_ACCEPT_PARTY=false and AUTO_ACCEPT_QUOTES=false, so one transfer is three calls:
+`POST /transfers` (party lookup), `PUT {"acceptParty": true}` (quote), `PUT {"acceptQuote": true}` (the money
+step). Only the last one moves money: `send_quote_acceptance` is run once (`maximum_attempts=1`) and never
+raises for an answer it cannot read: it reports `UNKNOWN`, and the workflow reconciles with
+`get_switch_state`, trusting only `fulfil.body.transferState` (see DESIGN, "How the real SDK answers").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from mojaflow.models import PartyView, QuoteView, TransferRequest
+
+__all__ = [
+    "MoneyStepResult",
+    "PartyLookupResult",
+    "PaymentManagerActivities",
+    "QuoteResult",
+    "SdkFailure",
+    "SdkTransferRef",
+    "SwitchState",
+]
+
+log = logging.getLogger(__name__)
+
+
+class SdkFailure(BaseModel):
+    """A refusal or error answered by the SDK, reduced to what we map to our codes (no personal data)."""
+
+    http_status: int
+    fspiop_error_code: str | None = None
+    description: str | None = None
+
+
+class SdkTransferRef(BaseModel):
+    sdk_transfer_id: str
+
+
+class PartyLookupResult(BaseModel):
+    sdk_transfer_id: str | None = None
+    sdk_state: str | None = None
+    payee: PartyView | None = None
+    failure: SdkFailure | None = None
+
+
+class QuoteResult(BaseModel):
+    quote: QuoteView | None = None
+    sdk_state: str | None = None
+    failure: SdkFailure | None = None
+
+
+class MoneyStepResult(BaseModel):
+    """COMMITTED / ABORTED: the switch's answer. REJECTED: an FSPIOP error callback for the prepare (proof
+    that no money moved). UNKNOWN: anything else (504, network error, SDK-internal error): reconcile."""
+
+    outcome: Literal["COMMITTED", "ABORTED", "REJECTED", "UNKNOWN"]
+    failure: SdkFailure | None = None
+    expiration: datetime | None = None
+
+
+class SwitchState(BaseModel):
+    state: Literal["COMMITTED", "ABORTED", "RESERVED", "RECEIVED", "NOT_FOUND", "UNKNOWN"]
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _failure(response: httpx.Response) -> SdkFailure:
+    body = _json(response)
+    code = str(body.get("statusCode", ""))
+    mojaloop_error = ((body.get("transferState") or {}).get("lastError") or {}).get("mojaloopError") or {}
+    info = mojaloop_error.get("errorInformation") or {}
+    fspiop = info.get("errorCode") or (code if len(code) == 4 and code.isdigit() else None)
+    return SdkFailure(http_status=response.status_code, fspiop_error_code=fspiop, description=info.get("errorDescription"))
+
+
+def _has_error_callback(response: httpx.Response) -> bool:
+    last_error = (_json(response).get("transferState") or {}).get("lastError") or {}
+    return bool(last_error.get("mojaloopError"))
+
+
+def _raise_if_transient(response: httpx.Response) -> None:
+    # 502/503/429: the SDK (or a proxy in front of it) did not take the request; safe to retry.
+    if response.status_code in (429, 502, 503):
+        raise ApplicationError(f"SDK unavailable: HTTP {response.status_code}", type="SdkUnavailable")
+
+
+def _payee(body: dict[str, Any]) -> PartyView:
+    to = body.get("to") or {}
+    party = ((body.get("getPartiesResponse") or {}).get("body") or {}).get("party") or {}
+    names = [to.get("firstName"), to.get("middleName"), to.get("lastName")]
+    name = party.get("name") or to.get("displayName") or " ".join(n for n in names if n) or None
+    return PartyView(name=name, fsp_id=to.get("fspId"))
+
+
+def _quote(body: dict[str, Any], currency: str) -> QuoteView:
+    quote = _message_body(body, "quoteResponse")
+
+    def amount(name: str, default: str = "0") -> str:
+        return str((quote.get(name) or {}).get("amount", default))
+
+    return QuoteView(
+        quote_id=body.get("quoteId"),
+        currency=(quote.get("transferAmount") or {}).get("currency", currency),
+        transfer_amount=amount("transferAmount", ""),
+        payee_receive_amount=amount("payeeReceiveAmount", ""),
+        fees=amount("payeeFspFee"),
+        commission=amount("payeeFspCommission"),
+        expiration=quote.get("expiration"),
+    )
+
+
+def _message_body(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """`fulfil.body`, `prepare.body`...: the SDK keeps some FSPIOP bodies as objects, some as JSON strings."""
+    inner = (body.get(name) or {}).get("body") or {}
+    if isinstance(inner, str):
+        try:
+            inner = json.loads(inner)
+        except ValueError:
+            return {}
+    return inner if isinstance(inner, dict) else {}
+
+
+def _switch_state(body: dict[str, Any]) -> str | None:
+    return _message_body(body, "fulfil").get("transferState")
+
+
+def _prepare_expiration(body: dict[str, Any]) -> datetime | None:
+    value = _message_body(body, "prepare").get("expiration")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+class PaymentManagerActivities:
+    """Activities against the SDK outbound API. The `httpx.AsyncClient` is built in `worker.py`."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._http = client
+
+    @activity.defn
+    async def request_party(self, request: TransferRequest) -> PartyLookupResult:
+        """`POST /transfers`: resolves the payee. Not idempotent at the SDK (a new transferId per POST),
+        but moves no money, so a retry after a network error only leaves an unused SDK record."""
+        body = request.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude={"auto_accept_party", "auto_accept_quote"}
+        )
+        response = await self._http.post("/transfers", json=body)
+        _raise_if_transient(response)
+        if response.status_code != 200:
+            return PartyLookupResult(failure=_failure(response))
+        answer = _json(response)
+        return PartyLookupResult(
+            sdk_transfer_id=answer.get("transferId"), sdk_state=answer.get("currentState"), payee=_payee(answer)
+        )
+
+    @activity.defn
+    async def send_party_acceptance(self, ref: SdkTransferRef) -> QuoteResult:
+        """`PUT {"acceptParty": true}`: the SDK asks the payee's FSP for a quote."""
+        response = await self._http.put(f"/transfers/{ref.sdk_transfer_id}", json={"acceptParty": True})
+        _raise_if_transient(response)
+        if response.status_code != 200:
+            return QuoteResult(failure=_failure(response))
+        answer = _json(response)
+        return QuoteResult(quote=_quote(answer, answer.get("currency", "")), sdk_state=answer.get("currentState"))
+
+    @activity.defn
+    async def send_quote_decline(self, ref: SdkTransferRef) -> None:
+        """`PUT {"acceptQuote": false}`: tells the SDK we will not go on. Moves no money."""
+        response = await self._http.put(f"/transfers/{ref.sdk_transfer_id}", json={"acceptQuote": False})
+        _raise_if_transient(response)
+
+    @activity.defn
+    async def send_quote_acceptance(self, ref: SdkTransferRef) -> MoneyStepResult:
+        """`PUT {"acceptQuote": true}`: THE MONEY STEP. Sent once; run with `maximum_attempts=1`.
+
+        Heartbeats while the SDK waits for the switch, so a crashed worker is noticed in seconds; never
+        raises for the SDK's answer: anything not conclusive is `UNKNOWN`, to be reconciled.
+        """
+        try:
+            async with _heartbeating():
+                response = await self._http.put(f"/transfers/{ref.sdk_transfer_id}", json={"acceptQuote": True})
+        except httpx.HTTPError as error:
+            log.warning("money step for SDK transfer %s got no answer: %s", ref.sdk_transfer_id, type(error).__name__)
+            return MoneyStepResult(outcome="UNKNOWN")
+        answer = _json(response)
+        if response.status_code == 200:
+            state = _switch_state(answer)
+            expiration = _prepare_expiration(answer)
+            if answer.get("currentState") == "COMPLETED" and state in ("COMMITTED", "ABORTED"):
+                return MoneyStepResult(outcome=state, expiration=expiration)
+            if answer.get("currentState") == "ABORTED":  # refused before any prepare was sent
+                return MoneyStepResult(outcome="REJECTED", failure=SdkFailure(http_status=200))
+            return MoneyStepResult(outcome="UNKNOWN", expiration=expiration)
+        if response.status_code == 500 and _has_error_callback(response):
+            return MoneyStepResult(outcome="REJECTED", failure=_failure(response))
+        return MoneyStepResult(outcome="UNKNOWN", failure=_failure(response))
+
+    @activity.defn
+    async def get_switch_state(self, ref: SdkTransferRef) -> SwitchState:
+        """`GET /transfers/{id}`: the SDK asks the switch. Only `fulfil.body.transferState` is the truth;
+        its `currentState` says COMPLETED whenever the switch answered at all."""
+        try:
+            response = await self._http.get(f"/transfers/{ref.sdk_transfer_id}")
+        except httpx.HTTPError as error:
+            log.warning("reconciliation of SDK transfer %s: %s", ref.sdk_transfer_id, type(error).__name__)
+            return SwitchState(state="UNKNOWN")
+        if response.status_code == 200:
+            state = _switch_state(_json(response))
+            if state in ("COMMITTED", "ABORTED", "RESERVED", "RECEIVED"):
+                return SwitchState(state=state)
+            return SwitchState(state="UNKNOWN")
+        if _failure(response).fspiop_error_code == "3208":
+            return SwitchState(state="NOT_FOUND")
+        return SwitchState(state="UNKNOWN")
+
+
+@asynccontextmanager
+async def _heartbeating(every_s: float = 2.0) -> Any:
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()

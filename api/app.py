@@ -1,0 +1,84 @@
+"""The two FastAPI apps: the client API (CBS-facing, 3004) and the backend API (SDK-facing, 3003).
+
+Both are thin: they validate input and talk to Temporal and our database through services built once here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+
+from api.codec_server import codec_router
+from api.dependencies import HealthDep
+from api.health import HealthCheck
+from api.problems import install_problem_handlers
+from api.transfer_service import TransferService
+from api.transfers import router as transfers_router
+from mojaflow.codec import EncryptionCodec, data_converter, load_payload_key
+from mojaflow.database import Database
+from mojaflow.settings import Settings
+
+__all__ = ["create_backend_app", "create_client_app"]
+
+
+async def _connect(settings: Settings) -> Client:
+    # lazy: the API starts (and /health says why it is unhealthy) even while Temporal is still coming up
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(load_payload_key(settings)),
+        lazy=True,
+    )
+
+
+async def health(check: HealthDep) -> JSONResponse:
+    problem = await check.problem()
+    if problem:
+        return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+def create_client_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.resolved_database_url)
+        await database.create_schema()
+        client = await _connect(settings)
+        app.state.settings = settings
+        app.state.transfers = TransferService(client, database, settings)
+        app.state.health = HealthCheck(client, settings.temporal_namespace, settings.task_queue)
+        yield
+        await database.close()
+
+    app = FastAPI(
+        title="mojaflow client API",
+        summary="Send Mojaloop transfers from a core banking system, durably.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=settings.codec_cors_origins, allow_methods=["POST"], allow_headers=["*"]
+    )
+    app.include_router(transfers_router)
+    app.include_router(codec_router(EncryptionCodec(load_payload_key(settings)), settings.codec_cors_origins))
+    app.add_api_route("/health", health, methods=["GET"], tags=["health"], summary="Temporal and a worker are up")
+    return app
+
+
+def create_backend_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = await _connect(settings)
+        app.state.settings = settings
+        app.state.health = HealthCheck(client, settings.temporal_namespace, settings.task_queue)
+        yield
+
+    app = FastAPI(title="mojaflow backend API (for Payment Manager)", version="0.1.0", lifespan=lifespan)
+    app.add_api_route("/health", health, methods=["GET"], tags=["health"])
+    return app

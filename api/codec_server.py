@@ -1,0 +1,47 @@
+"""The codec endpoint the Temporal Web UI calls to show our encrypted payloads (`--ui-codec-endpoint`).
+
+Only browsers on the configured UI origins may use it (CORS, plus an `Origin` check so a page elsewhere cannot
+ask for plaintext); behind a real deployment it belongs behind the UI's authentication.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
+
+from api.problems import Problem
+from mojaflow.codec import EncryptionCodec
+
+__all__ = ["codec_router"]
+
+
+def codec_router(codec: EncryptionCodec, allowed_origins: list[str]) -> APIRouter:
+    router = APIRouter(prefix="/codec", tags=["codec"], include_in_schema=False)
+
+    async def _transform(request: Request, decode: bool) -> JSONResponse:
+        if request.headers.get("origin") not in allowed_origins:
+            raise Problem(403, "forbidden_origin", "Forbidden", "the codec endpoint serves the Temporal Web UI only")
+        try:
+            payloads = json_format.Parse(await request.body(), Payloads())
+        except json_format.ParseError:
+            raise Problem(400, "malformed_json", "Malformed payloads", "body must be {\"payloads\": [...]}") from None
+        try:
+            result = await (codec.decode(payloads.payloads) if decode else codec.encode(payloads.payloads))
+        except Exception:
+            raise Problem(400, "undecodable", "Cannot decode", "payloads were not encrypted with this key") from None
+        body: dict[str, Any] = json_format.MessageToDict(Payloads(payloads=result))
+        return JSONResponse(body)
+
+    @router.post("/decode")
+    async def decode(request: Request) -> JSONResponse:
+        return await _transform(request, decode=True)
+
+    @router.post("/encode")
+    async def encode(request: Request) -> JSONResponse:
+        return await _transform(request, decode=False)
+
+    return router

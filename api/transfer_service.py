@@ -1,0 +1,264 @@
+"""What the client API does with transfers: idempotent starts, decisions as workflow updates, reads from our
+database. Owns the Temporal client and the database; routes stay a few lines each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.headers import MoneyMovementHeaders
+from api.problems import Problem
+from mojaflow.database import Database
+from mojaflow.models import (
+    REPORTABLE_STATES,
+    AcceptanceDecision,
+    Direction,
+    OutboundTransferInput,
+    TransferPolicy,
+    TransferRecord,
+    TransferRequest,
+    TransferState,
+    TransferView,
+    WaitRequest,
+)
+from mojaflow.settings import Settings
+from mojaflow.temporal import CLIENT_KEY, DIRECTION, HOME_TRANSACTION_ID, MOJAFLOW_STATE, outbound_workflow_id
+from workflows.outbound_transfer import OutboundTransferWorkflow
+
+__all__ = ["Outcome", "TransferService"]
+
+ROUTE = "/transfers"
+
+
+class Outcome:
+    """A transfer resource and how to answer with it."""
+
+    def __init__(self, view: TransferView, *, status: int, replayed: bool = False) -> None:
+        self.view = view
+        self.status = status
+        self.replayed = replayed
+
+
+def _hash(body: object) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _not_found(transfer_id: str) -> Problem:
+    return Problem(404, "transfer_not_found", "Transfer not found", f"no transfer with id {transfer_id}")
+
+
+def _temporal_unavailable() -> Problem:
+    return Problem(503, "temporal_unavailable", "Temporal unavailable", "the workflow service did not answer; retry")
+
+
+class TransferService:
+    def __init__(self, client: Client, database: Database, settings: Settings) -> None:
+        self._client = client
+        self._db = database
+        self._settings = settings
+
+    async def create(self, headers: MoneyMovementHeaders, request: TransferRequest, wait_s: float) -> Outcome:
+        """Start the transfer once per idempotency key; a replay answers the same transfer, never a second."""
+        body_hash = _hash(request.model_dump(mode="json", by_alias=True, exclude_none=True))
+        claim = await self._db.claim_idempotency_key(
+            client_key=headers.client_key,
+            method="POST",
+            route=ROUTE,
+            key=headers.idempotent_request_key,
+            request_hash=body_hash,
+            transfer_id=str(uuid.uuid4()),
+        )
+        if not claim.created and claim.request_hash != body_hash:
+            raise Problem(
+                422,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+                "idempotent_request_key was already used with a different request body",
+            )
+        transfer = self._workflow_input(claim.transfer_id, headers, request)
+        workflow_id = outbound_workflow_id(headers.client_key, headers.idempotent_request_key)
+        saved = await self._db.get_transfer(claim.transfer_id)
+        if saved is None:
+            await self._db.save_transfer(
+                TransferRecord(
+                    view=_initial_view(transfer), revision=0, workflow_id=workflow_id, client_key=headers.client_key
+                )
+            )
+        if claim.created:
+            view = await self._start(workflow_id, transfer, wait_s)
+            status = 201 if view.current_state in REPORTABLE_STATES else 202
+            return Outcome(view, status=status)
+        if saved is None or saved.current_state == TransferState.RECEIVED:
+            await self._start(workflow_id, transfer, 0)  # the first attempt may have died before starting it
+        view = await self._db.get_transfer(claim.transfer_id)
+        assert view is not None
+        return Outcome(view, status=200, replayed=True)
+
+    async def decide(
+        self, headers: MoneyMovementHeaders, transfer_id: str, decision: AcceptanceDecision, wait_s: float
+    ) -> Outcome:
+        """Deliver the CBS's acceptance to the workflow (an update whose validator checks the state)."""
+        stored = await self._db.find_transfer(transfer_id)
+        if stored is None or stored.view.direction != Direction.OUTBOUND or stored.client_key != headers.client_key:
+            raise _not_found(transfer_id)
+        view, workflow_id = stored.view, stored.workflow_id
+        body_hash = _hash(decision.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"wait_s"}))
+        claim = await self._db.claim_idempotency_key(
+            client_key=headers.client_key,
+            method="PUT",
+            route=f"{ROUTE}/{view.transfer_id}",
+            key=headers.idempotent_request_key,
+            request_hash=body_hash,
+            transfer_id=view.transfer_id,
+        )
+        if not claim.created:
+            if claim.request_hash != body_hash:
+                raise Problem(
+                    422, "idempotency_key_reused", "Idempotency key reused",
+                    "idempotent_request_key was already used with a different request body",
+                )  # fmt: skip
+            return Outcome(view, status=200, replayed=True)
+        update = OutboundTransferWorkflow.accept_party if decision.accept_party is not None else (
+            OutboundTransferWorkflow.accept_quote
+        )
+        handle = self._client.get_workflow_handle(workflow_id)
+        try:
+            result = await handle.execute_update(update, decision.model_copy(update={"wait_s": wait_s}))
+        except WorkflowUpdateFailedError as error:
+            await self._db.forget_idempotency_key(headers.client_key, "PUT", f"{ROUTE}/{view.transfer_id}",
+                                                  headers.idempotent_request_key)  # fmt: skip
+            raise Problem(409, "invalid_state", "Transfer not in that state", _reason(error, view)) from None
+        except RPCError as error:
+            await self._db.forget_idempotency_key(headers.client_key, "PUT", f"{ROUTE}/{view.transfer_id}",
+                                                  headers.idempotent_request_key)  # fmt: skip
+            if error.status == RPCStatusCode.NOT_FOUND:  # the workflow has finished
+                raise Problem(409, "invalid_state", "Transfer not in that state",
+                              f"the transfer is {view.current_state}: nothing awaits a decision") from None  # fmt: skip
+            raise _temporal_unavailable() from None
+        return Outcome(result, status=200 if result.current_state in REPORTABLE_STATES else 202)
+
+    async def get(self, transfer_id: str) -> TransferView:
+        view = await self._db.get_transfer(transfer_id)
+        if view is None:
+            raise _not_found(transfer_id)
+        return view
+
+    async def list(
+        self,
+        *,
+        direction: Direction | None,
+        state: TransferState | None,
+        home_transaction_id: str | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[tuple[TransferView, datetime]]:
+        rows = await self._db.list_transfers(
+            direction=direction.value if direction else None,
+            state=state.value if state else None,
+            home_transaction_id=home_transaction_id,
+            limit=limit,
+            after=after,
+        )
+        return list(rows)
+
+    def _workflow_input(
+        self, transfer_id: str, headers: MoneyMovementHeaders, request: TransferRequest
+    ) -> OutboundTransferInput:
+        settings = self._settings
+        policy = TransferPolicy(
+            auto_accept_party=settings.auto_accept_party if request.auto_accept_party is None
+            else request.auto_accept_party,
+            auto_accept_quote=settings.auto_accept_quote if request.auto_accept_quote is None
+            else request.auto_accept_quote,
+            max_fee=settings.max_fee,
+            acceptance_timeout_s=settings.acceptance_timeout_s,
+            transfer_expiry_s=settings.transfer_expiry_s,
+            reconcile_grace_s=settings.reconcile_grace_s,
+            reconcile_max_interval_s=settings.reconcile_max_interval_s,
+        )  # fmt: skip
+        return OutboundTransferInput(
+            transfer_id=transfer_id,
+            client_key=headers.client_key,
+            product=headers.product,
+            payment_channel=headers.payment_channel,
+            request=request,
+            policy=policy,
+            received_at=datetime.now(UTC),
+        )
+
+    async def _start(self, workflow_id: str, transfer: OutboundTransferInput, wait_s: float) -> TransferView:
+        """Start (or find) the run; with a wait, start and wait in one round trip (update-with-start)."""
+        options = dict(
+            id=workflow_id,
+            task_queue=self._settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(MOJAFLOW_STATE, TransferState.RECEIVED.value),
+                    SearchAttributePair(HOME_TRANSACTION_ID, transfer.request.home_transaction_id),
+                    SearchAttributePair(CLIENT_KEY, transfer.client_key),
+                    SearchAttributePair(DIRECTION, Direction.OUTBOUND.value),
+                ]
+            ),
+        )
+        try:
+            if wait_s <= 0:
+                await self._client.start_workflow(
+                    OutboundTransferWorkflow.run,
+                    transfer,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    **options,  # type: ignore[arg-type]
+                )
+                return _initial_view(transfer)
+            start = WithStartWorkflowOperation(
+                OutboundTransferWorkflow.run,
+                transfer,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                **options,  # type: ignore[arg-type]
+            )
+            try:
+                return await asyncio.wait_for(
+                    self._client.execute_update_with_start_workflow(
+                        OutboundTransferWorkflow.wait_for_report, WaitRequest(wait_s=wait_s),
+                        start_workflow_operation=start,
+                    ),
+                    timeout=wait_s + 5,
+                )  # fmt: skip
+            except TimeoutError:  # no worker picked it up in time: it is started, answer 202
+                saved = await self._db.get_transfer(transfer.transfer_id)
+                return saved or _initial_view(transfer)
+        except WorkflowAlreadyStartedError:
+            saved = await self._db.get_transfer(transfer.transfer_id)
+            return saved or _initial_view(transfer)
+        except RPCError:
+            raise _temporal_unavailable() from None
+
+
+def _initial_view(transfer: OutboundTransferInput) -> TransferView:
+    request = transfer.request
+    view = TransferView(
+        transfer_id=transfer.transfer_id,
+        direction=Direction.OUTBOUND,
+        home_transaction_id=request.home_transaction_id,
+        current_state=TransferState.RECEIVED,
+        amount_type=request.amount_type,
+        currency=request.currency,
+        amount=request.amount,
+    )
+    view.timestamps.received_at = transfer.received_at
+    return view
+
+
+def _reason(error: WorkflowUpdateFailedError, view: TransferView) -> str:
+    cause = error.cause
+    message = getattr(cause, "message", None) or str(cause)
+    return message or f"the transfer is {view.current_state}"

@@ -1,0 +1,278 @@
+"""The app database: what must outlive Temporal's retention period.
+
+* `transfers`: the latest saved state of every transfer (outbound and inbound), so `GET /transfers/...` answers
+  after the workflow history is gone, and the back office can list and filter them.
+* `idempotency_keys`: (client_key, method, route, key) → the transfer it created, with a hash of the body.
+* `inbound_quotes`: the quotes we gave the SDK, so an inbound transfer can be checked against its quote.
+
+SQLite (WAL) in the data dir by default; PostgreSQL by `MOJAFLOW_DATABASE_URL`. SQLAlchemy 2 Core, async.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from mojaflow.models import TransferRecord, TransferView
+
+__all__ = [
+    "Database",
+    "IdempotencyClaim",
+    "StoredTransfer",
+    "metadata",
+]
+
+metadata = MetaData()
+
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("transfer_id", String(64), primary_key=True),
+    Column("direction", String(8), nullable=False),
+    Column("workflow_id", String(200), nullable=False),
+    Column("client_key", String(16)),
+    Column("home_transaction_id", String(128)),
+    Column("sdk_transfer_id", String(64)),
+    Column("current_state", String(40), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("resource", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_transfers_home_transaction_id", "home_transaction_id"),
+    Index("ix_transfers_sdk_transfer_id", "sdk_transfer_id"),
+    Index("ix_transfers_listing", "direction", "current_state", "created_at"),
+    Index("ix_transfers_created", "created_at", "transfer_id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("client_key", String(16), primary_key=True),
+    Column("method", String(8), primary_key=True),
+    Column("route", String(64), primary_key=True),
+    Column("idempotency_key", String(64), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("transfer_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+inbound_quotes = Table(
+    "inbound_quotes",
+    metadata,
+    Column("quote_id", String(64), primary_key=True),
+    Column("transaction_id", String(64)),
+    Column("quote", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class StoredTransfer:
+    view: TransferView
+    workflow_id: str
+    client_key: str | None
+    revision: int
+
+
+class IdempotencyClaim:
+    """The outcome of claiming an idempotency key: whether we created it, and the transfer it names."""
+
+    def __init__(self, *, created: bool, transfer_id: str, request_hash: str) -> None:
+        self.created = created
+        self.transfer_id = transfer_id
+        self.request_hash = request_hash
+
+
+def _insert_for(engine: AsyncEngine) -> Any:
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+
+class Database:
+    """Async access to the app database; one instance per process, built from the URL."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_async_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._insert = _insert_for(self.engine)
+
+    async def create_schema(self) -> None:
+        async with self.engine.begin() as connection:
+            await connection.run_sync(metadata.create_all, checkfirst=True)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- transfers -----------------------------------------------------------------------------------
+
+    async def save_transfer(self, record: TransferRecord) -> bool:
+        """Insert or update a transfer's state unless a newer revision is already saved. Idempotent."""
+        view = record.view
+        now = datetime.now(UTC)
+        values = {
+            "transfer_id": view.transfer_id,
+            "direction": view.direction.value,
+            "workflow_id": record.workflow_id,
+            "client_key": record.client_key,
+            "home_transaction_id": view.home_transaction_id,
+            "sdk_transfer_id": view.sdk_transfer_id,
+            "current_state": view.current_state.value,
+            "revision": record.revision,
+            "resource": json.loads(view.model_dump_json(by_alias=True)),
+            "created_at": now,
+            "updated_at": now,
+        }
+        statement = self._insert(transfers).values(**values)
+        changed = {k: statement.excluded[k] for k in values if k not in ("transfer_id", "created_at")}
+        statement = statement.on_conflict_do_update(
+            index_elements=[transfers.c.transfer_id],
+            set_=changed,
+            where=transfers.c.revision < statement.excluded.revision,
+        )
+        async with self.engine.begin() as connection:
+            result = await connection.execute(statement)
+        return bool(result.rowcount)
+
+    async def get_transfer(self, transfer_id: str) -> TransferView | None:
+        """By our transferId, or by the SDK's (outbound) / Mojaloop's (inbound) transferId."""
+        stored = await self.find_transfer(transfer_id)
+        return stored.view if stored else None
+
+    async def find_transfer(self, transfer_id: str) -> StoredTransfer | None:
+        """The saved resource with its workflow id and owner, by our transferId or the SDK's."""
+        query = select(
+            transfers.c.resource, transfers.c.workflow_id, transfers.c.client_key, transfers.c.revision
+        ).where((transfers.c.transfer_id == transfer_id) | (transfers.c.sdk_transfer_id == transfer_id))
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(query.limit(1))).first()
+        if row is None:
+            return None
+        return StoredTransfer(
+            view=TransferView.model_validate(row.resource),
+            workflow_id=row.workflow_id,
+            client_key=row.client_key,
+            revision=row.revision,
+        )
+
+    async def list_transfers(
+        self,
+        *,
+        direction: str | None = None,
+        state: str | None = None,
+        home_transaction_id: str | None = None,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+    ) -> Sequence[tuple[TransferView, datetime]]:
+        """Newest first; `after` is the (created_at, transfer_id) of the last row of the previous page."""
+        query = select(transfers.c.resource, transfers.c.created_at, transfers.c.transfer_id)
+        if direction:
+            query = query.where(transfers.c.direction == direction)
+        if state:
+            query = query.where(transfers.c.current_state == state)
+        if home_transaction_id:
+            query = query.where(transfers.c.home_transaction_id == home_transaction_id)
+        if after:
+            created_at, transfer_id = after
+            query = query.where(
+                (transfers.c.created_at < created_at)
+                | ((transfers.c.created_at == created_at) & (transfers.c.transfer_id < transfer_id))
+            )
+        query = query.order_by(transfers.c.created_at.desc(), transfers.c.transfer_id.desc()).limit(limit)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [(TransferView.model_validate(row.resource), row.created_at) for row in rows]
+
+    # -- idempotency ---------------------------------------------------------------------------------
+
+    async def claim_idempotency_key(
+        self, *, client_key: str, method: str, route: str, key: str, request_hash: str, transfer_id: str
+    ) -> IdempotencyClaim:
+        """Record the key for this transfer, or return who has it. Concurrent claims: exactly one wins."""
+        statement = (
+            self._insert(idempotency_keys)
+            .values(
+                client_key=client_key,
+                method=method,
+                route=route,
+                idempotency_key=key,
+                request_hash=request_hash,
+                transfer_id=transfer_id,
+                created_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing()
+        )
+        async with self.engine.begin() as connection:
+            inserted = (await connection.execute(statement)).rowcount
+            if inserted:
+                return IdempotencyClaim(created=True, transfer_id=transfer_id, request_hash=request_hash)
+            row = (
+                await connection.execute(
+                    select(idempotency_keys.c.transfer_id, idempotency_keys.c.request_hash).where(
+                        (idempotency_keys.c.client_key == client_key)
+                        & (idempotency_keys.c.method == method)
+                        & (idempotency_keys.c.route == route)
+                        & (idempotency_keys.c.idempotency_key == key)
+                    )
+                )
+            ).one()
+        return IdempotencyClaim(created=False, transfer_id=row.transfer_id, request_hash=row.request_hash)
+
+    async def forget_idempotency_key(self, client_key: str, method: str, route: str, key: str) -> None:
+        """Free a key whose request was refused (4xx), so the caller may retry it once the state allows."""
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                idempotency_keys.delete().where(
+                    (idempotency_keys.c.client_key == client_key)
+                    & (idempotency_keys.c.method == method)
+                    & (idempotency_keys.c.route == route)
+                    & (idempotency_keys.c.idempotency_key == key)
+                )
+            )
+
+    # -- inbound quotes ------------------------------------------------------------------------------
+
+    async def save_quote(self, quote_id: str, transaction_id: str | None, quote: dict[str, Any]) -> None:
+        """Save (or replace, when the SDK asks again) the quote we answered for `quote_id`."""
+        statement = self._insert(inbound_quotes).values(
+            quote_id=quote_id, transaction_id=transaction_id, quote=quote, created_at=datetime.now(UTC)
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[inbound_quotes.c.quote_id],
+            set_={"quote": statement.excluded.quote, "transaction_id": statement.excluded.transaction_id},
+        )
+        async with self.engine.begin() as connection:
+            await connection.execute(statement)
+
+    async def get_quote(self, quote_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(select(inbound_quotes.c.quote).where(inbound_quotes.c.quote_id == quote_id))
+            ).first()
+        return dict(row.quote) if row else None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the API read while the worker writes; busy_timeout makes concurrent writers queue, not fail.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

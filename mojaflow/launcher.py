@@ -1,0 +1,182 @@
+"""`make run`: mojaflow on one machine, in one foreground process.
+
+Starts, in order, the Temporal dev server (SQLite in the data dir, Web UI, our search attributes, our codec
+endpoint for the UI), the simulators of the SDK and the CBS (unless turned off), the worker and the APIs;
+prefixes every line they log with the component's name; stops everything it started, by PID, on Ctrl-C or
+SIGTERM (SIGKILL after a deadline). A second run on the same data dir resumes unfinished transfers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mojaflow.codec import load_payload_key
+from mojaflow.database import Database
+from mojaflow.settings import Settings
+from mojaflow.temporal import SEARCH_ATTRIBUTES
+
+__all__ = ["main"]
+
+STOP_DEADLINE_S = 8.0
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    port: int
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+
+def _port_of(url: str) -> tuple[str, int]:
+    parts = urlsplit(url if "://" in url else f"tcp://{url}")
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def _components(settings: Settings) -> list[Component]:
+    data = settings.data_dir.resolve()
+    components: list[Component] = []
+    if settings.temporal_dev_server:
+        host, port = _port_of(settings.temporal_address)
+        argv = [
+            str(BIN / "temporal"), "server", "start-dev", "--ip", host, "--port", str(port),
+            "--ui-port", str(settings.temporal_ui_port), "--db-filename", str(data / "temporal.db"),
+            "--namespace", settings.temporal_namespace, "--log-level", "warn",
+            "--ui-codec-endpoint", f"http://{settings.api_host}:{settings.client_api_port}/codec",
+        ]  # fmt: skip
+        for key in SEARCH_ATTRIBUTES:
+            argv += ["--search-attribute", f"{key.name}=Keyword"]
+        components.append(Component("temporal", argv, port))
+    if settings.sdk_simulator:
+        _, port = _port_of(settings.sdk_url)
+        argv = [sys.executable, "-m", "simulators.sdk", "--port", str(port), "--data-dir", str(data / "sdk-simulator"),
+                "--party-timeout-s", str(settings.sdk_simulator_party_timeout_s)]  # fmt: skip
+        components.append(Component("sdk-sim", argv, port))
+    if settings.cbs_simulator:
+        _, port = _port_of(settings.cbs_url)
+        argv = [sys.executable, "-m", "simulators.cbs", "--port", str(port), "--data-dir", str(data / "cbs-simulator")]
+        if settings.cbs_seed_file:
+            argv += ["--seed", str(settings.cbs_seed_file)]
+        components.append(Component("cbs-sim", argv, port))
+    components.append(Component("worker", [sys.executable, "worker.py"], 0))
+    components.append(Component("api", [sys.executable, "-m", "api"], settings.client_api_port))
+    return components
+
+
+def _taken_ports(settings: Settings, components: list[Component]) -> list[str]:
+    wanted = [(c.name, c.port) for c in components if c.port]
+    if settings.temporal_dev_server:
+        wanted.append(("temporal web UI", settings.temporal_ui_port))
+    wanted.append(("backend api", settings.backend_api_port))
+    taken = []
+    for name, port in wanted:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.api_host, port))
+            except OSError:
+                taken.append(f"port {port} ({name}) is already in use")
+    return taken
+
+
+async def _pump(component: Component) -> None:
+    assert component.process and component.process.stdout
+    prefix = f"{component.name:>8} | "
+    async for line in component.process.stdout:
+        sys.stdout.write(prefix + line.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+async def _wait_for_port(port: int, host: str, timeout_s: float, component: Component) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if component.process and component.process.returncode is not None:
+            raise RuntimeError(f"{component.name} exited with code {component.process.returncode}")
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return
+    raise RuntimeError(f"{component.name} did not listen on port {port} within {timeout_s:.0f} s")
+
+
+async def _stop(components: list[Component]) -> None:
+    running = [c for c in reversed(components) if c.process and c.process.returncode is None]
+    for component in running:  # the API and worker first, Temporal last
+        assert component.process
+        component.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(component.process.wait(), STOP_DEADLINE_S / max(len(running), 1))
+        except TimeoutError:
+            component.process.kill()
+            await component.process.wait()
+
+
+async def run(settings: Settings) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    components = _components(settings)
+    taken = _taken_ports(settings, components)
+    if taken:
+        print("mojaflow cannot start: " + "; ".join(taken), file=sys.stderr)
+        return 2
+    load_payload_key(settings)  # generate it once, before any child races to
+    database = Database(settings.resolved_database_url)
+    await database.create_schema()
+    await database.close()
+
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_requested.set)
+
+    pumps = []
+    try:
+        for component in components:
+            component.process = await asyncio.create_subprocess_exec(
+                *component.argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
+            )
+            pumps.append(asyncio.create_task(_pump(component)))
+            if component.port:
+                host = _port_of(settings.temporal_address)[0] if component.name == "temporal" else settings.api_host
+                await _wait_for_port(component.port, host, 60, component)
+        print(
+            f"mojaflow is up: client API {settings.client_api_url}/docs, backend API "
+            f"http://{settings.api_host}:{settings.backend_api_port}, Temporal Web UI "
+            f"http://127.0.0.1:{settings.temporal_ui_port}  (Ctrl-C stops)",
+            flush=True,
+        )
+        exits = [asyncio.create_task(c.process.wait()) for c in components if c.process]
+        waiter = asyncio.create_task(stop_requested.wait())
+        await asyncio.wait([waiter, *exits], return_when=asyncio.FIRST_COMPLETED)
+        failed = [c for c in components if c.process and c.process.returncode is not None]
+        for component in failed:
+            print(f"mojaflow: {component.name} exited with code {component.process.returncode}", file=sys.stderr)
+        return 1 if failed and not stop_requested.is_set() else 0
+    except RuntimeError as error:
+        print(f"mojaflow cannot start: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await _stop(components)
+        for pump in pumps:
+            pump.cancel()
+
+
+def main() -> None:
+    sys.exit(asyncio.run(run(Settings())))
+
+
+if __name__ == "__main__":
+    main()

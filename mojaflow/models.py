@@ -1,0 +1,235 @@
+"""Data contracts shared by the API, the workflows and the database: the transfer resource and its inputs.
+
+Wire names are the SDK's camelCase vocabulary (`homeTransactionId`, `currentState`, `from`/`to`); Python names
+are snake_case. Amounts are decimal strings, never floats.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "AcceptanceDecision",
+    "Amount",
+    "CamelModel",
+    "Direction",
+    "FINAL_STATES",
+    "OutboundTransferInput",
+    "PartyIdType",
+    "PartyView",
+    "Payee",
+    "Payer",
+    "PhaseTimestamps",
+    "QuoteView",
+    "REPORTABLE_STATES",
+    "TransferError",
+    "TransferPolicy",
+    "TransferRecord",
+    "TransferRequest",
+    "TransferState",
+    "TransferView",
+    "WaitRequest",
+    "normalise_amount",
+]
+
+_AMOUNT = re.compile(r"^\d{1,18}(\.\d{1,4})?$")
+
+
+def normalise_amount(value: str) -> str:
+    """Mojaloop's amount format: no exponent, no trailing zeros ("150.00" → "150"), positive."""
+    if not _AMOUNT.match(value):
+        raise ValueError("must be a positive decimal string with at most 4 decimals, e.g. \"150.25\"")
+    amount = Decimal(value)
+    if amount <= 0:
+        raise ValueError("must be greater than zero")
+    text = format(amount.normalize(), "f")
+    return text
+
+
+Amount = Annotated[str, AfterValidator(normalise_amount)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+PartyIdentifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+:-]+$")]
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class PartyIdType(StrEnum):
+    MSISDN = "MSISDN"
+    EMAIL = "EMAIL"
+    PERSONAL_ID = "PERSONAL_ID"
+    BUSINESS = "BUSINESS"
+    DEVICE = "DEVICE"
+    ACCOUNT_ID = "ACCOUNT_ID"
+    IBAN = "IBAN"
+    ALIAS = "ALIAS"
+
+
+class Direction(StrEnum):
+    OUTBOUND = "OUTBOUND"
+    INBOUND = "INBOUND"
+
+
+class TransferState(StrEnum):
+    """The SDK's states plus our documented in-progress ones (README has the table)."""
+
+    RECEIVED = "RECEIVED"
+    RESOLVING_PARTY = "RESOLVING_PARTY"
+    WAITING_FOR_PARTY_ACCEPTANCE = "WAITING_FOR_PARTY_ACCEPTANCE"
+    REQUESTING_QUOTE = "REQUESTING_QUOTE"
+    WAITING_FOR_QUOTE_ACCEPTANCE = "WAITING_FOR_QUOTE_ACCEPTANCE"
+    HOLDING_FUNDS = "HOLDING_FUNDS"
+    TRANSFERRING = "TRANSFERRING"
+    RECONCILING = "RECONCILING"
+    COMPLETED = "COMPLETED"
+    ABORTED = "ABORTED"
+    ERROR_OCCURRED = "ERROR_OCCURRED"
+    # inbound (payee side)
+    RESERVED = "RESERVED"
+    COMMITTED = "COMMITTED"
+
+
+FINAL_STATES = frozenset(
+    {TransferState.COMPLETED, TransferState.ABORTED, TransferState.ERROR_OCCURRED, TransferState.COMMITTED}
+)
+# States worth answering a waiting caller with: the CBS must act, or nothing will change any more.
+REPORTABLE_STATES = FINAL_STATES | {
+    TransferState.WAITING_FOR_PARTY_ACCEPTANCE,
+    TransferState.WAITING_FOR_QUOTE_ACCEPTANCE,
+}
+
+
+class Payer(CamelModel):
+    id_type: PartyIdType
+    id_value: PartyIdentifier
+    id_sub_value: PartyIdentifier | None = None
+    display_name: str | None = Field(default=None, max_length=128)
+    first_name: str | None = Field(default=None, max_length=128)
+    middle_name: str | None = Field(default=None, max_length=128)
+    last_name: str | None = Field(default=None, max_length=128)
+    date_of_birth: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+
+
+class Payee(CamelModel):
+    id_type: PartyIdType
+    id_value: PartyIdentifier
+    id_sub_value: PartyIdentifier | None = None
+
+
+class TransferRequest(CamelModel):
+    """`POST /transfers`: the SDK's outbound transfer request, plus optional acceptance overrides."""
+
+    home_transaction_id: str = Field(min_length=1, max_length=128)
+    from_party: Payer = Field(alias="from")
+    to_party: Payee = Field(alias="to")
+    amount_type: Literal["SEND", "RECEIVE"]
+    currency: Currency
+    amount: Amount
+    transaction_type: Literal["TRANSFER"]
+    note: str | None = Field(default=None, max_length=128)
+    auto_accept_party: bool | None = None
+    auto_accept_quote: bool | None = None
+
+
+class TransferPolicy(BaseModel):
+    """The settings a transfer runs under, fixed when it starts (workflows must not read settings)."""
+
+    auto_accept_party: bool
+    auto_accept_quote: bool
+    max_fee: Decimal | None = None
+    acceptance_timeout_s: float
+    transfer_expiry_s: float = 60.0
+    reconcile_grace_s: float = 60.0
+    reconcile_max_interval_s: float = 60.0
+
+
+class OutboundTransferInput(BaseModel):
+    """The one input of `OutboundTransferWorkflow` (encrypted by the codec: it holds personal data)."""
+
+    transfer_id: str
+    client_key: str
+    product: str | None = None
+    payment_channel: str | None = None
+    request: TransferRequest
+    policy: TransferPolicy
+    received_at: datetime
+
+
+class AcceptanceDecision(CamelModel):
+    """`PUT /transfers/{id}`: exactly one of the two decisions, and how long to wait for the next state."""
+
+    accept_party: bool | None = None
+    accept_quote: bool | None = None
+    wait_s: float = Field(default=0, ge=0, le=60)
+
+
+class WaitRequest(BaseModel):
+    wait_s: float = Field(ge=0, le=60)
+
+
+class PartyView(CamelModel):
+    name: str | None = None
+    fsp_id: str | None = None
+
+
+class QuoteView(CamelModel):
+    quote_id: str | None = None
+    currency: str
+    transfer_amount: str
+    payee_receive_amount: str
+    fees: str = "0"
+    commission: str = "0"
+    expiration: datetime | None = None
+
+
+class TransferError(CamelModel):
+    code: str
+    message: str
+    fspiop_error_code: str | None = None
+
+
+class PhaseTimestamps(CamelModel):
+    received_at: datetime | None = None
+    party_resolved_at: datetime | None = None
+    quote_received_at: datetime | None = None
+    funds_held_at: datetime | None = None
+    transfer_sent_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class TransferView(CamelModel):
+    """The transfer resource, as `GET /transfers/{transferId}` answers it."""
+
+    transfer_id: str
+    direction: Direction
+    home_transaction_id: str | None = None
+    current_state: TransferState
+    amount_type: str | None = None
+    currency: str
+    amount: str
+    payer: PartyView | None = None
+    payee: PartyView | None = None
+    quote: QuoteView | None = None
+    sdk_transfer_id: str | None = None
+    last_error: TransferError | None = None
+    timestamps: PhaseTimestamps = Field(default_factory=PhaseTimestamps)
+
+
+class TransferRecord(BaseModel):
+    """One saved state of a transfer: the resource plus what we index it by.
+
+    `revision` grows with every state change, so a late or retried save never overwrites a newer one.
+    """
+
+    view: TransferView
+    revision: int
+    workflow_id: str
+    client_key: str | None = None

@@ -1,0 +1,90 @@
+"""mojaflow's settings: every one a `MOJAFLOW_*` environment variable (or a line in `.env`).
+
+Built once per process by `Settings()` and passed in; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Typed settings; see the README for the table of names and defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="MOJAFLOW_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path(".mojaflow")
+    log_level: str = "INFO"
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    temporal_dev_server: bool = True  # `make run` starts the dev server at temporal_address
+    task_queue: str = "mojaflow-transfers"
+
+    # App database (SQLite in the data dir unless a URL is given, e.g. postgresql+asyncpg://...)
+    database_url: str | None = None
+
+    # The systems we talk to, and whether `make run` starts local simulators of them
+    sdk_url: str = "http://127.0.0.1:4001"
+    cbs_url: str = "http://127.0.0.1:3005"
+    sdk_simulator: bool = True
+    cbs_simulator: bool = True
+    sdk_simulator_party_timeout_s: float = 30.0
+    cbs_seed_file: Path | None = None
+
+    # Our two HTTP surfaces
+    api_host: str = "127.0.0.1"
+    client_api_port: int = 3004
+    backend_api_port: int = 3003
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"]
+    )
+
+    # Outbound policy
+    auto_accept_party: bool = True
+    auto_accept_quote: bool = True
+    max_fee: Decimal | None = None
+    default_wait_s: float = Field(default=30.0, ge=0, le=60)
+    acceptance_timeout_s: float = Field(default=300.0, gt=0)
+    default_client_key: str = "bank"
+
+    # Timeouts and reconciliation against the SDK. The SDK itself gives up on the switch after its
+    # REQUEST_PROCESSING_TIMEOUT_SECONDS (30 s by default), so our HTTP timeout must be longer.
+    sdk_timeout_s: float = 65.0
+    cbs_timeout_s: float = 10.0
+    transfer_expiry_s: float = 60.0  # the SDK's EXPIRY_SECONDS: how long a prepare may stay unresolved
+    reconcile_grace_s: float = 60.0
+    reconcile_max_interval_s: float = 60.0
+
+    # Inbound
+    quote_expiry_s: float = 300.0
+
+    # Secrets and personal data
+    payload_key: SecretStr | None = None
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost"]
+    )
+
+    @field_validator("codec_cors_origins", "webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'mojaflow.db'}"
+
+    @property
+    def client_api_url(self) -> str:
+        return f"http://{self.api_host}:{self.client_api_port}"

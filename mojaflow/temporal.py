@@ -1,0 +1,48 @@
+"""How every process of ours reaches Temporal: one client factory, our search attributes, workflow ids."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+
+from mojaflow.codec import data_converter, load_payload_key
+from mojaflow.settings import Settings
+
+__all__ = [
+    "CLIENT_KEY",
+    "DIRECTION",
+    "HOME_TRANSACTION_ID",
+    "MOJAFLOW_STATE",
+    "SDK_TRANSFER_ID",
+    "SEARCH_ATTRIBUTES",
+    "connect",
+    "inbound_workflow_id",
+    "outbound_workflow_id",
+]
+
+# Keyword search attributes, kept current by the workflows. None of them holds personal data.
+MOJAFLOW_STATE = SearchAttributeKey.for_keyword("MojaflowState")
+HOME_TRANSACTION_ID = SearchAttributeKey.for_keyword("HomeTransactionId")
+SDK_TRANSFER_ID = SearchAttributeKey.for_keyword("SdkTransferId")
+CLIENT_KEY = SearchAttributeKey.for_keyword("ClientKey")
+DIRECTION = SearchAttributeKey.for_keyword("Direction")
+SEARCH_ATTRIBUTES = (MOJAFLOW_STATE, HOME_TRANSACTION_ID, SDK_TRANSFER_ID, CLIENT_KEY, DIRECTION)
+
+
+async def connect(settings: Settings) -> Client:
+    """The Temporal client for worker and API alike: our encrypted pydantic data converter."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(load_payload_key(settings)),
+    )
+
+
+def outbound_workflow_id(client_key: str, idempotency_key: str) -> str:
+    """Derived from the caller's idempotency key, so a retried request can only find the same run."""
+    return f"outbound-{client_key}-{idempotency_key}"
+
+
+def inbound_workflow_id(mojaloop_transfer_id: str) -> str:
+    """Derived from the Mojaloop transferId, so a duplicate POST from the SDK cannot start a second run."""
+    return f"inbound-{mojaloop_transfer_id}"

@@ -1,0 +1,96 @@
+"""The mojaflow worker: runs the transfer workflows and their activities on our task queue.
+
+`python worker.py` (as `make run` does). Builds the Temporal client (encrypted pydantic data converter), one
+`httpx.AsyncClient` per system, and the app database; stops cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.core_banking import CoreBankingActivities, CoreBankingClient
+from activities.payment_manager import PaymentManagerActivities
+from activities.store import StoreActivities
+from mojaflow.database import Database
+from mojaflow.logs import configure_logging
+from mojaflow.settings import Settings
+from mojaflow.temporal import connect
+from workflows.outbound_transfer import OutboundTransferWorkflow
+
+__all__ = ["WORKFLOWS", "build_worker", "worker_resources"]
+
+WORKFLOWS = [OutboundTransferWorkflow]
+
+log = logging.getLogger("mojaflow.worker")
+
+
+@asynccontextmanager
+async def worker_resources(settings: Settings) -> AsyncIterator[list[object]]:
+    """The activity objects with their HTTP clients and database, closed on exit."""
+    database = Database(settings.resolved_database_url)
+    await database.create_schema()
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with (
+        httpx.AsyncClient(base_url=settings.sdk_url, timeout=settings.sdk_timeout_s, limits=limits) as sdk,
+        httpx.AsyncClient(base_url=settings.cbs_url, timeout=settings.cbs_timeout_s, limits=limits) as cbs,
+    ):
+        try:
+            yield [
+                PaymentManagerActivities(sdk),
+                CoreBankingActivities(CoreBankingClient(cbs)),
+                StoreActivities(database),
+            ]
+        finally:
+            await database.close()
+
+
+def _activity_methods(objects: list[object]) -> list[object]:
+    return [
+        getattr(instance, name)
+        for instance in objects
+        for name in dir(type(instance))
+        if hasattr(getattr(type(instance), name), "__temporal_activity_definition")
+    ]
+
+
+def build_worker(client: Client, settings: Settings, activity_objects: list[object]) -> Worker:
+    # Our own modules are deterministic or only imported for their models: pass them through the sandbox
+    # instead of re-importing them for every workflow run.
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("mojaflow", "activities", "pydantic", "httpx")
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=_activity_methods(activity_objects),
+        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        max_concurrent_activities=200,
+    )
+
+
+async def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    client = await connect(settings)
+    async with worker_resources(settings) as activity_objects:
+        worker = build_worker(client, settings, activity_objects)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
+        async with worker:
+            await stop.wait()
+        log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Deterministic orchestration only: one module per flow. All I/O is in `activities`."""

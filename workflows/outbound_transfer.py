@@ -1,0 +1,394 @@
+"""`OutboundTransferWorkflow`: one transfer from the bank's customer to a payee in the scheme.
+
+The story, top to bottom in `_transfer`: find the payer's account at the CBS; resolve the payee (SDK
+`POST /transfers`); wait for the party to be accepted; get a quote and check it; wait for the quote to be
+accepted; hold the payer's funds; send the money step once; commit the hold on COMMITTED, release it only on
+proof that no money moved, and reconcile with the switch when the answer is not conclusive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.core_banking import CbsParty, CoreBankingActivities, HoldRef, HoldRequest, PartyRef
+    from activities.payment_manager import MoneyStepResult, PaymentManagerActivities, SdkFailure, SdkTransferRef
+    from activities.store import StoreActivities
+    from mojaflow.codes import ErrorCode, from_fspiop, transfer_error
+    from mojaflow.models import (
+        REPORTABLE_STATES,
+        AcceptanceDecision,
+        Direction,
+        OutboundTransferInput,
+        QuoteView,
+        TransferRecord,
+        TransferState,
+        TransferView,
+        WaitRequest,
+    )
+    from mojaflow.temporal import MOJAFLOW_STATE, SDK_TRANSFER_ID
+    from workflows.quote_check import check_quote
+
+__all__ = ["OutboundTransferWorkflow"]
+
+S = TransferState
+
+SDK_CALL = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=90),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+)
+# The money step: once, never retried. Heartbeats reveal a crashed worker within seconds.
+MONEY_CALL = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=120),
+    heartbeat_timeout=timedelta(seconds=5),
+    retry_policy=RetryPolicy(maximum_attempts=1),
+)
+RECONCILE_CALL = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=90), retry_policy=RetryPolicy(maximum_attempts=1)
+)
+# Every CBS call is idempotent: retry unavailability without end, never a refusal.
+CBS_CALL = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=60),
+        non_retryable_error_types=["CoreBankingRefused"],
+    ),
+)
+# Before anything is held, give up on an unreachable CBS after a while instead of waiting for ever.
+CBS_LOOKUP = workflow.ActivityConfig(**{**CBS_CALL, "schedule_to_close_timeout": timedelta(minutes=2)})
+SAVE = workflow.LocalActivityConfig(
+    start_to_close_timeout=timedelta(seconds=15),
+    retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
+)
+
+
+class _Ended(Exception):
+    """Unwinds `_transfer` once a final state is saved."""
+
+
+@workflow.defn
+class OutboundTransferWorkflow:
+    @workflow.init
+    def __init__(self, transfer: OutboundTransferInput) -> None:
+        self._input = transfer
+        request = transfer.request
+        self._view = TransferView(
+            transfer_id=transfer.transfer_id,
+            direction=Direction.OUTBOUND,
+            home_transaction_id=request.home_transaction_id,
+            current_state=S.RECEIVED,
+            amount_type=request.amount_type,
+            currency=request.currency,
+            amount=request.amount,
+        )
+        self._view.timestamps.received_at = transfer.received_at
+        self._published = self._view.model_copy(deep=True)  # what callers see: saved to our database first
+        self._revision = 0
+        self._party_decision: bool | None = None
+        self._quote_decision: bool | None = None
+
+    @workflow.run
+    async def run(self, transfer: OutboundTransferInput) -> TransferView:
+        try:
+            await self._transfer()
+        except _Ended:
+            pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._published
+
+    async def _transfer(self) -> None:
+        payer = await self._resolve_payer()
+        sdk_ref = await self._resolve_payee(payer)
+        await self._decide_party()
+        quote = await self._request_quote(sdk_ref)
+        await self._decide_quote(sdk_ref, quote)
+        hold = await self._hold_funds(sdk_ref, payer, quote)
+        outcome = await self._send_money(sdk_ref)
+        await self._settle(hold, outcome)
+
+    # -- phases ------------------------------------------------------------------------------------
+
+    async def _resolve_payer(self) -> CbsParty:
+        await self._enter(S.RESOLVING_PARTY)
+        payer = self._input.request.from_party
+        try:
+            return await workflow.execute_activity_method(
+                CoreBankingActivities.resolve_payer,
+                PartyRef(id_type=payer.id_type, id_value=payer.id_value, id_sub_value=payer.id_sub_value),
+                **CBS_LOOKUP,
+            )
+        except ActivityError as error:
+            refusal = _refusal(error)
+            if refusal is None:
+                await self._end(S.ERROR_OCCURRED, ErrorCode.CBS_UNAVAILABLE)
+            if refusal in ("account_blocked", "account_closed"):
+                await self._end(S.ERROR_OCCURRED, ErrorCode.PAYER_ACCOUNT_UNAVAILABLE)
+            await self._end(S.ERROR_OCCURRED, ErrorCode.PAYER_NOT_FOUND, detail=refusal)
+            raise
+
+    async def _resolve_payee(self, payer: CbsParty) -> SdkTransferRef:
+        request = self._input.request
+        known = request.from_party
+        enriched = known.model_copy(
+            update={
+                "display_name": known.display_name or payer.display_name,
+                "first_name": known.first_name or payer.first_name,
+                "middle_name": known.middle_name or payer.middle_name,
+                "last_name": known.last_name or payer.last_name,
+                "date_of_birth": known.date_of_birth or payer.date_of_birth,
+            }
+        )
+        result = await self._call_sdk(
+            PaymentManagerActivities.request_party, request.model_copy(update={"from_party": enriched})
+        )
+        if result.failure:
+            await self._end_with_sdk_failure(result.failure)
+        self._view.sdk_transfer_id = result.sdk_transfer_id
+        self._view.payee = result.payee
+        self._view.timestamps.party_resolved_at = workflow.now()
+        if result.sdk_state != "WAITING_FOR_PARTY_ACCEPTANCE" or not result.sdk_transfer_id:
+            await self._end(S.ERROR_OCCURRED, ErrorCode.SDK_MISCONFIGURED)
+        return SdkTransferRef(sdk_transfer_id=result.sdk_transfer_id or "")
+
+    async def _decide_party(self) -> None:
+        if self._input.policy.auto_accept_party:
+            return
+        await self._enter(S.WAITING_FOR_PARTY_ACCEPTANCE)
+        if not await self._wait_for(lambda: self._party_decision is not None):
+            await self._end(S.ABORTED, ErrorCode.ACCEPTANCE_TIMEOUT)
+        if not self._party_decision:  # 18.0.2 refuses {"acceptParty": false}: we simply do not go on
+            await self._end(S.ABORTED, ErrorCode.PARTY_REJECTED)
+
+    async def _request_quote(self, sdk_ref: SdkTransferRef) -> QuoteView:
+        await self._enter(S.REQUESTING_QUOTE)
+        result = await self._call_sdk(PaymentManagerActivities.send_party_acceptance, sdk_ref)
+        if result.failure or result.quote is None:
+            await self._end_with_sdk_failure(result.failure or SdkFailure(http_status=200))
+        assert result.quote is not None
+        self._view.quote = result.quote
+        self._view.timestamps.quote_received_at = workflow.now()
+        problem = check_quote(
+            result.quote, self._input.request, now=workflow.now(), max_fee=self._input.policy.max_fee
+        )
+        if problem:
+            await self._decline(sdk_ref)
+            await self._end(S.ABORTED, problem[0], detail=problem[1] or None)
+        return result.quote
+
+    async def _decide_quote(self, sdk_ref: SdkTransferRef, quote: QuoteView) -> None:
+        if self._input.policy.auto_accept_quote:
+            return
+        await self._enter(S.WAITING_FOR_QUOTE_ACCEPTANCE)
+        decided = await self._wait_for(lambda: self._quote_decision is not None)
+        if not decided or not self._quote_decision:
+            await self._decline(sdk_ref)
+            await self._end(S.ABORTED, ErrorCode.QUOTE_DECLINED if decided else ErrorCode.ACCEPTANCE_TIMEOUT)
+
+    async def _hold_funds(self, sdk_ref: SdkTransferRef, payer: CbsParty, quote: QuoteView) -> HoldRef:
+        """Only now is anything held: a declined quote or a timeout before this point holds nothing."""
+        await self._enter(S.HOLDING_FUNDS)
+        hold_request = HoldRequest(
+            hold_key=f"{self._view.transfer_id}-hold",
+            account_id=payer.account_id,
+            amount=quote.transfer_amount,
+            currency=quote.currency,
+        )
+        try:
+            hold = await workflow.execute_activity_method(CoreBankingActivities.hold_funds, hold_request, **CBS_CALL)
+        except ActivityError as error:
+            refusal = _refusal(error)
+            if refusal is None:
+                raise
+            await self._decline(sdk_ref)
+            if refusal == "insufficient_funds":
+                await self._end(S.ABORTED, ErrorCode.INSUFFICIENT_FUNDS)
+            await self._end(S.ABORTED, ErrorCode.HOLD_REFUSED, detail=refusal)
+            raise
+        self._view.timestamps.funds_held_at = workflow.now()
+        if quote.expiration is not None and quote.expiration <= workflow.now():
+            await self._release(hold)
+            await self._decline(sdk_ref)
+            await self._end(S.ABORTED, ErrorCode.QUOTE_EXPIRED)
+        return hold
+
+    async def _send_money(self, sdk_ref: SdkTransferRef) -> MoneyStepResult:
+        """The one step that moves money: saved as TRANSFERRING first, sent once, never re-sent."""
+        self._view.timestamps.transfer_sent_at = workflow.now()
+        await self._enter(S.TRANSFERRING)
+        try:
+            result = await workflow.execute_activity_method(
+                PaymentManagerActivities.send_quote_acceptance, sdk_ref, **MONEY_CALL
+            )
+        except ActivityError:  # crashed worker, timeout: the prepare may or may not have reached the switch
+            result = MoneyStepResult(outcome="UNKNOWN")
+        if result.outcome == "UNKNOWN":
+            return await self._reconcile(sdk_ref, result)
+        return result
+
+    async def _reconcile(self, sdk_ref: SdkTransferRef, first: MoneyStepResult) -> MoneyStepResult:
+        """Ask the switch until the outcome is final. 3208 (not found) proves nothing until the prepare's
+        expiration plus a grace period has passed: only then can it no longer be committed."""
+        await self._enter(S.RECONCILING)
+        policy = self._input.policy
+        sent_at = self._view.timestamps.transfer_sent_at or workflow.now()
+        expiration = first.expiration or sent_at + timedelta(seconds=policy.transfer_expiry_s)
+        give_up_not_found_at = expiration + timedelta(seconds=policy.reconcile_grace_s)
+        interval = timedelta(seconds=1)
+        while True:
+            try:
+                state = (
+                    await workflow.execute_activity_method(
+                        PaymentManagerActivities.get_switch_state, sdk_ref, **RECONCILE_CALL
+                    )
+                ).state
+            except ActivityError:
+                state = "UNKNOWN"
+            if state in ("COMMITTED", "ABORTED"):
+                return MoneyStepResult(outcome=state)
+            if state == "NOT_FOUND" and workflow.now() >= give_up_not_found_at:
+                return MoneyStepResult(outcome="REJECTED", failure=SdkFailure(http_status=500, fspiop_error_code="3208"))
+            await workflow.sleep(interval)
+            interval = min(interval * 2, timedelta(seconds=policy.reconcile_max_interval_s))
+
+    async def _settle(self, hold: HoldRef, result: MoneyStepResult) -> None:
+        if result.outcome == "COMMITTED":
+            try:
+                await workflow.execute_activity_method(CoreBankingActivities.commit_hold, hold, **CBS_CALL)
+            except ActivityError:
+                await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED)
+            await self._end(S.COMPLETED)
+        await self._release(hold)
+        if result.outcome == "ABORTED":
+            await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED)
+        failure = result.failure or SdkFailure(http_status=500)
+        if failure.fspiop_error_code == "3208":
+            await self._end(S.ABORTED, ErrorCode.TRANSFER_NOT_FOUND, fspiop_error_code="3208")
+        await self._end_with_sdk_failure(failure)
+
+    # -- updates and queries: the CBS decides, or waits for news -----------------------------------
+
+    @workflow.update
+    async def accept_party(self, decision: AcceptanceDecision) -> TransferView:
+        self._party_decision = decision.accept_party
+        await self._wait_for_report(decision.wait_s, leaving=S.WAITING_FOR_PARTY_ACCEPTANCE)
+        return self._published
+
+    @accept_party.validator
+    def _party_awaits_decision(self, decision: AcceptanceDecision) -> None:
+        if decision.accept_party is None or decision.accept_quote is not None:
+            raise ValueError("send exactly one of acceptParty or acceptQuote")
+        if self._published.current_state != S.WAITING_FOR_PARTY_ACCEPTANCE or self._party_decision is not None:
+            raise ValueError(f"no party awaits acceptance (state {self._published.current_state})")
+
+    @workflow.update
+    async def accept_quote(self, decision: AcceptanceDecision) -> TransferView:
+        self._quote_decision = decision.accept_quote
+        await self._wait_for_report(decision.wait_s, leaving=S.WAITING_FOR_QUOTE_ACCEPTANCE)
+        return self._published
+
+    @accept_quote.validator
+    def _quote_awaits_decision(self, decision: AcceptanceDecision) -> None:
+        if decision.accept_quote is None or decision.accept_party is not None:
+            raise ValueError("send exactly one of acceptParty or acceptQuote")
+        if self._published.current_state != S.WAITING_FOR_QUOTE_ACCEPTANCE or self._quote_decision is not None:
+            raise ValueError(f"no quote awaits acceptance (state {self._published.current_state})")
+
+    @workflow.update
+    async def wait_for_report(self, request: WaitRequest) -> TransferView:
+        """Answers once the transfer needs the CBS or is final, or after `wait_s`, with what is saved."""
+        await self._wait_for_report(request.wait_s)
+        return self._published
+
+    @workflow.query
+    def view(self) -> TransferView:
+        return self._published
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    async def _wait_for_report(self, wait_s: float, leaving: TransferState | None = None) -> None:
+        def reportable() -> bool:
+            state = self._published.current_state
+            return state in REPORTABLE_STATES and state != leaving
+
+        try:
+            await workflow.wait_condition(reportable, timeout=timedelta(seconds=wait_s) if wait_s else None)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _wait_for(self, condition: Callable[[], bool]) -> bool:
+        """Waits for a decision until the acceptance deadline; False if none came."""
+        try:
+            await workflow.wait_condition(
+                condition, timeout=timedelta(seconds=self._input.policy.acceptance_timeout_s)
+            )
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _call_sdk(self, activity: Callable, argument: object) -> object:  # type: ignore[type-arg]
+        try:
+            return await workflow.execute_activity_method(activity, argument, **SDK_CALL)
+        except ActivityError:
+            await self._end(S.ERROR_OCCURRED, ErrorCode.SDK_UNAVAILABLE)
+            raise
+
+    async def _decline(self, sdk_ref: SdkTransferRef) -> None:
+        """Best effort: an SDK transfer we never accept lapses by itself; nothing was sent to the switch."""
+        try:
+            await workflow.execute_activity_method(PaymentManagerActivities.send_quote_decline, sdk_ref, **SDK_CALL)
+        except ActivityError:
+            workflow.logger.warning("could not tell the SDK that the quote is declined")
+
+    async def _release(self, hold: HoldRef) -> None:
+        await workflow.execute_activity_method(CoreBankingActivities.release_hold, hold, **CBS_CALL)
+
+    async def _end_with_sdk_failure(self, failure: SdkFailure) -> None:
+        code = from_fspiop(failure.fspiop_error_code, failure.http_status)
+        await self._end(S.ERROR_OCCURRED, code, fspiop_error_code=failure.fspiop_error_code)
+
+    async def _end(
+        self,
+        state: TransferState,
+        code: ErrorCode | None = None,
+        *,
+        fspiop_error_code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        if code is not None:
+            self._view.last_error = transfer_error(code, fspiop_error_code, detail)
+        self._view.timestamps.finished_at = workflow.now()
+        await self._enter(state)
+        raise _Ended
+
+    async def _enter(self, state: TransferState) -> None:
+        """Save the new state to our database, then show it to callers and in the search attributes."""
+        self._view.current_state = state
+        self._revision += 1
+        record = TransferRecord(
+            view=self._view,
+            revision=self._revision,
+            workflow_id=workflow.info().workflow_id,
+            client_key=self._input.client_key,
+        )
+        await workflow.execute_local_activity_method(StoreActivities.save_transfer, record, **SAVE)
+        attributes = [MOJAFLOW_STATE.value_set(state.value)]
+        if self._view.sdk_transfer_id:
+            attributes.append(SDK_TRANSFER_ID.value_set(self._view.sdk_transfer_id))
+        workflow.upsert_search_attributes(attributes)
+        self._published = self._view.model_copy(deep=True)
+
+
+def _refusal(error: ActivityError) -> str | None:
+    """The CBS contract's refusal code carried by a failed activity, or None if it was not a refusal."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == "CoreBankingRefused":
+        return str(cause.details[0]) if cause.details else cause.message
+    return None
+
