@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = [
     "BadRequest",
     "RedactedAccessLog",
+    "configure_logging",
+    "describe_errors",
     "iso_now",
     "mojaloop_amount",
     "open_db",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -65,7 +66,7 @@ def _seed(ledger: Ledger, seed: list[dict[str, Any]]) -> None:
 
 def create_app(data_dir: Path, seed_file: Path | None = None) -> FastAPI:
     """Build the app on a SQLite ledger in `data_dir`; seeds only a new (empty) ledger."""
-    logger = configure_logging("simulators.cbs")
+    logger = logging.getLogger("simulators.cbs")
     ledger = Ledger(Path(data_dir))
     if ledger.is_empty():
         seed = json.loads(Path(seed_file).read_text()) if seed_file else DEFAULT_SEED
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--seed", type=Path, default=None, help="JSON list of accounts for a new database")
     args = parser.parse_args(argv)
+    configure_logging("simulators.cbs")
     run_server(create_app(args.data_dir, seed_file=args.seed), args.host, args.port)
 
 

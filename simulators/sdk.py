@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -61,7 +62,7 @@ async def _read_continuation(request: Request) -> TransferContinuation:
 
 def create_app(data_dir: Path, party_timeout_s: float = 30.0) -> FastAPI:
     """Build the app on a SQLite store in `data_dir` (created if missing; existing state is kept)."""
-    logger = configure_logging("simulators.sdk")
+    logger = logging.getLogger("simulators.sdk")
     store = SdkStore(Path(data_dir))
     engine = TransferEngine(store, party_timeout_s)
 
@@ -121,7 +122,8 @@ def create_app(data_dir: Path, party_timeout_s: float = 30.0) -> FastAPI:
     @app.put("/_sim/switch/{transferId}")
     async def put_switch(transferId: str, request: Request) -> dict[str, str]:  # noqa: N803
         update = await read_model(request, SwitchStateUpdate)
-        store.set_switch(transferId, update.transfer_state, iso_now(), None)
+        stored = store.get_transfer(transferId)  # a transfer we prepared reveals its fulfilment when committed
+        store.set_switch(transferId, update.transfer_state, iso_now(), stored.fulfilment if stored else None)
         return {"transferId": transferId, "transferState": update.transfer_state}
 
     @app.get("/_sim/transfers/{transferId}")
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--party-timeout-s", type=float, default=30.0)
     args = parser.parse_args(argv)
+    configure_logging("simulators.sdk")
     app = create_app(args.data_dir, party_timeout_s=args.party_timeout_s)
     run_server(app, args.host, args.port)
 

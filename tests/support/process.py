@@ -1,0 +1,139 @@
+"""Run a real server as a subprocess for a test, and stop exactly that process (by PID, never by name).
+
+    with ServerProcess("sdk", [sys.executable, "-m", "simulators.sdk", "--port", str(port), ...],
+                       health_url=f"http://127.0.0.1:{port}/health").start() as sdk:
+        ...          # sdk.kill() simulates a crash; sdk.start() again restarts on the same data dir
+
+The child gets its own process group (so a Ctrl-C in the terminal does not reach it) and writes stdout and
+stderr to `log_path` (a temporary file if none), whose tail is put into the error when it fails to start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+__all__ = ["ServerProcess", "free_port"]
+
+_POLL_S = 0.05
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A subprocess we started, polled healthy on `health_url`, stopped by its own PID."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        health_url: str,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.health_url = health_url
+        self.env = env
+        self.cwd = cwd
+        if log_path is None:
+            handle, raw = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+            os.close(handle)
+            log_path = Path(raw)
+        self.log_path = Path(log_path)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "<no log>"
+
+    def start(self, timeout_s: float = 30) -> ServerProcess:
+        """Start the process and wait until `health_url` answers 200; raise with the log tail otherwise."""
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
+        self._proc = subprocess.Popen(
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=1.0) as client:
+            while True:
+                code = self._proc.poll()
+                if code is not None:
+                    self._close_log()
+                    raise RuntimeError(f"{self.name} exited with {code} while starting:\n{self.log_tail()}")
+                try:
+                    if client.get(self.health_url).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError(f"{self.name} not healthy after {timeout_s} s:\n{self.log_tail()}")
+                time.sleep(_POLL_S)
+
+    def stop(self, timeout_s: float = 10) -> None:
+        """SIGTERM, wait up to `timeout_s`, then SIGKILL. A no-op when not running."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL now (a crash) and wait for the exit."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> ServerProcess:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
