@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["money_movement_headers", "transfer_body", "wait_for_state", "account"]
+__all__ = ["account", "money_movement_headers", "new_payer", "set_fault", "sim_transfer", "transfer_body", "wait_for_state"]
 
 FINAL = {"COMPLETED", "ABORTED", "ERROR_OCCURRED"}
 PAYER = "25644444444"
@@ -61,5 +61,36 @@ async def wait_for_state(
 
 async def account(http: httpx.AsyncClient, cbs_url: str, account_id: str) -> dict[str, Any]:
     response = await http.get(f"{cbs_url}/accounts/{account_id}")
+    response.raise_for_status()
+    return response.json()
+
+
+async def new_payer(http: httpx.AsyncClient, cbs_url: str, balance: str = "1000.00") -> tuple[str, str]:
+    """A fresh active USD account at the CBS simulator, so a test's balances are its own: (msisdn, account id)."""
+    msisdn = f"2567{uuid.uuid4().int % 10**7:07d}"
+    account_id = f"acc-{uuid.uuid4().hex[:12]}"
+    response = await http.post(
+        f"{cbs_url}/_sim/accounts",
+        json={
+            "accountId": account_id,
+            "currency": "USD",
+            "balance": balance,
+            "holder": {"displayName": "Test Payer", "firstName": "Test", "lastName": "Payer"},
+            "parties": [{"idType": "MSISDN", "idValue": msisdn}],
+        },
+    )
+    response.raise_for_status()
+    return msisdn, account_id
+
+
+async def set_fault(http: httpx.AsyncClient, sdk_url: str, home_transaction_id: str, **fault: Any) -> None:
+    """Arm the SDK simulator's fault switch for one transfer (keyed by its homeTransactionId)."""
+    response = await http.put(f"{sdk_url}/_sim/faults/{home_transaction_id}", json=fault)
+    response.raise_for_status()
+
+
+async def sim_transfer(http: httpx.AsyncClient, sdk_url: str, sdk_transfer_id: str) -> dict[str, Any]:
+    """What the SDK simulator knows: its state, the switch's state and how many prepares it sent."""
+    response = await http.get(f"{sdk_url}/_sim/transfers/{sdk_transfer_id}")
     response.raise_for_status()
     return response.json()
