@@ -1,6 +1,6 @@
 """SDK simulator: the outbound API of `@mojaloop/sdk-scheme-adapter` 18.0.2 (manual acceptance) on a fake switch.
 
-Run: `python -m simulators.sdk --host 127.0.0.1 --port 4001 --data-dir DIR [--party-timeout-s 30]`.
+Run: `python -m simulators.sdk --host 127.0.0.1 --port 4001 --data-dir DIR [--party-timeout-s 30] [--expiry-s 60]`.
 
 Magic values (as the reference Testing Toolkit rules): payee `25600000404` → 3204, payee `25600000408` → 504 after
 `--party-timeout-s`, amount `500` → quote rejected 5101, amount `600` → transfer rejected 5105.
@@ -60,11 +60,11 @@ async def _read_continuation(request: Request) -> TransferContinuation:
     return body
 
 
-def create_app(data_dir: Path, party_timeout_s: float = 30.0) -> FastAPI:
+def create_app(data_dir: Path, party_timeout_s: float = 30.0, expiry_s: float = 60.0) -> FastAPI:
     """Build the app on a SQLite store in `data_dir` (created if missing; existing state is kept)."""
     logger = logging.getLogger("simulators.sdk")
     store = SdkStore(Path(data_dir))
-    engine = TransferEngine(store, party_timeout_s)
+    engine = TransferEngine(store, party_timeout_s, expiry_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -151,9 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=4001)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--party-timeout-s", type=float, default=30.0)
+    parser.add_argument("--expiry-s", type=float, default=60.0, help="the SDK's EXPIRY_SECONDS (prepare expiration)")
     args = parser.parse_args(argv)
     configure_logging("simulators.sdk")
-    app = create_app(args.data_dir, party_timeout_s=args.party_timeout_s)
+    app = create_app(args.data_dir, party_timeout_s=args.party_timeout_s, expiry_s=args.expiry_s)
     run_server(app, args.host, args.port)
 
 

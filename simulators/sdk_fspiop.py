@@ -152,7 +152,7 @@ def quote_records(record: dict[str, Any], faults: FaultSpec, condition: str) -> 
     }
 
 
-def prepare_record(record: dict[str, Any]) -> dict[str, Any]:
+def prepare_record(record: dict[str, Any], expiry_s: float = EXPIRY_S) -> dict[str, Any]:
     """The `POST /transfers` the SDK sends to the switch; its body (a JSON string) holds the `expiration`."""
     quote = record["quoteResponse"]["body"]
     body = {
@@ -162,7 +162,7 @@ def prepare_record(record: dict[str, Any]) -> dict[str, Any]:
         "amount": quote["transferAmount"],
         "ilpPacket": quote["ilpPacket"],
         "condition": quote["condition"],
-        "expiration": iso_now(EXPIRY_S),
+        "expiration": iso_now(expiry_s),
     }
     return _request("POST", "/transfers", "transfers", PAYEE_FSP, body)
 

@@ -24,6 +24,7 @@ __all__ = [
 
 AMOUNT_PATTERN = r"^([0]|([1-9][0-9]{0,17}))([.][0-9]{0,3}[1-9])?$"
 PartyIdType = Literal["MSISDN", "EMAIL", "PERSONAL_ID", "BUSINESS", "DEVICE", "ACCOUNT_ID", "IBAN", "ALIAS"]
+_YEAR_S = 365 * 86400.0
 SwitchState = Literal["COMMITTED", "ABORTED", "RESERVED", "RECEIVED"]
 
 
@@ -73,8 +74,9 @@ class FaultSpec(BaseModel):
     get_answer: Literal["normal", "timeout"] = Field(default="normal", alias="getAnswer")
     quote_fee: Decimal | None = Field(default=None, alias="quoteFee")
     quote_commission: Decimal | None = Field(default=None, alias="quoteCommission")
-    quote_expires_in_s: float | None = Field(default=None, alias="quoteExpiresInS")
+    quote_expires_in_s: float | None = Field(default=None, alias="quoteExpiresInS", ge=-_YEAR_S, le=_YEAR_S)
     quote_transfer_amount_delta: Decimal | None = Field(default=None, alias="quoteTransferAmountDelta")
+    prepare_expires_in_s: float | None = Field(default=None, alias="prepareExpiresInS", ge=-_YEAR_S, le=_YEAR_S)
 
 
 class SwitchStateUpdate(BaseModel):

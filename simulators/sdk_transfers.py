@@ -61,9 +61,10 @@ def _errinfo_text(code: str, description: str) -> str:
 class TransferEngine:
     """Handles the outbound transfer calls; all state lives in `SdkStore`."""
 
-    def __init__(self, store: SdkStore, party_timeout_s: float) -> None:
+    def __init__(self, store: SdkStore, party_timeout_s: float, expiry_s: float = 60.0) -> None:
         self.store = store
         self.party_timeout_s = party_timeout_s
+        self.expiry_s = expiry_s  # the SDK's EXPIRY_SECONDS: the prepare's expiration
 
     # -- POST /transfers ---------------------------------------------------------------------------------------
     async def create(self, request: TransferRequest) -> Answer:
@@ -161,7 +162,8 @@ class TransferEngine:
     ) -> Answer:
         """The money step: the prepare reaches the switch at once (unless lost); the answer follows the faults."""
         transfer_id = stored.transfer_id
-        record["prepare"] = prepare_record(record)
+        expiry_s = faults.prepare_expires_in_s if faults.prepare_expires_in_s is not None else self.expiry_s
+        record["prepare"] = prepare_record(record, expiry_s)
         count = self.store.count_prepare(transfer_id)
         if not faults.prepare_lost:
             outcome = faults.switch_outcome or (

@@ -257,6 +257,13 @@ def test_prepare_lost_answers_504_and_get_3208(client: httpx.Client) -> None:
     assert sim_view(client, tid)["switchState"] is None
 
 
+def test_prepare_expiry_fault(client: httpx.Client) -> None:
+    _, tid, _ = quoted(client, faults={"prepareLost": True, "prepareExpiresInS": 2})
+    body = client.put(f"/transfers/{tid}", json={"acceptQuote": True}).json()
+    expiration = datetime.fromisoformat(json.loads(body["transferState"]["prepare"]["body"])["expiration"])
+    assert 0 < (expiration - datetime.now(UTC)).total_seconds() <= 2
+
+
 def test_timeout_answer_but_switch_committed(client: httpx.Client) -> None:
     _, tid, _ = quoted(client, faults={"moneyStepAnswer": "timeout"})
     assert client.put(f"/transfers/{tid}", json={"acceptQuote": True}).status_code == 504
