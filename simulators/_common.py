@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sqlite3
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import uvicorn
@@ -146,8 +148,15 @@ def run_server(app: FastAPI, host: str, port: int) -> None:
     """Serve until SIGTERM/SIGINT (uvicorn handles both), then stop within a few seconds.
 
     `timeout_graceful_shutdown` bounds the wait for requests that are deliberately slow (party timeouts,
-    hanging money steps), so a shutdown never hangs on them.
+    hanging money steps), so a shutdown never hangs on them. Uvicorn re-raises the signal it caught once it has
+    shut down; our handler turns that into a plain exit with status 0 (no KeyboardInterrupt traceback).
     """
+
+    def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
     config = uvicorn.Config(
         app,
         host=host,
