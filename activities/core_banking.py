@@ -176,3 +176,32 @@ class CoreBankingActivities:
             await self._cbs.release_hold(hold)
         except CoreBankingRefused as error:
             raise _refused(error) from None
+
+    # -- inbound (payee side): a credit reserved, then committed or released ---------------------
+
+    @activity.defn
+    async def reserve_credit(self, credit: CreditRequest) -> ReservationRef:
+        """Reserve a credit to the payee's account (idempotent by `reservationKey` = the Mojaloop transferId):
+        it shows in `pendingCredits`, not in the balance. Account status, currency and limits are refusals."""
+        try:
+            return await self._cbs.reserve_credit(credit)
+        except CoreBankingRefused as error:
+            raise _refused(error) from None
+
+    @activity.defn
+    async def commit_credit(self, reservation: ReservationRef) -> None:
+        """Credit the reserved amount to the balance: the switch committed. Idempotent (same action twice is a
+        no-op at the CBS; a released reservation is a refusal)."""
+        try:
+            await self._cbs.commit_credit(reservation)
+        except CoreBankingRefused as error:
+            raise _refused(error) from None
+
+    @activity.defn
+    async def release_credit(self, reservation: ReservationRef) -> None:
+        """Drop the reserved credit: the switch aborted or never had the transfer. Idempotent (a committed
+        reservation is a refusal, never released)."""
+        try:
+            await self._cbs.release_credit(reservation)
+        except CoreBankingRefused as error:
+            raise _refused(error) from None

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
 
     # Inbound
     quote_expiry_s: float = 300.0
+    inbound_fee: Decimal = Field(default=Decimal("0"), ge=0)  # payeeFspFee of every inbound quote
+    inbound_commission: Decimal = Field(default=Decimal("0"), ge=0)  # payeeFspCommission of every inbound quote
 
     # Secrets and personal data
     payload_key: SecretStr | None = None
