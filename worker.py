@@ -24,11 +24,12 @@ from mojaflow.database import Database
 from mojaflow.logs import configure_logging
 from mojaflow.settings import Settings
 from mojaflow.temporal import connect
+from workflows.inbound_transfer import InboundTransferWorkflow
 from workflows.outbound_transfer import OutboundTransferWorkflow
 
 __all__ = ["WORKFLOWS", "build_worker", "worker_resources"]
 
-WORKFLOWS = [OutboundTransferWorkflow]
+WORKFLOWS = [OutboundTransferWorkflow, InboundTransferWorkflow]
 
 log = logging.getLogger("mojaflow.worker")
 

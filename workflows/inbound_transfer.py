@@ -1,0 +1,298 @@
+"""`InboundTransferWorkflow`: one transfer from a payer in the scheme to an account holder of the bank.
+
+The story, top to bottom in `_transfer`: check the transfer against the quote we gave; reserve the credit at
+the CBS (the API answers the SDK `RESERVED` from here); wait for the SDK's final notification until the
+transfer's expiration plus a grace period; without a final word, ask the switch until it has one; then commit
+the credit on COMMITTED, or release it. Never released after the switch committed, never committed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.core_banking import CoreBankingActivities, CreditRequest, ReservationRef
+    from activities.payment_manager import PaymentManagerActivities, SdkTransferRef
+    from activities.store import StoreActivities
+    from mojaflow.codes import ErrorCode, transfer_error
+    from mojaflow.inbound_models import InboundNotification, InboundTransferInput, cbs_refusal
+    from mojaflow.models import (
+        Direction,
+        PartyView,
+        QuoteView,
+        TransferRecord,
+        TransferState,
+        TransferView,
+        WaitRequest,
+    )
+    from mojaflow.temporal import HOME_TRANSACTION_ID, MOJAFLOW_STATE
+
+__all__ = ["InboundTransferWorkflow", "check_against_quote"]
+
+S = TransferState
+
+# Every CBS call is idempotent: retry unavailability without end, never a refusal.
+CBS_CALL = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=30),
+        non_retryable_error_types=["CoreBankingRefused"],
+    ),
+)
+RECONCILE_CALL = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=90), retry_policy=RetryPolicy(maximum_attempts=1)
+)
+SAVE = workflow.LocalActivityConfig(
+    start_to_close_timeout=timedelta(seconds=15),
+    retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
+)
+
+_FINAL_SWITCH_STATES = ("COMMITTED", "ABORTED")
+
+
+class _Ended(Exception):
+    """Unwinds `_transfer` once a final state is saved."""
+
+
+def check_against_quote(transfer: InboundTransferInput, now: datetime) -> tuple[ErrorCode, str] | None:
+    """None if the transfer is the one we quoted; else why not (the field named, no personal data)."""
+    quote = transfer.saved_quote
+    if quote is None:
+        return ErrorCode.QUOTE_MISMATCH, "quote.quoteId: no quote was given with this id"
+    if transfer.currency != quote.currency:
+        return ErrorCode.QUOTE_MISMATCH, "currency: differs from the quote"
+    if transfer.quoted_currency != quote.currency:
+        return ErrorCode.QUOTE_MISMATCH, "quote.transferAmountCurrency: differs from the quote"
+    if Decimal(transfer.amount) != Decimal(quote.transfer_amount):
+        return ErrorCode.QUOTE_MISMATCH, "amount: differs from the quote's transferAmount"
+    if Decimal(transfer.quoted_transfer_amount) != Decimal(quote.transfer_amount):
+        return ErrorCode.QUOTE_MISMATCH, "quote.transferAmount: differs from the quote"
+    if transfer.payee_key != quote.payee_key:
+        return ErrorCode.QUOTE_MISMATCH, "to: not the payee of the quote"
+    if quote.expiration <= now:
+        return ErrorCode.QUOTE_EXPIRED, "quote.expiration: the quote has expired"
+    return None
+
+
+@workflow.defn
+class InboundTransferWorkflow:
+    @workflow.init
+    def __init__(self, transfer: InboundTransferInput) -> None:
+        self._input = transfer
+        quote = transfer.saved_quote
+        self._view = TransferView(
+            transfer_id=transfer.transfer_id,
+            direction=Direction.INBOUND,
+            current_state=S.RECEIVED,
+            amount_type=transfer.amount_type,
+            currency=transfer.currency,
+            amount=transfer.amount,
+            payer=transfer.payer,
+            payee=PartyView(name=quote.payee_name if quote else None, fsp_id=transfer.payee_fsp_id),
+            quote=QuoteView(
+                quote_id=quote.quote_id,
+                currency=quote.currency,
+                transfer_amount=quote.transfer_amount,
+                payee_receive_amount=quote.payee_receive_amount,
+                fees=quote.fee,
+                commission=quote.commission,
+                expiration=quote.expiration,
+            )
+            if quote
+            else None,
+            sdk_transfer_id=transfer.transfer_id,
+        )
+        self._view.timestamps.received_at = transfer.received_at
+        self._published = self._view.model_copy(deep=True)
+        self._revision = 0
+        self._switch_says: str | None = None  # COMMITTED or ABORTED, from the SDK's final notification
+        self._ask_switch = False  # a notification without a final state (ERROR_OCCURRED): reconcile now
+
+    @workflow.run
+    async def run(self, transfer: InboundTransferInput) -> TransferView:
+        try:
+            await self._transfer()
+        except _Ended:
+            pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._published
+
+    async def _transfer(self) -> None:
+        await self._enter(S.RECEIVED)
+        problem = check_against_quote(self._input, workflow.now())
+        if problem:
+            await self._end(S.ABORTED, problem[0], fspiop_error_code="3100", detail=problem[1])
+        reservation = await self._reserve()
+        outcome = await self._wait_for_outcome()
+        await self._settle(reservation, outcome)
+
+    # -- phases ------------------------------------------------------------------------------------
+
+    async def _reserve(self) -> ReservationRef:
+        """Reserve the payee's credit at the CBS, keyed by the Mojaloop transferId (so a retry cannot double it)."""
+        quote = self._input.saved_quote
+        assert quote is not None
+        credit = CreditRequest(
+            reservation_key=self._input.transfer_id,
+            account_id=quote.account_id,
+            amount=quote.payee_receive_amount,
+            currency=quote.currency,
+        )
+        try:
+            reservation = await workflow.execute_activity_method(
+                CoreBankingActivities.reserve_credit, credit, **CBS_CALL
+            )
+        except ActivityError as error:
+            refusal = _refusal(error)
+            if refusal is None:
+                raise
+            answer = cbs_refusal(refusal)
+            await self._end(S.ABORTED, ErrorCode.CREDIT_REFUSED, fspiop_error_code=answer.fspiop_code, detail=refusal)
+            raise
+        self._view.home_transaction_id = reservation.reservation_id
+        self._view.timestamps.funds_held_at = workflow.now()
+        await self._enter(S.RESERVED)
+        return reservation
+
+    async def _wait_for_outcome(self) -> str:
+        """COMMITTED or ABORTED from the SDK's notification; without one by the deadline (or after an
+        ERROR_OCCURRED notification), the switch's own answer; NOT_FOUND once past the deadline."""
+        deadline = self._deadline()
+        remaining = (deadline - workflow.now()).total_seconds()
+        if remaining > 0:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._switch_says is not None or self._ask_switch, timeout=timedelta(seconds=remaining)
+                )
+            except asyncio.TimeoutError:
+                pass
+        if self._switch_says is not None:
+            return self._switch_says
+        return await self._reconcile(deadline)
+
+    async def _reconcile(self, deadline: datetime) -> str:
+        """Ask the SDK (`GET /transfers/{id}`, trusting only `fulfil.body.transferState`) until final.
+        A late final notification ends the wait too."""
+        await self._enter(S.RECONCILING)
+        ref = SdkTransferRef(sdk_transfer_id=self._input.transfer_id)
+        interval = timedelta(seconds=1)
+        max_interval = timedelta(seconds=self._input.policy.reconcile_max_interval_s)
+        while True:
+            try:
+                state = (
+                    await workflow.execute_activity_method(
+                        PaymentManagerActivities.get_switch_state, ref, **RECONCILE_CALL
+                    )
+                ).state
+            except ActivityError:
+                state = "UNKNOWN"
+            if self._switch_says is not None:
+                return self._switch_says
+            if state in _FINAL_SWITCH_STATES:
+                return state
+            if state == "NOT_FOUND" and workflow.now() >= deadline:
+                return "NOT_FOUND"
+            try:
+                await workflow.wait_condition(lambda: self._switch_says is not None, timeout=interval)
+            except asyncio.TimeoutError:
+                pass
+            interval = min(interval * 2, max_interval)
+
+    async def _settle(self, reservation: ReservationRef, outcome: str) -> None:
+        if outcome == "COMMITTED":
+            try:
+                await workflow.execute_activity_method(CoreBankingActivities.commit_credit, reservation, **CBS_CALL)
+            except ActivityError as error:
+                await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=_refusal(error))
+            await self._end(S.COMMITTED)
+        try:
+            await workflow.execute_activity_method(CoreBankingActivities.release_credit, reservation, **CBS_CALL)
+        except ActivityError as error:
+            await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=_refusal(error))
+        if outcome == "ABORTED":
+            await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED)
+        await self._end(S.ABORTED, ErrorCode.TRANSFER_NOT_FOUND, fspiop_error_code="3208")
+
+    # -- messages: the API waits for the reservation; the SDK's final notification -----------------
+
+    @workflow.update
+    async def wait_for_reservation(self, request: WaitRequest) -> TransferView:
+        """Answers once the credit is reserved or refused (or after `wait_s`), with what is saved."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._published.current_state != S.RECEIVED, timeout=timedelta(seconds=request.wait_s)
+            )
+        except asyncio.TimeoutError:
+            pass
+        return self._published
+
+    @workflow.signal
+    def notify(self, notification: InboundNotification) -> None:
+        """The SDK's `PUT /transfers/{id}`. The first final state wins; later ones change nothing."""
+        if self._switch_says is not None:
+            return
+        if notification.transfer_state in _FINAL_SWITCH_STATES:
+            self._switch_says = notification.transfer_state
+        else:
+            self._ask_switch = True
+
+    @workflow.query
+    def view(self) -> TransferView:
+        return self._published
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _deadline(self) -> datetime:
+        """The transfer's expiration (the quote's, else received + expiry) plus the grace period."""
+        policy = self._input.policy
+        quote = self._input.saved_quote
+        expiration = self._input.quoted_expiration or (quote.expiration if quote else None)
+        if expiration is None:
+            expiration = self._input.received_at + timedelta(seconds=policy.transfer_expiry_s)
+        return expiration + timedelta(seconds=policy.reconcile_grace_s)
+
+    async def _end(
+        self,
+        state: TransferState,
+        code: ErrorCode | None = None,
+        *,
+        fspiop_error_code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        if code is not None:
+            self._view.last_error = transfer_error(code, fspiop_error_code, detail)
+        self._view.timestamps.finished_at = workflow.now()
+        await self._enter(state)
+        raise _Ended
+
+    async def _enter(self, state: TransferState) -> None:
+        """Save the new state to our database, then show it to callers and in the search attributes."""
+        self._view.current_state = state
+        self._revision += 1
+        record = TransferRecord(
+            view=self._view,
+            revision=self._revision,
+            workflow_id=workflow.info().workflow_id,
+            client_key=self._input.client_key,
+        )
+        await workflow.execute_local_activity_method(StoreActivities.save_transfer, record, **SAVE)
+        attributes = [MOJAFLOW_STATE.value_set(state.value)]
+        if self._view.home_transaction_id:
+            attributes.append(HOME_TRANSACTION_ID.value_set(self._view.home_transaction_id))
+        workflow.upsert_search_attributes(attributes)
+        self._published = self._view.model_copy(deep=True)
+
+
+def _refusal(error: ActivityError) -> str | None:
+    """The CBS contract's refusal code carried by a failed activity, or None if it was not a refusal."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == "CoreBankingRefused":
+        return str(cause.details[0]) if cause.details else cause.message
+    return None
