@@ -8,11 +8,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from activities.core_banking import CoreBankingClient
+from api.backend import InboundService, install_backend_error_handlers
+from api.backend import router as backend_router
 from api.codec_server import codec_router
 from api.dependencies import HealthDep
 from api.health import HealthCheck
@@ -72,13 +76,28 @@ def create_client_app(settings: Settings) -> FastAPI:
 
 
 def create_backend_app(settings: Settings) -> FastAPI:
+    """The SDK's `BACKEND_ENDPOINT`: parties and quotes from the CBS, transfers as `InboundTransferWorkflow`."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.resolved_database_url)
+        await database.create_schema()
         client = await _connect(settings)
-        app.state.settings = settings
-        app.state.health = HealthCheck(client, settings.temporal_namespace, settings.task_queue)
-        yield
+        async with httpx.AsyncClient(base_url=settings.cbs_url, timeout=settings.cbs_timeout_s) as cbs:
+            app.state.settings = settings
+            app.state.inbound = InboundService(client, database, CoreBankingClient(cbs), settings)
+            app.state.health = HealthCheck(client, settings.temporal_namespace, settings.task_queue)
+            yield
+        await database.close()
 
-    app = FastAPI(title="mojaflow backend API (for Payment Manager)", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="mojaflow backend API (for Payment Manager)",
+        summary="The SDK's backend: inbound parties, quotes and transfers, reserved then committed at the CBS.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_backend_error_handlers(app)
+    app.include_router(backend_router)
+    app.add_api_route("/", health, methods=["GET"], tags=["health"], summary="Health check (spec)")
     app.add_api_route("/health", health, methods=["GET"], tags=["health"])
     return app
