@@ -29,6 +29,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mojaflow.models import TransferRecord, TransferView
@@ -115,8 +116,15 @@ class Database:
         self._insert = _insert_for(self.engine)
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as connection:
-            await connection.run_sync(metadata.create_all, checkfirst=True)
+        """Create missing tables. Several processes may race here on a new database: the loser retries."""
+        for attempt in range(3):
+            try:
+                async with self.engine.begin() as connection:
+                    await connection.run_sync(metadata.create_all, checkfirst=True)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                if attempt == 2:
+                    raise
 
     async def close(self) -> None:
         await self.engine.dispose()

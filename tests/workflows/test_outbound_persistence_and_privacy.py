@@ -1,0 +1,97 @@
+"""What outlives Temporal, and what Temporal never sees in clear."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+
+import httpx
+from google.protobuf import json_format
+
+from tests.conftest import ROOT, Stack
+from tests.support.process import ServerProcess, free_port
+from tests.support.transfers import money_movement_headers, new_payer, transfer_body, wait_for_state
+
+UI_ORIGIN = "http://127.0.0.1:8233"
+
+
+async def _completed_transfer(stack: Stack, http: httpx.AsyncClient, **overrides: object) -> tuple[dict, str]:
+    key = money_movement_headers()
+    response = await http.post(f"{stack.api_url}/transfers", json=transfer_body(**overrides), headers=key)
+    assert response.status_code == 201, response.text
+    return response.json(), f"outbound-bank1-{key['idempotent_request_key']}"
+
+
+async def test_get_is_answered_from_our_database_without_any_history(stack: Stack, http: httpx.AsyncClient) -> None:
+    """After Temporal's retention period the history is gone. (The dev server does not delete executions on
+    demand, so we show the stronger property: an API whose Temporal is empty and unreachable still answers.)"""
+    transfer, _ = await _completed_transfer(stack, http)
+    port = free_port()
+    env = {**stack.env, "MOJAFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "MOJAFLOW_CLIENT_API_PORT": str(port),
+           "MOJAFLOW_BACKEND_API_PORT": str(free_port())}  # fmt: skip
+    argv = [sys.executable, "-m", "api"]
+    with ServerProcess("api-without-temporal", argv, health_url=f"http://127.0.0.1:{port}/openapi.json", env=env,
+                       cwd=str(ROOT), log_path=stack.data_dir / "api-without-temporal.log").start():  # fmt: skip
+        health = await http.get(f"http://127.0.0.1:{port}/health")
+        by_ours = await http.get(f"http://127.0.0.1:{port}/transfers/{transfer['transferId']}")
+        by_sdk = await http.get(f"http://127.0.0.1:{port}/transfers/{transfer['sdkTransferId']}")
+
+    assert health.status_code == 503
+    assert "Temporal" in health.json()["reason"]
+    assert by_ours.status_code == by_sdk.status_code == 200
+    assert by_ours.json() == by_sdk.json() == transfer
+
+
+async def test_no_personal_data_in_clear_in_the_history_or_search_attributes(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    payer, _ = await new_payer(http, stack.cbs_url, balance="5.00")  # too little: a failed activity too
+    transfer, workflow_id = await _completed_transfer(stack, http, payer=payer, amount="10")
+    assert transfer["lastError"]["code"] == "insufficient_funds"
+    handle = stack.client.get_workflow_handle(workflow_id)
+
+    history = (await handle.fetch_history()).to_json()
+    description = await handle.describe()
+
+    for secret in (payer, "25633333333", "Test Payer", "Test Payee", "insufficient_funds"):
+        assert secret not in history
+        assert base64.b64encode(secret.encode()).decode()[:-2] not in history
+    assert "binary/encrypted" in base64.b64decode(
+        json.loads(history)["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]["metadata"]["encoding"]
+    ).decode()
+    assert "Encoded failure" in history  # failure messages are encrypted too
+    attributes = json.dumps({key.name: value for key, value in description.typed_search_attributes})
+    assert payer not in attributes and "Test" not in attributes
+    assert description.typed_search_attributes is not None
+
+
+async def test_the_codec_endpoint_decodes_for_the_web_ui_only(stack: Stack, http: httpx.AsyncClient) -> None:
+    transfer, workflow_id = await _completed_transfer(stack, http)
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    encrypted = history.events[0].workflow_execution_started_event_attributes.input
+    body = json_format.MessageToJson(encrypted)
+
+    from_ui = await http.post(f"{stack.api_url}/codec/decode", content=body, headers={"Origin": UI_ORIGIN})
+    from_elsewhere = await http.post(f"{stack.api_url}/codec/decode", content=body)
+
+    assert from_ui.status_code == 200
+    assert from_ui.headers["access-control-allow-origin"] == UI_ORIGIN
+    decoded = base64.b64decode(from_ui.json()["payloads"][0]["data"]).decode()
+    assert transfer["transferId"] in decoded and "25633333333" in decoded
+    assert from_elsewhere.status_code == 403
+
+
+async def test_search_attributes_find_the_transfer(stack: Stack, http: httpx.AsyncClient) -> None:
+    payer, _ = await new_payer(http, stack.cbs_url)
+    transfer, workflow_id = await _completed_transfer(stack, http, payer=payer)
+
+    found = [
+        execution.id
+        async for execution in stack.client.list_workflows(
+            f"HomeTransactionId = '{transfer['homeTransactionId']}' AND MojaflowState = 'COMPLETED' "
+            f"AND SdkTransferId = '{transfer['sdkTransferId']}' AND ClientKey = 'bank1' AND Direction = 'OUTBOUND'"
+        )
+    ]
+
+    assert found == [workflow_id]
