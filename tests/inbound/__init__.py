@@ -1,0 +1,1 @@
+"""Inbound transfers through the backend API, as the SDK calls it."""
