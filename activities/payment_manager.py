@@ -212,7 +212,10 @@ class PaymentManagerActivities:
             return MoneyStepResult(outcome="UNKNOWN", expiration=expiration)
         if response.status_code == 500 and _has_error_callback(response):
             return MoneyStepResult(outcome="REJECTED", failure=_failure(response))
-        return MoneyStepResult(outcome="UNKNOWN", failure=_failure(response))
+        # A 504 still carries the SDK's record of the prepare: its expiration bounds the reconciliation.
+        return MoneyStepResult(
+            outcome="UNKNOWN", failure=_failure(response), expiration=_prepare_expiration(answer.get("transferState") or {})
+        )
 
     @activity.defn
     async def get_switch_state(self, ref: SdkTransferRef) -> SwitchState:

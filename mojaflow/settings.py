@@ -72,11 +72,8 @@ class Settings(BaseSettings):
 
     # Secrets and personal data
     payload_key: SecretStr | None = None
-    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["127.0.0.1", "localhost"]
-    )
 
-    @field_validator("codec_cors_origins", "webhook_allowed_hosts", mode="before")
+    @field_validator("codec_cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
