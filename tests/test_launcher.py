@@ -1,0 +1,112 @@
+"""`make run`'s launcher (`python -m mojaflow.launcher`): refuses taken ports, stops within 10 s, and a second
+run on the same data dir finishes what the first left in flight."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT
+from tests.support.process import free_port
+from tests.support.transfers import money_movement_headers, transfer_body
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    sdk, cbs = free_port(), free_port()
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "MOJAFLOW_DATA_DIR": str(data_dir),
+        "MOJAFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "MOJAFLOW_TEMPORAL_UI_PORT": str(free_port()),
+        "MOJAFLOW_CLIENT_API_PORT": str(free_port()),
+        "MOJAFLOW_BACKEND_API_PORT": str(free_port()),
+        "MOJAFLOW_SDK_URL": f"http://127.0.0.1:{sdk}",
+        "MOJAFLOW_CBS_URL": f"http://127.0.0.1:{cbs}",
+        "MOJAFLOW_TRANSFER_EXPIRY_S": "5",
+    }
+
+
+def _launch(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mojaflow.launcher"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def _wait_healthy(api: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"mojaflow never became healthy:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> float:
+    started = time.monotonic()
+    os.kill(process.pid, signal.SIGTERM)
+    process.wait(timeout=15)
+    return time.monotonic() - started
+
+
+def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        env["MOJAFLOW_CLIENT_API_PORT"] = str(squatter.getsockname()[1])
+
+        result = subprocess.run(
+            [sys.executable, "-m", "mojaflow.launcher"], cwd=ROOT, env=env, capture_output=True, timeout=60
+        )
+
+    assert result.returncode != 0
+    assert f"port {env['MOJAFLOW_CLIENT_API_PORT']} (api) is already in use" in result.stderr.decode()
+    assert not (tmp_path / "temporal.db").exists()
+
+
+def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    api, sdk = f"http://127.0.0.1:{env['MOJAFLOW_CLIENT_API_PORT']}", env["MOJAFLOW_SDK_URL"]
+    log = tmp_path / "launcher.log"
+    first = _launch(env, log)
+    try:
+        _wait_healthy(api, first, log)
+        body = transfer_body()
+        httpx.put(f"{sdk}/_sim/faults/{body['homeTransactionId']}", json={"moneyStepDelayS": 30}).raise_for_status()
+        created = httpx.post(
+            f"{api}/transfers", json=body, headers={**money_movement_headers(), "Prefer": "respond-async"}, timeout=10
+        ).json()
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{api}/transfers/{created['transferId']}").json()["currentState"] != "TRANSFERRING":
+            assert time.monotonic() < deadline, "the transfer never reached the money step"
+            time.sleep(0.1)
+    finally:
+        stopped_in = _stop(first)
+    assert stopped_in < 10
+    assert first.returncode == 0
+
+    second = _launch(env, log)
+    try:
+        _wait_healthy(api, second, log)
+        deadline = time.monotonic() + 90
+        while (state := httpx.get(f"{api}/transfers/{created['transferId']}").json())["currentState"] != "COMPLETED":
+            assert time.monotonic() < deadline, f"not resumed: {state['currentState']}"
+            time.sleep(0.2)
+        sdk_view = httpx.get(f"{sdk}/_sim/transfers/{state['sdkTransferId']}").json()
+        assert sdk_view["prepareCount"] == 1
+    finally:
+        _stop(second)
