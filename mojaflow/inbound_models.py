@@ -56,7 +56,10 @@ PositiveMoney = Annotated[str, Field(pattern=_MONEY), AfterValidator(_positive)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 MojaloopId = Annotated[str, Field(pattern=_ID)]
 IdType = Annotated[str, Field(pattern=r"^[A-Z_]{1,32}$")]
-IdValue = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+:-]*[A-Za-z0-9_@+:-][A-Za-z0-9_.@+:-]*$")]
+# A party id: no "/" nor dot-only values, so it is safe as a path segment of the CBS contract.
+IdValue = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+:-]*[A-Za-z0-9_@+:-][A-Za-z0-9_.@+:-]*$")
+]
 
 
 class _Wire(BaseModel):

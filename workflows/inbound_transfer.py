@@ -136,7 +136,7 @@ class InboundTransferWorkflow:
     # -- phases ------------------------------------------------------------------------------------
 
     async def _reserve(self) -> ReservationRef:
-        """Reserve the payee's credit at the CBS, keyed by the Mojaloop transferId (so a retry cannot double it)."""
+        """Reserve the payee's credit at the CBS, keyed by the Mojaloop transferId: a retry cannot double it."""
         quote = self._input.saved_quote
         assert quote is not None
         credit = CreditRequest(
@@ -154,7 +154,9 @@ class InboundTransferWorkflow:
             if refusal is None:
                 raise
             answer = cbs_refusal(refusal)
-            await self._end(S.ABORTED, ErrorCode.CREDIT_REFUSED, fspiop_error_code=answer.fspiop_code, detail=refusal)
+            await self._end(
+                S.ABORTED, ErrorCode.CREDIT_REFUSED, fspiop_error_code=answer.fspiop_code, detail=refusal
+            )
             raise
         self._view.home_transaction_id = reservation.reservation_id
         self._view.timestamps.funds_held_at = workflow.now()
@@ -169,7 +171,8 @@ class InboundTransferWorkflow:
         if remaining > 0:
             try:
                 await workflow.wait_condition(
-                    lambda: self._switch_says is not None or self._ask_switch, timeout=timedelta(seconds=remaining)
+                    lambda: self._switch_says is not None or self._ask_switch,
+                    timeout=timedelta(seconds=remaining),
                 )
             except asyncio.TimeoutError:
                 pass

@@ -4,7 +4,8 @@
 
 | HTTP | statusCode | when |
 | --- | --- | --- |
-| 400 | 3100 | a body or path that fails validation (the field is named); an id type the CBS does not serve; a transfer that does not match its quote |
+| 400 | 3100 | a body or path failing validation (field named); an id type the CBS does not serve;      |
+|     |      | a transfer that does not match its quote (or whose quote expired)                         |
 | 400 | 3101 | malformed JSON |
 | 404 | 3204 | party not found at the CBS |
 | 404 | 3208 | no inbound transfer with that id (`GET`/`PUT /transfers/{id}`) |
@@ -61,9 +62,10 @@ def install_backend_error_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         errors = error.errors()
         if any(item.get("type") == "json_invalid" for item in errors):
-            return error_response(BackendError(400, "3101", "malformed JSON: the request body could not be parsed"))
+            return error_response(BackendError(400, "3101", "malformed JSON: the body could not be parsed"))
         # `msg` only, never `input`: the rejected value may be a party id.
-        details = "; ".join(f"{_field(tuple(item.get('loc', ())))}: {item.get('msg', 'invalid')}" for item in errors)
+        details = "; ".join(f"{_field(tuple(item.get('loc', ())))}: {item.get('msg', 'invalid')}"
+                            for item in errors)  # fmt: skip
         return error_response(BackendError(400, "3100", details[:500]))
 
     @app.exception_handler(StarletteHTTPException)

@@ -10,7 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -95,13 +100,16 @@ class InboundService:
         now = datetime.now(UTC)
         expiration = now + timedelta(seconds=self._settings.quote_expiry_s)
         if request.expiration is not None:
-            asked = request.expiration if request.expiration.tzinfo else request.expiration.replace(tzinfo=UTC)
+            asked = request.expiration
+            asked = asked if asked.tzinfo else asked.replace(tzinfo=UTC)
             if asked <= now:
                 raise BackendError(400, "3100", "expiration: already passed")
             expiration = min(expiration, asked)
         payee = request.to
         holder = await self._account_holder(payee.id_type, payee.id_value, payee.id_sub_value)
-        await self._cbs_call(self._cbs.check_credit(holder.account_id, mojaloop_amount(receive_amount), request.currency))
+        await self._cbs_call(
+            self._cbs.check_credit(holder.account_id, mojaloop_amount(receive_amount), request.currency)
+        )
         saved = InboundQuote(
             quote_id=request.quote_id,
             transaction_id=request.transaction_id,
