@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import ROOT, Stack
+from tests.support.process import ServerProcess, free_port
 from tests.support.transfers import money_movement_headers, transfer_body
 
 
@@ -122,3 +125,16 @@ async def test_openapi_documents_the_transfer_routes(stack: Stack, http: httpx.A
     paths = (await http.get(f"{stack.api_url}/openapi.json")).json()["paths"]
     assert {"post", "get"} <= set(paths["/transfers"])
     assert {"put", "get"} <= set(paths["/transfers/{transfer_id}"])
+
+
+async def test_health_is_503_when_no_worker_polls_our_task_queue(stack: Stack, http: httpx.AsyncClient) -> None:
+    port = free_port()
+    env = {**stack.env, "MOJAFLOW_TASK_QUEUE": "nobody-polls-this", "MOJAFLOW_CLIENT_API_PORT": str(port),
+           "MOJAFLOW_BACKEND_API_PORT": str(free_port())}  # fmt: skip
+    with ServerProcess("api-without-worker", [sys.executable, "-m", "api"], env=env, cwd=str(ROOT),
+                       health_url=f"http://127.0.0.1:{port}/openapi.json",
+                       log_path=stack.data_dir / "api-without-worker.log").start():  # fmt: skip
+        response = await http.get(f"http://127.0.0.1:{port}/health")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "reason": "no worker polls task queue nobody-polls-this"}
