@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
 
+from activities.core_banking import CoreBankingClient
+from api.backend import BackendError, InboundService
+from mojaflow.database import Database
+from mojaflow.inbound_models import QuoteRequestBody
+from mojaflow.settings import Settings
 from tests.conftest import Stack
 from tests.inbound.flow import new_payee, quote_request, transfer_request
 
@@ -250,3 +256,28 @@ async def test_no_party_id_in_the_api_log(stack: Stack, http: httpx.AsyncClient)
 
     assert marker in log  # the access log did see the lookups
     assert payee.msisdn not in log
+
+
+async def test_fee_and_commission_policy_in_the_quote(stack: Stack, http: httpx.AsyncClient, tmp_path: Path) -> None:
+    """The policy's arithmetic, in process against the CBS simulator: receive = transfer - fee + commission."""
+    settings = Settings(inbound_fee=Decimal("1.5"), inbound_commission=Decimal("0.25"), data_dir=tmp_path)
+    database = Database(settings.resolved_database_url)
+    await database.create_schema()
+    payee = await new_payee(http, stack.cbs_url)
+    async with httpx.AsyncClient(base_url=stack.cbs_url) as cbs:
+        service = InboundService(stack.client, database, CoreBankingClient(cbs), settings)
+        send = await service.quote(QuoteRequestBody.model_validate(quote_request(payee, "10")))
+        receive = await service.quote(
+            QuoteRequestBody.model_validate(quote_request(payee, "10", amountType="RECEIVE"))
+        )
+        with pytest.raises(BackendError) as too_small:
+            await service.quote(QuoteRequestBody.model_validate(quote_request(payee, "1.25")))
+    saved = await database.get_quote(send["quoteId"])
+    await database.close()
+
+    amounts = ("transferAmount", "payeeReceiveAmount", "payeeFspFeeAmount", "payeeFspCommissionAmount")
+    assert [send[name] for name in amounts] == ["10", "8.75", "1.5", "0.25"]
+    assert [receive[name] for name in amounts] == ["11.25", "10", "1.5", "0.25"]
+    assert too_small.value.status_code == "5100"
+    assert saved is not None and saved["payee_receive_amount"] == "8.75"
+    assert payee.msisdn not in str(saved)  # matched by a one-way key, not kept in clear
