@@ -88,7 +88,9 @@ def _failure(response: httpx.Response) -> SdkFailure:
     mojaloop_error = ((body.get("transferState") or {}).get("lastError") or {}).get("mojaloopError") or {}
     info = mojaloop_error.get("errorInformation") or {}
     fspiop = info.get("errorCode") or (code if len(code) == 4 and code.isdigit() else None)
-    return SdkFailure(http_status=response.status_code, fspiop_error_code=fspiop, description=info.get("errorDescription"))
+    return SdkFailure(
+        http_status=response.status_code, fspiop_error_code=fspiop, description=info.get("errorDescription")
+    )
 
 
 def _has_error_callback(response: httpx.Response) -> bool:
@@ -214,7 +216,9 @@ class PaymentManagerActivities:
             return MoneyStepResult(outcome="REJECTED", failure=_failure(response))
         # A 504 still carries the SDK's record of the prepare: its expiration bounds the reconciliation.
         return MoneyStepResult(
-            outcome="UNKNOWN", failure=_failure(response), expiration=_prepare_expiration(answer.get("transferState") or {})
+            outcome="UNKNOWN",
+            failure=_failure(response),
+            expiration=_prepare_expiration(answer.get("transferState") or {}),
         )
 
     @activity.defn

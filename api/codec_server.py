@@ -28,7 +28,7 @@ def codec_router(codec: EncryptionCodec, allowed_origins: list[str]) -> APIRoute
         try:
             payloads = json_format.Parse(await request.body(), Payloads())
         except json_format.ParseError:
-            raise Problem(400, "malformed_json", "Malformed payloads", "body must be {\"payloads\": [...]}") from None
+            raise Problem(400, "malformed_json", "Malformed payloads", 'body must be {"payloads": [...]}') from None
         try:
             result = await (codec.decode(payloads.payloads) if decode else codec.encode(payloads.payloads))
         except Exception:

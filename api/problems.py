@@ -66,9 +66,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             )
         fields = [{"field": _field(tuple(item.get("loc", ()))), "message": str(item.get("msg", ""))} for item in errors]
         detail = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
-        return problem_response(
-            Problem(422, "validation_error", "Invalid request", detail, errors=fields)
-        )
+        return problem_response(Problem(422, "validation_error", "Invalid request", detail, errors=fields))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -11,7 +11,12 @@ import uuid
 from datetime import UTC, datetime
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -127,8 +132,10 @@ class TransferService:
                     "idempotent_request_key was already used with a different request body",
                 )  # fmt: skip
             return Outcome(view, status=200, replayed=True)
-        update = OutboundTransferWorkflow.accept_party if decision.accept_party is not None else (
-            OutboundTransferWorkflow.accept_quote
+        update = (
+            OutboundTransferWorkflow.accept_party
+            if decision.accept_party is not None
+            else (OutboundTransferWorkflow.accept_quote)
         )
         handle = self._client.get_workflow_handle(workflow_id)
         try:

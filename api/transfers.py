@@ -62,7 +62,9 @@ async def decide_transfer(
 ) -> JSONResponse:
     """Accept or reject the payee (`acceptParty`) or the quote (`acceptQuote`); answers with the next state."""
     if (body.accept_party is None) == (body.accept_quote is None):
-        raise Problem(422, "validation_error", "Invalid request", "body: send exactly one of acceptParty or acceptQuote")
+        raise Problem(
+            422, "validation_error", "Invalid request", "body: send exactly one of acceptParty or acceptQuote"
+        )
     return _answer(await transfers.decide(headers, transfer_id, body, wait.wait_s), wait)
 
 

@@ -45,7 +45,7 @@ _AMOUNT = re.compile(r"^\d{1,18}(\.\d{1,4})?$")
 def normalise_amount(value: str) -> str:
     """Mojaloop's amount format: no exponent, no trailing zeros ("150.00" → "150"), positive."""
     if not _AMOUNT.match(value):
-        raise ValueError("must be a positive decimal string with at most 4 decimals, e.g. \"150.25\"")
+        raise ValueError('must be a positive decimal string with at most 4 decimals, e.g. "150.25"')
     amount = Decimal(value)
     if amount <= 0:
         raise ValueError("must be greater than zero")

@@ -79,7 +79,9 @@ def _simulator(name: str, module: str, data_dir: Path, *extra: str) -> ServerPro
 
 
 @pytest.fixture(scope="session")
-def stack(temporal: WorkflowEnvironment, payload_key: bytes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    temporal: WorkflowEnvironment, payload_key: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     data_dir = tmp_path_factory.mktemp("mojaflow")
     sdk = _simulator("sdk-simulator", "simulators.sdk", data_dir, "--party-timeout-s", "1", "--expiry-s", "2").start()
     cbs = _simulator("cbs-simulator", "simulators.cbs", data_dir).start()

@@ -8,7 +8,6 @@ proof that no money moved, and reconcile with the switch when the answer is not 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -174,9 +173,7 @@ class OutboundTransferWorkflow:
         assert result.quote is not None
         self._view.quote = result.quote
         self._view.timestamps.quote_received_at = workflow.now()
-        problem = check_quote(
-            result.quote, self._input.request, now=workflow.now(), max_fee=self._input.policy.max_fee
-        )
+        problem = check_quote(result.quote, self._input.request, now=workflow.now(), max_fee=self._input.policy.max_fee)
         if problem:
             await self._decline(sdk_ref)
             await self._end(S.ABORTED, problem[0], detail=problem[1] or None)
@@ -253,7 +250,9 @@ class OutboundTransferWorkflow:
             if state in ("COMMITTED", "ABORTED"):
                 return MoneyStepResult(outcome=state)
             if state == "NOT_FOUND" and workflow.now() >= give_up_not_found_at:
-                return MoneyStepResult(outcome="REJECTED", failure=SdkFailure(http_status=500, fspiop_error_code="3208"))
+                return MoneyStepResult(
+                    outcome="REJECTED", failure=SdkFailure(http_status=500, fspiop_error_code="3208")
+                )
             await workflow.sleep(interval)
             interval = min(interval * 2, timedelta(seconds=policy.reconcile_max_interval_s))
 
@@ -319,16 +318,14 @@ class OutboundTransferWorkflow:
 
         try:
             await workflow.wait_condition(reportable, timeout=timedelta(seconds=wait_s) if wait_s else None)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _wait_for(self, condition: Callable[[], bool]) -> bool:
         """Waits for a decision until the acceptance deadline; False if none came."""
         try:
-            await workflow.wait_condition(
-                condition, timeout=timedelta(seconds=self._input.policy.acceptance_timeout_s)
-            )
-        except asyncio.TimeoutError:
+            await workflow.wait_condition(condition, timeout=timedelta(seconds=self._input.policy.acceptance_timeout_s))
+        except TimeoutError:
             return False
         return True
 
@@ -391,4 +388,3 @@ def _refusal(error: ActivityError) -> str | None:
     if isinstance(cause, ApplicationError) and cause.type == "CoreBankingRefused":
         return str(cause.details[0]) if cause.details else cause.message
     return None
-

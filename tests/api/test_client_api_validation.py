@@ -57,7 +57,9 @@ async def test_each_bad_header_is_400_naming_it(
     assert await _no_workflow(stack, body["homeTransactionId"])
 
 
-@pytest.mark.parametrize("timestamp", ["2020-09-18T17:31:34.000-05:30", "2020-09-18T17:31:34Z", "2020-09-18T17:31:34+00:00"])
+@pytest.mark.parametrize(
+    "timestamp", ["2020-09-18T17:31:34.000-05:30", "2020-09-18T17:31:34Z", "2020-09-18T17:31:34+00:00"]
+)
 async def test_accepted_timestamp_formats(stack: Stack, http: httpx.AsyncClient, timestamp: str) -> None:
     response = await http.post(
         f"{stack.api_url}/transfers",

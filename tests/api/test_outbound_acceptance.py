@@ -105,7 +105,9 @@ async def test_decision_in_the_wrong_state_is_409_and_changes_nothing(stack: Sta
 
 
 async def test_decision_after_the_end_is_409(stack: Stack, http: httpx.AsyncClient) -> None:
-    done = (await http.post(f"{stack.api_url}/transfers", json=transfer_body(), headers=money_movement_headers())).json()
+    done = (
+        await http.post(f"{stack.api_url}/transfers", json=transfer_body(), headers=money_movement_headers())
+    ).json()
     assert done["currentState"] == "COMPLETED"
 
     late = await _decide(stack, http, done["transferId"], {"acceptQuote": True})

@@ -12,7 +12,9 @@ from tests.support.transfers import account, money_movement_headers, transfer_bo
 PAYER_ACCOUNT = "acc-0001"
 
 
-async def test_auto_accepted_transfer_completes_and_debits_the_payer_once(stack: Stack, http: httpx.AsyncClient) -> None:
+async def test_auto_accepted_transfer_completes_and_debits_the_payer_once(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
     before = await account(http, stack.cbs_url, PAYER_ACCOUNT)
 
     response = await http.post(

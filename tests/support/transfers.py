@@ -9,7 +9,15 @@ from typing import Any
 
 import httpx
 
-__all__ = ["account", "money_movement_headers", "new_payer", "set_fault", "sim_transfer", "transfer_body", "wait_for_state"]
+__all__ = [
+    "account",
+    "money_movement_headers",
+    "new_payer",
+    "set_fault",
+    "sim_transfer",
+    "transfer_body",
+    "wait_for_state",
+]
 
 FINAL = {"COMPLETED", "ABORTED", "ERROR_OCCURRED"}
 PAYER = "25644444444"

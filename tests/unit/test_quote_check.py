@@ -28,7 +28,9 @@ def _request(amount: str = "100", amount_type: str = "SEND") -> TransferRequest:
     )
 
 
-def _quote(transfer: str = "100", receive: str = "100", fees: str = "0", commission: str = "0", **kw: object) -> QuoteView:
+def _quote(
+    transfer: str = "100", receive: str = "100", fees: str = "0", commission: str = "0", **kw: object
+) -> QuoteView:
     return QuoteView(
         currency=kw.get("currency", "USD"),  # type: ignore[arg-type]
         transfer_amount=transfer,

@@ -81,7 +81,9 @@ async def test_a_504_on_the_money_step_reconciles_until_the_switch_decides(
 
     reconciling = await wait_for_state(http, stack.api_url, transfer["transferId"], {"RECONCILING"})
     assert (await account(http, stack.cbs_url, account_id))["held"] == "10.00"  # not released: maybe it moved
-    switch = await http.put(f"{stack.sdk_url}/_sim/switch/{reconciling['sdkTransferId']}", json={"transferState": "COMMITTED"})
+    switch = await http.put(
+        f"{stack.sdk_url}/_sim/switch/{reconciling['sdkTransferId']}", json={"transferState": "COMMITTED"}
+    )
     switch.raise_for_status()
 
     done = await wait_for_state(http, stack.api_url, transfer["transferId"], {"COMPLETED"})

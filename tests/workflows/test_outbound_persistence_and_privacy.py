@@ -11,7 +11,7 @@ from google.protobuf import json_format
 
 from tests.conftest import ROOT, Stack
 from tests.support.process import ServerProcess, free_port
-from tests.support.transfers import money_movement_headers, new_payer, transfer_body, wait_for_state
+from tests.support.transfers import money_movement_headers, new_payer, transfer_body
 
 UI_ORIGIN = "http://127.0.0.1:8233"
 
@@ -57,9 +57,14 @@ async def test_no_personal_data_in_clear_in_the_history_or_search_attributes(
     for secret in (payer, "25633333333", "Test Payer", "Test Payee", "insufficient_funds"):
         assert secret not in history
         assert base64.b64encode(secret.encode()).decode()[:-2] not in history
-    assert "binary/encrypted" in base64.b64decode(
-        json.loads(history)["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]["metadata"]["encoding"]
-    ).decode()
+    assert (
+        "binary/encrypted"
+        in base64.b64decode(
+            json.loads(history)["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0][
+                "metadata"
+            ]["encoding"]
+        ).decode()
+    )
     assert "Encoded failure" in history  # failure messages are encrypted too
     attributes = json.dumps({key.name: value for key, value in description.typed_search_attributes})
     assert payer not in attributes and "Test" not in attributes
