@@ -100,3 +100,17 @@ async def test_search_attributes_find_the_transfer(stack: Stack, http: httpx.Asy
     ]
 
     assert found == [workflow_id]
+
+
+async def test_no_party_id_in_any_log_line(stack: Stack, http: httpx.AsyncClient) -> None:
+    payer, _ = await new_payer(http, stack.cbs_url, balance="5.00")
+    for overrides in ({"payer": payer}, {"payer": payer, "payee": "25600000404"}, {"payer": "25699999999"}):
+        await _completed_transfer(stack, http, amount="10", **overrides)
+    await http.get(f"{stack.backend_url}/parties/MSISDN/{payer}")
+
+    logs = {path.name: path.read_text(errors="replace") for path in stack.data_dir.glob("*.log")}
+
+    assert {"api.log", "worker.log"} <= set(logs)
+    for name, text in logs.items():
+        for party_id in (payer, "25633333333", "25600000404", "25699999999", "Test Payer", "Test Payee"):
+            assert party_id not in text, f"{party_id} in {name}"
