@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -234,9 +234,7 @@ def bare_transfer(client: Client, task_queue: str, ids: list[str]) -> Callable[[
 async def history_shape(client: Client, workflow_id: str) -> dict[str, Any]:
     """What one transfer costs Temporal: its history events by type, and the workflow tasks it took."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    kinds = Counter(
-        event.WhichOneof("attributes").removesuffix("_event_attributes") for event in history.events
-    )
+    kinds = Counter(event.WhichOneof("attributes").removesuffix("_event_attributes") for event in history.events)
     return {"events": len(history.events), "by_type": dict(sorted(kinds.items()))}
 
 
@@ -468,8 +466,10 @@ async def bench(args: argparse.Namespace) -> int:
     for phase in (ours, bare):
         share = phase.background_share(cores)
         if share > 0.05:
-            print(f"warning: other processes used {share:.0%} of the machine's CPU during the {phase.name} phase; "
-                  "throughput and latency are not reliable, CPU per transfer less affected")
+            print(
+                f"warning: other processes used {share:.0%} of the machine's CPU during the {phase.name} phase; "
+                "throughput and latency are not reliable, CPU per transfer less affected"
+            )
     if profile_dir:
         print(f"profiles (cProfile, all threads; figures above are inflated by profiling): {profile_dir}")
     print(
@@ -525,8 +525,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", "--transfers", type=int, default=200, help="measured transfers per phase (200)")
     parser.add_argument("-c", "--concurrency", type=int, default=20, help="transfers in flight at once (20)")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured transfers before each phase (20)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="split the measured transfers into rounds of alternating order (2: ours, bare, bare, ours)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="split the measured transfers into rounds of alternating order (2: ours, bare, bare, ours)",
+    )
     parser.add_argument("--profile", action="store_true",
                         help="run both workers under cProfile (all threads); keeps the .prof files")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, Temporal's database)")

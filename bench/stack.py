@@ -103,7 +103,9 @@ class Proc:
         deadline = time.monotonic() + timeout_s
         while not await self.ready():
             if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode} while starting:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.popen.returncode} while starting:\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
             await asyncio.sleep(0.1)
