@@ -8,7 +8,6 @@ the credit on COMMITTED, or release it. Never released after the switch committe
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -154,9 +153,7 @@ class InboundTransferWorkflow:
             if refusal is None:
                 raise
             answer = cbs_refusal(refusal)
-            await self._end(
-                S.ABORTED, ErrorCode.CREDIT_REFUSED, fspiop_error_code=answer.fspiop_code, detail=refusal
-            )
+            await self._end(S.ABORTED, ErrorCode.CREDIT_REFUSED, fspiop_error_code=answer.fspiop_code, detail=refusal)
             raise
         self._view.home_transaction_id = reservation.reservation_id
         self._view.timestamps.funds_held_at = workflow.now()
@@ -174,7 +171,7 @@ class InboundTransferWorkflow:
                     lambda: self._switch_says is not None or self._ask_switch,
                     timeout=timedelta(seconds=remaining),
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if self._switch_says is not None:
             return self._switch_says
@@ -204,7 +201,7 @@ class InboundTransferWorkflow:
                 return "NOT_FOUND"
             try:
                 await workflow.wait_condition(lambda: self._switch_says is not None, timeout=interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             interval = min(interval * 2, max_interval)
 
@@ -232,7 +229,7 @@ class InboundTransferWorkflow:
             await workflow.wait_condition(
                 lambda: self._published.current_state != S.RECEIVED, timeout=timedelta(seconds=request.wait_s)
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return self._published
 

@@ -53,7 +53,10 @@ async def get_party(idType: str, idValue: str, inbound: InboundDep) -> dict[str,
 
 @router.get("/parties/{idType}/{idValue}/{idSubValue}")
 async def get_party_with_sub_id(
-    idType: str, idValue: str, idSubValue: str, inbound: InboundDep  # noqa: N803
+    idType: str,
+    idValue: str,
+    idSubValue: str,
+    inbound: InboundDep,  # noqa: N803
 ) -> dict[str, Any]:
     """As above, with a sub-id."""
     _check_party_path(idType, idValue, idSubValue)

@@ -24,7 +24,6 @@ from activities.errors import CoreBankingRefused, CoreBankingUnavailable
 from api.backend.errors import BackendError
 from mojaflow.database import Database
 from mojaflow.inbound_models import (
-    BackendParty,
     InboundNotification,
     InboundPolicy,
     InboundQuote,

@@ -120,7 +120,7 @@ def notification(transfer_id: str, transfer_state: str | None, current_state: st
         "currentState": current_state,
         "initiatedTimestamp": "2026-11-24T11:16:22.013Z",
         "homeTransactionId": "ignored",
-        "fulfil": {"body": "{\"transferState\":\"RESERVED\"}"},
+        "fulfil": {"body": '{"transferState":"RESERVED"}'},
     }
     if transfer_state is not None:
         body["finalNotification"] = {"completedTimestamp": "2026-11-24T11:16:22.235Z", "transferState": transfer_state}

@@ -267,9 +267,7 @@ async def test_fee_and_commission_policy_in_the_quote(stack: Stack, http: httpx.
     async with httpx.AsyncClient(base_url=stack.cbs_url) as cbs:
         service = InboundService(stack.client, database, CoreBankingClient(cbs), settings)
         send = await service.quote(QuoteRequestBody.model_validate(quote_request(payee, "10")))
-        receive = await service.quote(
-            QuoteRequestBody.model_validate(quote_request(payee, "10", amountType="RECEIVE"))
-        )
+        receive = await service.quote(QuoteRequestBody.model_validate(quote_request(payee, "10", amountType="RECEIVE")))
         with pytest.raises(BackendError) as too_small:
             await service.quote(QuoteRequestBody.model_validate(quote_request(payee, "1.25")))
     saved = await database.get_quote(send["quoteId"])

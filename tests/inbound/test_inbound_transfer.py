@@ -30,7 +30,9 @@ async def _reserve(stack: Stack, http: httpx.AsyncClient, payee: Payee, quote: d
 
 
 async def _notify(stack: Stack, http: httpx.AsyncClient, transfer_id: str, state: str | None, **kw: Any) -> None:
-    response = await http.put(f"{stack.backend_url}/transfers/{transfer_id}", json=notification(transfer_id, state, **kw))
+    response = await http.put(
+        f"{stack.backend_url}/transfers/{transfer_id}", json=notification(transfer_id, state, **kw)
+    )
     assert response.status_code == 200, response.text
 
 
@@ -47,7 +49,9 @@ async def _wait_for_balances(
     raise AssertionError(f"balances never became {expected}; last {seen}")
 
 
-async def test_p2p_parties_quote_transfer_committed_credits_the_payee_once(stack: Stack, http: httpx.AsyncClient) -> None:
+async def test_p2p_parties_quote_transfer_committed_credits_the_payee_once(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
     payee = await new_payee(http, stack.cbs_url)
     party = await http.get(f"{stack.backend_url}/parties/MSISDN/{payee.msisdn}")
     assert party.status_code == 200
