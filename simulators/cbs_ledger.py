@@ -44,8 +44,14 @@ CREATE TABLE IF NOT EXISTS credits (
 Kind = Literal["hold", "credit"]
 _NAMES = {  # wire names per kind: id field, key field, open status, 404 code, "already" codes
     "hold": ("holdId", "holdKey", "HELD", "hold_not_found", "hold_released", "hold_committed"),
-    "credit": ("reservationId", "reservationKey", "RESERVED", "reservation_not_found",
-               "reservation_released", "reservation_committed"),
+    "credit": (
+        "reservationId",
+        "reservationKey",
+        "RESERVED",
+        "reservation_not_found",
+        "reservation_released",
+        "reservation_committed",
+    ),
 }
 
 
@@ -186,7 +192,9 @@ class Ledger:
             raise CbsError(409, "insufficient_funds", "insufficient available funds")
 
     # -- holds (payer side) and credit reservations (payee side) -----------------------------------------------
-    def open_entry(self, kind: Kind, key: str, account_id: str, amount: Decimal, currency: str) -> tuple[dict[str, Any], bool]:
+    def open_entry(
+        self, kind: Kind, key: str, account_id: str, amount: Decimal, currency: str
+    ) -> tuple[dict[str, Any], bool]:
         """Place a hold / reserve a credit, idempotent by key. Returns (entry, created)."""
         table = "holds" if kind == "hold" else "credits"
         with self._tx() as db:

@@ -34,7 +34,7 @@ AccountStatus = Literal["active", "blocked", "closed"]
 def _amount_from_string(value: object) -> object:
     """Only strings: a JSON number could already have lost precision before we see it."""
     if not isinstance(value, str):
-        raise ValueError("amount must be a decimal string such as \"10.50\"")
+        raise ValueError('amount must be a decimal string such as "10.50"')
     if not re.fullmatch(_AMOUNT_PATTERN, value):
         raise ValueError("amount must match ^[0-9]{1,18}(\\.[0-9]{1,2})?$")
     return Decimal(value)

@@ -177,7 +177,10 @@ def fulfil_record(transfer_state: str, completed_timestamp: str, fulfilment: str
 
 def mojaloop_error(code: str, description: str) -> dict[str, Any]:
     """`lastError` for an FSPIOP error callback (the SDK reports it with HTTP 500)."""
-    return {"httpStatusCode": 500, "mojaloopError": {"errorInformation": {"errorCode": code, "errorDescription": description}}}
+    return {
+        "httpStatusCode": 500,
+        "mojaloopError": {"errorInformation": {"errorCode": code, "errorDescription": description}},
+    }
 
 
 def error_response(message: str, status_code: str, transfer_state: dict[str, Any]) -> dict[str, Any]:

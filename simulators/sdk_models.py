@@ -48,9 +48,7 @@ class TransferRequest(BaseModel):
     amount_type: Literal["SEND", "RECEIVE"] = Field(alias="amountType")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     amount: str = Field(pattern=AMOUNT_PATTERN)
-    transaction_type: Literal["TRANSFER", "DEPOSIT", "WITHDRAWAL", "PAYMENT", "REFUND"] = Field(
-        alias="transactionType"
-    )
+    transaction_type: Literal["TRANSFER", "DEPOSIT", "WITHDRAWAL", "PAYMENT", "REFUND"] = Field(alias="transactionType")
 
 
 class TransferContinuation(BaseModel):

@@ -70,7 +70,9 @@ class SdkStore:
     def close(self) -> None:
         self._db.close()
 
-    def insert_transfer(self, transfer_id: str, home_transaction_id: str, record: dict[str, Any], fulfilment: str) -> None:
+    def insert_transfer(
+        self, transfer_id: str, home_transaction_id: str, record: dict[str, Any], fulfilment: str
+    ) -> None:
         self._db.execute(
             "INSERT INTO transfers (transfer_id, home_transaction_id, record, fulfilment) VALUES (?, ?, ?, ?)",
             (transfer_id, home_transaction_id, json.dumps(record), fulfilment),

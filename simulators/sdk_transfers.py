@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from simulators._common import iso_now
 from simulators.sdk_fspiop import (

@@ -22,8 +22,19 @@ class Sim:
 
 def sdk_process(data_dir: Path, log_path: Path, port: int | None = None) -> tuple[ServerProcess, str]:
     port = port or free_port()
-    argv = [sys.executable, "-m", "simulators.sdk", "--host", "127.0.0.1", "--port", str(port),
-            "--data-dir", str(data_dir), "--party-timeout-s", str(PARTY_TIMEOUT_S)]
+    argv = [
+        sys.executable,
+        "-m",
+        "simulators.sdk",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--party-timeout-s",
+        str(PARTY_TIMEOUT_S),
+    ]
     url = f"http://127.0.0.1:{port}"
     return ServerProcess("sdk-sim", argv, health_url=f"{url}/health", cwd=str(REPO_ROOT), log_path=log_path), url
 
@@ -32,8 +43,17 @@ def cbs_process(
     data_dir: Path, log_path: Path, port: int | None = None, seed: Path | None = None
 ) -> tuple[ServerProcess, str]:
     port = port or free_port()
-    argv = [sys.executable, "-m", "simulators.cbs", "--host", "127.0.0.1", "--port", str(port),
-            "--data-dir", str(data_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "simulators.cbs",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
     if seed is not None:
         argv += ["--seed", str(seed)]
     url = f"http://127.0.0.1:{port}"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from fastapi.routing import APIRoute
 
-from tests.simulators._sims import REPO_ROOT
 from simulators.cbs import create_app
+from tests.simulators._sims import REPO_ROOT
 
 CONTRACT = REPO_ROOT / "cbs-contract.openapi.yaml"
 _METHODS = {"get", "post", "put", "patch", "delete"}
@@ -45,6 +45,14 @@ def test_contract_lists_exactly_the_simulator_routes(tmp_path: Path) -> None:
 def test_contract_header() -> None:
     text = CONTRACT.read_text()
     assert text.startswith("openapi: 3.1.0\n")
-    for code in ("insufficient_funds", "idempotency_conflict", "limit_exceeded", "unsupported_id_type",
-                 "hold_released", "reservation_committed", "currency_mismatch", "unsupported_currency"):
+    for code in (
+        "insufficient_funds",
+        "idempotency_conflict",
+        "limit_exceeded",
+        "unsupported_id_type",
+        "hold_released",
+        "reservation_committed",
+        "currency_mismatch",
+        "unsupported_currency",
+    ):
         assert f"- {code}" in text

@@ -24,7 +24,9 @@ def new_account(client: httpx.Client, balance: str = "100.00", **extra: Any) -> 
     """A fresh account with its own MSISDN, so tests never share balances."""
     account_id = f"acc-{uuid.uuid4().hex[:12]}"
     body = {
-        "accountId": account_id, "currency": "USD", "balance": balance,
+        "accountId": account_id,
+        "currency": "USD",
+        "balance": balance,
         "holder": {"displayName": "Test Holder", "firstName": "Test", "lastName": "Holder"},
         "parties": [{"idType": "MSISDN", "idValue": f"2567{uuid.uuid4().int % 10**8:08d}"}],
         **extra,
@@ -40,24 +42,50 @@ def account(client: httpx.Client, account_id: str) -> dict[str, Any]:
     return r.json()
 
 
-def hold(client: httpx.Client, account_id: str, amount: str, key: str | None = None, currency: str = "USD") -> httpx.Response:
-    return client.post("/holds", json={"holdKey": key or str(uuid.uuid4()), "accountId": account_id,
-                                       "amount": amount, "currency": currency})
+def hold(
+    client: httpx.Client, account_id: str, amount: str, key: str | None = None, currency: str = "USD"
+) -> httpx.Response:
+    return client.post(
+        "/holds",
+        json={"holdKey": key or str(uuid.uuid4()), "accountId": account_id, "amount": amount, "currency": currency},
+    )
 
 
-def credit(client: httpx.Client, account_id: str, amount: str, key: str | None = None, currency: str = "USD") -> httpx.Response:
-    return client.post("/credits", json={"reservationKey": key or str(uuid.uuid4()), "accountId": account_id,
-                                         "amount": amount, "currency": currency})
+def credit(
+    client: httpx.Client, account_id: str, amount: str, key: str | None = None, currency: str = "USD"
+) -> httpx.Response:
+    return client.post(
+        "/credits",
+        json={
+            "reservationKey": key or str(uuid.uuid4()),
+            "accountId": account_id,
+            "amount": amount,
+            "currency": currency,
+        },
+    )
 
 
 def test_default_seed(client: httpx.Client) -> None:
     payer = client.get("/parties/MSISDN/25644444444").json()
-    assert payer == {"idType": "MSISDN", "idValue": "25644444444", "displayName": "Payer One", "firstName": "Payer",
-                     "lastName": "One", "dateOfBirth": "1980-01-01", "accountId": payer["accountId"],
-                     "currency": "USD", "status": "active"}
+    assert payer == {
+        "idType": "MSISDN",
+        "idValue": "25644444444",
+        "displayName": "Payer One",
+        "firstName": "Payer",
+        "lastName": "One",
+        "dateOfBirth": "1980-01-01",
+        "accountId": payer["accountId"],
+        "currency": "USD",
+        "status": "active",
+    }
     payee = client.get("/parties/MSISDN/25622222222").json()
     assert (payee["displayName"], payee["firstName"], payee["middleName"], payee["lastName"], payee["dateOfBirth"]) == (
-        "Fake Core Payee", "Fake", "Core", "Payee", "1990-01-01")
+        "Fake Core Payee",
+        "Fake",
+        "Core",
+        "Payee",
+        "1990-01-01",
+    )
     for party in (payer, payee):
         acc = account(client, party["accountId"])
         assert acc["balance"] == "1000000.00" and acc["status"] == "active" and acc["currency"] == "USD"
@@ -76,10 +104,16 @@ def test_party_errors(client: httpx.Client) -> None:
 def test_party_with_sub_id(client: httpx.Client) -> None:
     account_id = f"acc-{uuid.uuid4().hex[:12]}"
     msisdn = f"2568{uuid.uuid4().int % 10**8:08d}"
-    client.post("/_sim/accounts", json={
-        "accountId": account_id, "currency": "USD", "balance": "0",
-        "holder": {"displayName": "Sub Holder", "firstName": "Sub", "lastName": "Holder"},
-        "parties": [{"idType": "MSISDN", "idValue": msisdn, "idSubValue": "wallet"}]})
+    client.post(
+        "/_sim/accounts",
+        json={
+            "accountId": account_id,
+            "currency": "USD",
+            "balance": "0",
+            "holder": {"displayName": "Sub Holder", "firstName": "Sub", "lastName": "Holder"},
+            "parties": [{"idType": "MSISDN", "idValue": msisdn, "idSubValue": "wallet"}],
+        },
+    )
     r = client.get(f"/parties/MSISDN/{msisdn}/wallet")
     assert r.status_code == 200 and r.json()["idSubValue"] == "wallet" and r.json()["accountId"] == account_id
     assert client.get(f"/parties/MSISDN/{msisdn}").status_code == 404
@@ -185,7 +219,9 @@ def test_blocked_and_closed_accounts(client: httpx.Client, status: str) -> None:
     assert r.status_code == 200 and r.json()["status"] == status
     code = f"account_{status}"
     assert hold(client, acc, "1").json()["code"] == code
-    assert client.post("/credit-checks", json={"accountId": acc, "amount": "1", "currency": "USD"}).json()["code"] == code
+    assert (
+        client.post("/credit-checks", json={"accountId": acc, "amount": "1", "currency": "USD"}).json()["code"] == code
+    )
     r = credit(client, acc, "1")
     assert r.status_code == 409 and r.json()["code"] == code
     assert client.post(f"/holds/{h['holdId']}/release").status_code == 200  # finishing earlier work still works
@@ -229,10 +265,19 @@ def test_bad_bodies_are_400(client: httpx.Client) -> None:
 
 def test_state_survives_restart_and_seed_file(make_cbs: Any, tmp_path: Path) -> None:
     seed = tmp_path / "seed.json"
-    seed.write_text(json.dumps([{
-        "accountId": "acc-x", "currency": "EUR", "balance": "5.00",
-        "holder": {"displayName": "X Y", "firstName": "X", "lastName": "Y"},
-        "parties": [{"idType": "MSISDN", "idValue": "32400000001"}]}]))
+    seed.write_text(
+        json.dumps(
+            [
+                {
+                    "accountId": "acc-x",
+                    "currency": "EUR",
+                    "balance": "5.00",
+                    "holder": {"displayName": "X Y", "firstName": "X", "lastName": "Y"},
+                    "parties": [{"idType": "MSISDN", "idValue": "32400000001"}],
+                }
+            ]
+        )
+    )
     process, url = make_cbs(seed=seed)
     process.start()
     with httpx.Client(base_url=url) as c:

@@ -21,11 +21,19 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
-def transfer_body(home: str | None = None, *, to: str = "25633333333", amount: str = "10", amount_type: str = "SEND") -> dict[str, Any]:
+def transfer_body(
+    home: str | None = None, *, to: str = "25633333333", amount: str = "10", amount_type: str = "SEND"
+) -> dict[str, Any]:
     return {
         "homeTransactionId": home or f"home-{uuid.uuid4()}",
-        "from": {"idType": "MSISDN", "idValue": "25644444444", "displayName": "Payer One",
-                 "firstName": "Payer", "lastName": "One", "dateOfBirth": "1980-01-01"},
+        "from": {
+            "idType": "MSISDN",
+            "idValue": "25644444444",
+            "displayName": "Payer One",
+            "firstName": "Payer",
+            "lastName": "One",
+            "dateOfBirth": "1980-01-01",
+        },
         "to": {"idType": "MSISDN", "idValue": to},
         "amountType": amount_type,
         "currency": "USD",
@@ -73,11 +81,21 @@ def test_manual_three_step_happy_path(client: httpx.Client) -> None:
     assert UUID_RE.match(t["transferId"]) and TS_RE.match(t["initiatedTimestamp"])
     assert t["direction"] == "OUTBOUND" and t["homeTransactionId"] == body["homeTransactionId"]
     assert t["from"] == body["from"] and t["note"] == "sim test" and t["amount"] == "10"
-    assert t["to"] == {"idType": "MSISDN", "idValue": "25633333333", "fspId": "testingtoolkitdfsp",
-                       "firstName": "Test", "middleName": "TTK", "lastName": "Payee", "dateOfBirth": "1984-01-01"}
+    assert t["to"] == {
+        "idType": "MSISDN",
+        "idValue": "25633333333",
+        "fspId": "testingtoolkitdfsp",
+        "firstName": "Test",
+        "middleName": "TTK",
+        "lastName": "Payee",
+        "dateOfBirth": "1984-01-01",
+    }
     party = t["getPartiesResponse"]["body"]["party"]
-    assert party["partyIdInfo"] == {"partyIdType": "MSISDN", "partyIdentifier": "25633333333",
-                                    "fspId": "testingtoolkitdfsp"}
+    assert party["partyIdInfo"] == {
+        "partyIdType": "MSISDN",
+        "partyIdentifier": "25633333333",
+        "fspId": "testingtoolkitdfsp",
+    }
     assert party["personalInfo"]["complexName"]["middleName"] == "TTK"
 
     r = client.put(f"/transfers/{t['transferId']}", json={"acceptParty": True})
@@ -105,8 +123,12 @@ def test_manual_three_step_happy_path(client: httpx.Client) -> None:
     assert prepare["transferId"] == t["transferId"] and prepare["amount"] == {"currency": "USD", "amount": "10"}
     assert TS_RE.match(prepare["expiration"]) and prepare["condition"] == qb["condition"]
     assert sim_view(client, t["transferId"]) == {
-        "transferId": t["transferId"], "homeTransactionId": body["homeTransactionId"],
-        "currentState": "COMPLETED", "prepareCount": 1, "switchState": "COMMITTED"}
+        "transferId": t["transferId"],
+        "homeTransactionId": body["homeTransactionId"],
+        "currentState": "COMPLETED",
+        "prepareCount": 1,
+        "switchState": "COMMITTED",
+    }
 
 
 def test_post_is_not_idempotent(client: httpx.Client) -> None:
@@ -137,8 +159,10 @@ def test_party_not_found_3204(client: httpx.Client) -> None:
     assert body["statusCode"] == "3204" and "resolving party" in body["message"]
     state = body["transferState"]
     assert state["currentState"] == "ERROR_OCCURRED"
-    assert state["lastError"] == {"httpStatusCode": 500, "mojaloopError": {"errorInformation": {
-        "errorCode": "3204", "errorDescription": "Party not found"}}}
+    assert state["lastError"] == {
+        "httpStatusCode": 500,
+        "mojaloopError": {"errorInformation": {"errorCode": "3204", "errorDescription": "Party not found"}},
+    }
 
 
 def test_party_timeout_504(client: httpx.Client) -> None:
@@ -240,8 +264,10 @@ def test_unknown_id_get_is_3208(client: httpx.Client) -> None:
     body = r.json()
     assert body["statusCode"] == "3208"
     assert body["transferState"]["currentState"] == "ERROR_OCCURRED"
-    assert body["transferState"]["lastError"] == {"httpStatusCode": 500, "mojaloopError": {"errorInformation": {
-        "errorCode": "3208", "errorDescription": "Transfer ID not found"}}}
+    assert body["transferState"]["lastError"] == {
+        "httpStatusCode": 500,
+        "mojaloopError": {"errorInformation": {"errorCode": "3208", "errorDescription": "Transfer ID not found"}},
+    }
 
 
 def test_prepare_lost_answers_504_and_get_3208(client: httpx.Client) -> None:
@@ -356,8 +382,13 @@ def test_state_survives_restart(make_sdk: Any) -> None:
     process.stop()
     process.start()
     with httpx.Client(base_url=url, timeout=10) as c:
-        assert sim_view(c, tid) == {"transferId": tid, "homeTransactionId": home, "currentState": "COMPLETED",
-                                    "prepareCount": 1, "switchState": "RESERVED"}
+        assert sim_view(c, tid) == {
+            "transferId": tid,
+            "homeTransactionId": home,
+            "currentState": "COMPLETED",
+            "prepareCount": 1,
+            "switchState": "RESERVED",
+        }
         assert c.get(f"/transfers/{tid}").json()["fulfil"]["body"]["transferState"] == "RESERVED"
         r = c.put(f"/transfers/{waiting}", json={"acceptQuote": True})
         assert r.status_code == 200 and r.json()["currentState"] == "COMPLETED"
