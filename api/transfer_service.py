@@ -95,7 +95,7 @@ class TransferService:
         if saved is None:
             await self._db.save_transfer(
                 TransferRecord(
-                    view=_initial_view(transfer), revision=0, workflow_id=workflow_id, client_key=headers.client_key
+                    view=transfer.initial_view(), revision=0, workflow_id=workflow_id, client_key=headers.client_key
                 )
             )
         if claim.created:
@@ -225,7 +225,7 @@ class TransferService:
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                     **options,  # type: ignore[arg-type]
                 )
-                return _initial_view(transfer)
+                return transfer.initial_view()
             start = WithStartWorkflowOperation(
                 OutboundTransferWorkflow.run,
                 transfer,
@@ -242,27 +242,12 @@ class TransferService:
                 )  # fmt: skip
             except TimeoutError:  # no worker picked it up in time: it is started, answer 202
                 saved = await self._db.get_transfer(transfer.transfer_id)
-                return saved or _initial_view(transfer)
+                return saved or transfer.initial_view()
         except WorkflowAlreadyStartedError:
             saved = await self._db.get_transfer(transfer.transfer_id)
-            return saved or _initial_view(transfer)
+            return saved or transfer.initial_view()
         except RPCError:
             raise _temporal_unavailable() from None
-
-
-def _initial_view(transfer: OutboundTransferInput) -> TransferView:
-    request = transfer.request
-    view = TransferView(
-        transfer_id=transfer.transfer_id,
-        direction=Direction.OUTBOUND,
-        home_transaction_id=request.home_transaction_id,
-        current_state=TransferState.RECEIVED,
-        amount_type=request.amount_type,
-        currency=request.currency,
-        amount=request.amount,
-    )
-    view.timestamps.received_at = transfer.received_at
-    return view
 
 
 def _reason(error: WorkflowUpdateFailedError, view: TransferView) -> str:

@@ -162,6 +162,21 @@ class OutboundTransferInput(BaseModel):
     policy: TransferPolicy
     received_at: datetime
 
+    def initial_view(self) -> TransferView:
+        """The resource as it stands before the workflow's first step."""
+        request = self.request
+        view = TransferView(
+            transfer_id=self.transfer_id,
+            direction=Direction.OUTBOUND,
+            home_transaction_id=request.home_transaction_id,
+            current_state=TransferState.RECEIVED,
+            amount_type=request.amount_type,
+            currency=request.currency,
+            amount=request.amount,
+        )
+        view.timestamps.received_at = self.received_at
+        return view
+
 
 class AcceptanceDecision(CamelModel):
     """`PUT /transfers/{id}`: exactly one of the two decisions, and how long to wait for the next state."""

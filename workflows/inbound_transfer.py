@@ -10,54 +10,37 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.core_banking import CoreBankingActivities, CreditRequest, ReservationRef
     from activities.payment_manager import PaymentManagerActivities, SdkTransferRef
-    from activities.store import StoreActivities
-    from mojaflow.codes import ErrorCode, transfer_error
+    from mojaflow.codes import ErrorCode
     from mojaflow.inbound_models import InboundNotification, InboundTransferInput, cbs_refusal
     from mojaflow.models import (
         Direction,
         PartyView,
         QuoteView,
-        TransferRecord,
         TransferState,
         TransferView,
         WaitRequest,
     )
-    from mojaflow.temporal import HOME_TRANSACTION_ID, MOJAFLOW_STATE
+    from mojaflow.temporal import HOME_TRANSACTION_ID
+    from workflows.transfer_state import CBS_CALL, SavedTransferState, TransferEnded, refusal_code
 
 __all__ = ["InboundTransferWorkflow", "check_against_quote"]
 
 S = TransferState
 
-# Every CBS call is idempotent: retry unavailability without end, never a refusal.
-CBS_CALL = workflow.ActivityConfig(
-    start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(seconds=30),
-        non_retryable_error_types=["CoreBankingRefused"],
-    ),
-)
 RECONCILE_CALL = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(seconds=90), retry_policy=RetryPolicy(maximum_attempts=1)
 )
-SAVE = workflow.LocalActivityConfig(
-    start_to_close_timeout=timedelta(seconds=15),
-    retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
-)
 
 _FINAL_SWITCH_STATES = ("COMMITTED", "ABORTED")
-
-
-class _Ended(Exception):
-    """Unwinds `_transfer` once a final state is saved."""
 
 
 def check_against_quote(transfer: InboundTransferInput, now: datetime) -> tuple[ErrorCode, str] | None:
@@ -81,7 +64,7 @@ def check_against_quote(transfer: InboundTransferInput, now: datetime) -> tuple[
 
 
 @workflow.defn
-class InboundTransferWorkflow:
+class InboundTransferWorkflow(SavedTransferState):
     @workflow.init
     def __init__(self, transfer: InboundTransferInput) -> None:
         self._input = transfer
@@ -118,7 +101,7 @@ class InboundTransferWorkflow:
     async def run(self, transfer: InboundTransferInput) -> TransferView:
         try:
             await self._transfer()
-        except _Ended:
+        except TransferEnded:
             pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._published
@@ -149,7 +132,7 @@ class InboundTransferWorkflow:
                 CoreBankingActivities.reserve_credit, credit, **CBS_CALL
             )
         except ActivityError as error:
-            refusal = _refusal(error)
+            refusal = refusal_code(error)
             if refusal is None:
                 raise
             answer = cbs_refusal(refusal)
@@ -210,12 +193,12 @@ class InboundTransferWorkflow:
             try:
                 await workflow.execute_activity_method(CoreBankingActivities.commit_credit, reservation, **CBS_CALL)
             except ActivityError as error:
-                await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=_refusal(error))
+                await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=refusal_code(error))
             await self._end(S.COMMITTED)
         try:
             await workflow.execute_activity_method(CoreBankingActivities.release_credit, reservation, **CBS_CALL)
         except ActivityError as error:
-            await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=_refusal(error))
+            await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=refusal_code(error))
         if outcome == "ABORTED":
             await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED)
         await self._end(S.ABORTED, ErrorCode.TRANSFER_NOT_FOUND, fspiop_error_code="3208")
@@ -258,41 +241,6 @@ class InboundTransferWorkflow:
             expiration = self._input.received_at + timedelta(seconds=policy.transfer_expiry_s)
         return expiration + timedelta(seconds=policy.reconcile_grace_s)
 
-    async def _end(
-        self,
-        state: TransferState,
-        code: ErrorCode | None = None,
-        *,
-        fspiop_error_code: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        if code is not None:
-            self._view.last_error = transfer_error(code, fspiop_error_code, detail)
-        self._view.timestamps.finished_at = workflow.now()
-        await self._enter(state)
-        raise _Ended
-
-    async def _enter(self, state: TransferState) -> None:
-        """Save the new state to our database, then show it to callers and in the search attributes."""
-        self._view.current_state = state
-        self._revision += 1
-        record = TransferRecord(
-            view=self._view,
-            revision=self._revision,
-            workflow_id=workflow.info().workflow_id,
-            client_key=self._input.client_key,
-        )
-        await workflow.execute_local_activity_method(StoreActivities.save_transfer, record, **SAVE)
-        attributes = [MOJAFLOW_STATE.value_set(state.value)]
-        if self._view.home_transaction_id:
-            attributes.append(HOME_TRANSACTION_ID.value_set(self._view.home_transaction_id))
-        workflow.upsert_search_attributes(attributes)
-        self._published = self._view.model_copy(deep=True)
-
-
-def _refusal(error: ActivityError) -> str | None:
-    """The CBS contract's refusal code carried by a failed activity, or None if it was not a refusal."""
-    cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type == "CoreBankingRefused":
-        return str(cause.details[0]) if cause.details else cause.message
-    return None
+    def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
+        home = self._view.home_transaction_id
+        return [HOME_TRANSACTION_ID.value_set(home)] if home else []

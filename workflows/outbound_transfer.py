@@ -10,29 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.core_banking import CbsParty, CoreBankingActivities, HoldRef, HoldRequest, PartyRef
     from activities.payment_manager import MoneyStepResult, PaymentManagerActivities, SdkFailure, SdkTransferRef
-    from activities.store import StoreActivities
-    from mojaflow.codes import ErrorCode, from_fspiop, transfer_error
+    from mojaflow.codes import ErrorCode, from_fspiop
     from mojaflow.models import (
         REPORTABLE_STATES,
         AcceptanceDecision,
-        Direction,
         OutboundTransferInput,
         QuoteView,
-        TransferRecord,
         TransferState,
         TransferView,
         WaitRequest,
     )
-    from mojaflow.temporal import MOJAFLOW_STATE, SDK_TRANSFER_ID
+    from mojaflow.temporal import SDK_TRANSFER_ID
     from workflows.quote_check import check_quote
+    from workflows.transfer_state import CBS_CALL, SavedTransferState, TransferEnded, refusal_code
 
 __all__ = ["OutboundTransferWorkflow"]
 
@@ -51,43 +50,16 @@ MONEY_CALL = workflow.ActivityConfig(
 RECONCILE_CALL = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(seconds=90), retry_policy=RetryPolicy(maximum_attempts=1)
 )
-# Every CBS call is idempotent: retry unavailability without end, never a refusal.
-CBS_CALL = workflow.ActivityConfig(
-    start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(seconds=60),
-        non_retryable_error_types=["CoreBankingRefused"],
-    ),
-)
 # Before anything is held, give up on an unreachable CBS after a while instead of waiting for ever.
 CBS_LOOKUP = workflow.ActivityConfig(**{**CBS_CALL, "schedule_to_close_timeout": timedelta(minutes=2)})
-SAVE = workflow.LocalActivityConfig(
-    start_to_close_timeout=timedelta(seconds=15),
-    retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
-)
-
-
-class _Ended(Exception):
-    """Unwinds `_transfer` once a final state is saved."""
 
 
 @workflow.defn
-class OutboundTransferWorkflow:
+class OutboundTransferWorkflow(SavedTransferState):
     @workflow.init
     def __init__(self, transfer: OutboundTransferInput) -> None:
         self._input = transfer
-        request = transfer.request
-        self._view = TransferView(
-            transfer_id=transfer.transfer_id,
-            direction=Direction.OUTBOUND,
-            home_transaction_id=request.home_transaction_id,
-            current_state=S.RECEIVED,
-            amount_type=request.amount_type,
-            currency=request.currency,
-            amount=request.amount,
-        )
-        self._view.timestamps.received_at = transfer.received_at
+        self._view = transfer.initial_view()
         self._published = self._view.model_copy(deep=True)  # what callers see: saved to our database first
         self._revision = 0
         self._party_decision: bool | None = None
@@ -97,7 +69,7 @@ class OutboundTransferWorkflow:
     async def run(self, transfer: OutboundTransferInput) -> TransferView:
         try:
             await self._transfer()
-        except _Ended:
+        except TransferEnded:
             pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._published
@@ -124,7 +96,7 @@ class OutboundTransferWorkflow:
                 **CBS_LOOKUP,
             )
         except ActivityError as error:
-            refusal = _refusal(error)
+            refusal = refusal_code(error)
             if refusal is None:
                 await self._end(S.ERROR_OCCURRED, ErrorCode.CBS_UNAVAILABLE)
             if refusal in ("account_blocked", "account_closed"):
@@ -200,7 +172,7 @@ class OutboundTransferWorkflow:
         try:
             hold = await workflow.execute_activity_method(CoreBankingActivities.hold_funds, hold_request, **CBS_CALL)
         except ActivityError as error:
-            refusal = _refusal(error)
+            refusal = refusal_code(error)
             if refusal is None:
                 raise
             await self._decline(sdk_ref)
@@ -350,41 +322,5 @@ class OutboundTransferWorkflow:
         code = from_fspiop(failure.fspiop_error_code, failure.http_status)
         await self._end(S.ERROR_OCCURRED, code, fspiop_error_code=failure.fspiop_error_code)
 
-    async def _end(
-        self,
-        state: TransferState,
-        code: ErrorCode | None = None,
-        *,
-        fspiop_error_code: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        if code is not None:
-            self._view.last_error = transfer_error(code, fspiop_error_code, detail)
-        self._view.timestamps.finished_at = workflow.now()
-        await self._enter(state)
-        raise _Ended
-
-    async def _enter(self, state: TransferState) -> None:
-        """Save the new state to our database, then show it to callers and in the search attributes."""
-        self._view.current_state = state
-        self._revision += 1
-        record = TransferRecord(
-            view=self._view,
-            revision=self._revision,
-            workflow_id=workflow.info().workflow_id,
-            client_key=self._input.client_key,
-        )
-        await workflow.execute_local_activity_method(StoreActivities.save_transfer, record, **SAVE)
-        attributes = [MOJAFLOW_STATE.value_set(state.value)]
-        if self._view.sdk_transfer_id:
-            attributes.append(SDK_TRANSFER_ID.value_set(self._view.sdk_transfer_id))
-        workflow.upsert_search_attributes(attributes)
-        self._published = self._view.model_copy(deep=True)
-
-
-def _refusal(error: ActivityError) -> str | None:
-    """The CBS contract's refusal code carried by a failed activity, or None if it was not a refusal."""
-    cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type == "CoreBankingRefused":
-        return str(cause.details[0]) if cause.details else cause.message
-    return None
+    def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
+        return [SDK_TRANSFER_ID.value_set(self._view.sdk_transfer_id)] if self._view.sdk_transfer_id else []

@@ -1,0 +1,90 @@
+"""What both transfer workflows share: each state is saved to our database before anyone sees it, and a
+transfer ends by saving its final state with the reason.
+
+Deterministic: the save is a local activity, the time comes from `workflow.now()`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.store import StoreActivities
+    from mojaflow.codes import ErrorCode, transfer_error
+    from mojaflow.models import TransferRecord, TransferState, TransferView
+    from mojaflow.temporal import MOJAFLOW_STATE
+
+__all__ = ["CBS_CALL", "SAVE", "SavedTransferState", "TransferEnded", "refusal_code"]
+
+# Every CBS call is idempotent: retry unavailability without end, never a refusal.
+CBS_CALL = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=60),
+        non_retryable_error_types=["CoreBankingRefused"],
+    ),
+)
+SAVE = workflow.LocalActivityConfig(
+    start_to_close_timeout=timedelta(seconds=15),
+    retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
+)
+
+
+class TransferEnded(Exception):
+    """Unwinds a workflow's story once its final state is saved."""
+
+
+class SavedTransferState:
+    """Base of the transfer workflows: `_view` is the state being built, `_published` what callers see."""
+
+    _input: Any  # the workflow's input; has `client_key`
+    _view: TransferView
+    _published: TransferView
+    _revision: int
+
+    def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
+        """The search attributes to keep current besides the state; none by default."""
+        return []
+
+    async def _enter(self, state: TransferState) -> None:
+        """Save the new state to our database, then show it to callers and in the search attributes."""
+        self._view.current_state = state
+        self._revision += 1
+        record = TransferRecord(
+            view=self._view,
+            revision=self._revision,
+            workflow_id=workflow.info().workflow_id,
+            client_key=self._input.client_key,
+        )
+        await workflow.execute_local_activity_method(StoreActivities.save_transfer, record, **SAVE)
+        workflow.upsert_search_attributes([MOJAFLOW_STATE.value_set(state.value), *self._search_attributes()])
+        self._published = self._view.model_copy(deep=True)
+
+    async def _end(
+        self,
+        state: TransferState,
+        code: ErrorCode | None = None,
+        *,
+        fspiop_error_code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Save the final state (with the reason, if any) and unwind with `TransferEnded`."""
+        if code is not None:
+            self._view.last_error = transfer_error(code, fspiop_error_code, detail)
+        self._view.timestamps.finished_at = workflow.now()
+        await self._enter(state)
+        raise TransferEnded
+
+
+def refusal_code(error: ActivityError) -> str | None:
+    """The CBS contract's refusal code carried by a failed activity, or None if it was not a refusal."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == "CoreBankingRefused":
+        return str(cause.details[0]) if cause.details else cause.message
+    return None
