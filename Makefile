@@ -17,6 +17,7 @@ run: install
 	$(PY) -m mojaflow.launcher
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
