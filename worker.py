@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -54,7 +55,7 @@ async def worker_resources(settings: Settings) -> AsyncIterator[list[object]]:
             await database.close()
 
 
-def _activity_methods(objects: list[object]) -> list[object]:
+def _activity_methods(objects: list[object]) -> list[Callable[..., Any]]:
     return [
         getattr(instance, name)
         for instance in objects

@@ -70,6 +70,9 @@ class MoneyStepResult(BaseModel):
     expiration: datetime | None = None
 
 
+_SWITCH_STATES = ("COMMITTED", "ABORTED", "RESERVED", "RECEIVED")
+
+
 class SwitchState(BaseModel):
     state: Literal["COMMITTED", "ABORTED", "RESERVED", "RECEIVED", "NOT_FOUND", "UNKNOWN"]
 
@@ -207,8 +210,10 @@ class PaymentManagerActivities:
         if response.status_code == 200:
             state = _switch_state(answer)
             expiration = _prepare_expiration(answer)
-            if answer.get("currentState") == "COMPLETED" and state in ("COMMITTED", "ABORTED"):
-                return MoneyStepResult(outcome=state, expiration=expiration)
+            if answer.get("currentState") == "COMPLETED" and state == "COMMITTED":
+                return MoneyStepResult(outcome="COMMITTED", expiration=expiration)
+            if answer.get("currentState") == "COMPLETED" and state == "ABORTED":
+                return MoneyStepResult(outcome="ABORTED", expiration=expiration)
             if answer.get("currentState") == "ABORTED":  # refused before any prepare was sent
                 return MoneyStepResult(outcome="REJECTED", failure=SdkFailure(http_status=200))
             return MoneyStepResult(outcome="UNKNOWN", expiration=expiration)
@@ -232,9 +237,7 @@ class PaymentManagerActivities:
             return SwitchState(state="UNKNOWN")
         if response.status_code == 200:
             state = _switch_state(_json(response))
-            if state in ("COMMITTED", "ABORTED", "RESERVED", "RECEIVED"):
-                return SwitchState(state=state)
-            return SwitchState(state="UNKNOWN")
+            return SwitchState.model_validate({"state": state if state in _SWITCH_STATES else "UNKNOWN"})
         if _failure(response).fspiop_error_code == "3208":
             return SwitchState(state="NOT_FOUND")
         return SwitchState(state="UNKNOWN")

@@ -14,11 +14,11 @@ __all__ = ["HealthDep", "TransfersDep"]
 
 
 def _transfers(request: Request) -> TransferService:
-    return request.app.state.transfers  # type: ignore[no-any-return]
+    return request.app.state.transfers
 
 
 def _health(request: Request) -> HealthCheck:
-    return request.app.state.health  # type: ignore[no-any-return]
+    return request.app.state.health
 
 
 TransfersDep = Annotated[TransferService, Depends(_transfers)]

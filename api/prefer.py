@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Header
-
-__all__ = ["MAX_WAIT_S", "WaitPreference", "wait_preference"]
+__all__ = ["MAX_WAIT_S", "WaitPreference", "parse_prefer"]
 
 MAX_WAIT_S = 60.0
 
@@ -36,12 +33,3 @@ def parse_prefer(header: str | None, default_wait_s: float) -> WaitPreference:
     if wait is not None:
         return WaitPreference(wait, f"wait={wait:g}")
     return WaitPreference(min(default_wait_s, MAX_WAIT_S), None)
-
-
-def wait_preference(default_wait_s: float):  # type: ignore[no-untyped-def]
-    """A dependency reading `Prefer` with this default wait."""
-
-    def dependency(prefer: Annotated[str | None, Header()] = None) -> WaitPreference:
-        return parse_prefer(prefer, default_wait_s)
-
-    return Depends(dependency)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import (
@@ -104,9 +105,9 @@ class TransferService:
             return Outcome(view, status=status)
         if saved is None or saved.current_state == TransferState.RECEIVED:
             await self._start(workflow_id, transfer, 0)  # the first attempt may have died before starting it
-        view = await self._db.get_transfer(claim.transfer_id)
-        assert view is not None
-        return Outcome(view, status=200, replayed=True)
+        current = await self._db.get_transfer(claim.transfer_id)
+        assert current is not None  # saved above if it was not already
+        return Outcome(current, status=200, replayed=True)
 
     async def decide(
         self, headers: MoneyMovementHeaders, transfer_id: str, decision: AcceptanceDecision, wait_s: float
@@ -204,11 +205,12 @@ class TransferService:
 
     async def _start(self, workflow_id: str, transfer: OutboundTransferInput, wait_s: float) -> TransferView:
         """Start (or find) the run; with a wait, start and wait in one round trip (update-with-start)."""
-        options = dict(
-            id=workflow_id,
-            task_queue=self._settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
+        options: dict[str, Any] = {
+            "id": workflow_id,
+            "task_queue": self._settings.task_queue,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "search_attributes": TypedSearchAttributes(
                 [
                     SearchAttributePair(MOJAFLOW_STATE, TransferState.RECEIVED.value),
                     SearchAttributePair(HOME_TRANSACTION_ID, transfer.request.home_transaction_id),
@@ -216,22 +218,12 @@ class TransferService:
                     SearchAttributePair(DIRECTION, Direction.OUTBOUND.value),
                 ]
             ),
-        )
+        }
         try:
             if wait_s <= 0:
-                await self._client.start_workflow(
-                    OutboundTransferWorkflow.run,
-                    transfer,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    **options,  # type: ignore[arg-type]
-                )
+                await self._client.start_workflow(OutboundTransferWorkflow.run, transfer, **options)
                 return transfer.initial_view()
-            start = WithStartWorkflowOperation(
-                OutboundTransferWorkflow.run,
-                transfer,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                **options,  # type: ignore[arg-type]
-            )
+            start = WithStartWorkflowOperation(OutboundTransferWorkflow.run, transfer, **options)
             try:
                 return await asyncio.wait_for(
                     self._client.execute_update_with_start_workflow(

@@ -161,9 +161,9 @@ async def run(settings: Settings) -> int:
         exits = [asyncio.create_task(c.process.wait()) for c in components if c.process]
         waiter = asyncio.create_task(stop_requested.wait())
         await asyncio.wait([waiter, *exits], return_when=asyncio.FIRST_COMPLETED)
-        failed = [c for c in components if c.process and c.process.returncode is not None]
-        for component in failed:
-            print(f"mojaflow: {component.name} exited with code {component.process.returncode}", file=sys.stderr)
+        failed = [(c.name, c.process.returncode) for c in components if c.process and c.process.returncode is not None]
+        for name, code in failed:
+            print(f"mojaflow: {name} exited with code {code}", file=sys.stderr)
         return 1 if failed and not stop_requested.is_set() else 0
     except RuntimeError as error:
         print(f"mojaflow cannot start: {error}", file=sys.stderr)

@@ -8,9 +8,9 @@ proof that no money moved, and reconcile with the switch when the answer is not 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -36,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["OutboundTransferWorkflow"]
 
 S = TransferState
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
 
 SDK_CALL = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(seconds=90),
@@ -301,7 +303,8 @@ class OutboundTransferWorkflow(SavedTransferState):
             return False
         return True
 
-    async def _call_sdk(self, activity: Callable, argument: object) -> object:  # type: ignore[type-arg]
+    async def _call_sdk(self, activity: Callable[[Any, ArgT], Awaitable[ResultT]], argument: ArgT) -> ResultT:
+        """An SDK call before the money step: retried a few times, then the transfer ends `sdk_unavailable`."""
         try:
             return await workflow.execute_activity_method(activity, argument, **SDK_CALL)
         except ActivityError:

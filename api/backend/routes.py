@@ -24,7 +24,7 @@ _TRANSFER_ID = re.compile(
 
 
 def _service(request: Request) -> InboundService:
-    return request.app.state.inbound  # type: ignore[no-any-return]
+    return request.app.state.inbound
 
 
 InboundDep = Annotated[InboundService, Depends(_service)]
