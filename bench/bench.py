@@ -322,9 +322,17 @@ class Stack:
         return client
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):  # workers and API first, Temporal last
+        """Everything of ours at once, then Temporal last (the workers shut down while it still answers)."""
+        procs = list(self.procs.values())
+        for proc in procs:
+            if proc.name != "temporal":
+                proc.terminate()
+        for proc in reversed(procs):
             try:
+                started = time.perf_counter()
                 proc.stop()
+                if time.perf_counter() - started > 3:
+                    print(f"  ({proc.name} took {time.perf_counter() - started:.0f} s to stop)", flush=True)
             except Exception as error:  # noqa: BLE001 - stop the others anyway
                 print(f"could not stop {proc.name} (pid {proc.popen.pid if proc.popen else '?'}): {error}")
 
@@ -440,6 +448,8 @@ async def bench(args: argparse.Namespace) -> int:
     finally:
         print("  stopping the stack …", flush=True)
         stack.stop()
+        if not (args.keep or args.profile):
+            shutil.rmtree(data_dir, ignore_errors=True)
 
     ours_cpu = per_transfer_totals(ours, "worker", with_api=True)
     bare_cpu = per_transfer_totals(bare, "bare-worker", with_api=False)
@@ -497,8 +507,6 @@ async def bench(args: argparse.Namespace) -> int:
     path = RESULTS / f"{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"(results: {path.relative_to(ROOT)})", file=sys.stderr)
-    if not (args.keep or args.profile):
-        shutil.rmtree(data_dir, ignore_errors=True)
     return 1 if ours.failures or bare.failures else 0
 
 

@@ -145,11 +145,16 @@ class Proc:
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def terminate(self) -> None:
+        """SIGTERM now, without waiting (`stop` waits)."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGTERM)
+
     def stop(self, timeout_s: float = 15) -> None:
         """SIGTERM, wait up to `timeout_s`, then SIGKILL. A no-op when not running."""
         popen = self.popen
         if popen is not None and popen.poll() is None:
-            os.kill(popen.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 popen.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
