@@ -234,7 +234,9 @@ def bare_transfer(client: Client, task_queue: str, ids: list[str]) -> Callable[[
 async def history_shape(client: Client, workflow_id: str) -> dict[str, Any]:
     """What one transfer costs Temporal: its history events by type, and the workflow tasks it took."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    kinds = Counter(event.WhichOneof("attributes").removesuffix("_event_attributes") for event in history.events)
+    kinds = Counter(
+        (event.WhichOneof("attributes") or "?").removesuffix("_event_attributes") for event in history.events
+    )
     return {"events": len(history.events), "by_type": dict(sorted(kinds.items()))}
 
 
@@ -411,7 +413,7 @@ async def bench(args: argparse.Namespace) -> int:
     if profile_dir:
         profile_dir.mkdir()
     stack = Stack(data_dir=data_dir, profile_dir=profile_dir)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     print(f"mojaflow bench: {args.transfers} transfers at concurrency {args.concurrency}, warm-up {args.warmup}; "
           f"{cores} cores; data in {data_dir}")  # fmt: skip
     try:
@@ -467,8 +469,8 @@ async def bench(args: argparse.Namespace) -> int:
         print(line)
     print()
     for name, shape in shapes.items():
-        kinds = ", ".join(f"{kind} {count}" for kind, count in shape["by_type"].items())
-        print(f"history of one {name} transfer: {shape['events']} events ({kinds})")
+        by_type = ", ".join(f"{kind} {count}" for kind, count in shape["by_type"].items())
+        print(f"history of one {name} transfer: {shape['events']} events ({by_type})")
     for name, phase in (("mojaflow worker", ours), ("bare worker", bare)):
         groups = next(iter(phase.threads_cpu_ms.values()), {})
         text = ", ".join(f"{group} {ms / phase.n:.1f}" for group, ms in sorted(groups.items(), key=lambda kv: -kv[1]))

@@ -45,7 +45,7 @@ def main() -> None:
             runpy.run_path(script, run_name="__main__")
     finally:
         main_profile.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         with _lock:
             profiles = list(_profiles)
         stats = pstats.Stats(profiles[0])
