@@ -30,7 +30,13 @@ with workflow.unsafe.imports_passed_through():
         WaitRequest,
     )
     from mojaflow.temporal import HOME_TRANSACTION_ID
-    from workflows.transfer_state import CBS_CALL, SavedTransferState, TransferEnded, refusal_code
+    from workflows.transfer_state import (
+        CBS_CALL,
+        LOCAL_ACTIVITY_FAILURES,
+        SavedTransferState,
+        TransferEnded,
+        refusal_code,
+    )
 
 __all__ = ["InboundTransferWorkflow", "check_against_quote"]
 
@@ -128,10 +134,10 @@ class InboundTransferWorkflow(SavedTransferState):
             currency=quote.currency,
         )
         try:
-            reservation = await workflow.execute_activity_method(
+            reservation = await workflow.execute_local_activity_method(
                 CoreBankingActivities.reserve_credit, credit, **CBS_CALL
             )
-        except ActivityError as error:
+        except LOCAL_ACTIVITY_FAILURES as error:
             refusal = refusal_code(error)
             if refusal is None:
                 raise
@@ -191,13 +197,15 @@ class InboundTransferWorkflow(SavedTransferState):
     async def _settle(self, reservation: ReservationRef, outcome: str) -> None:
         if outcome == "COMMITTED":
             try:
-                await workflow.execute_activity_method(CoreBankingActivities.commit_credit, reservation, **CBS_CALL)
-            except ActivityError as error:
+                await workflow.execute_local_activity_method(
+                    CoreBankingActivities.commit_credit, reservation, **CBS_CALL
+                )
+            except LOCAL_ACTIVITY_FAILURES as error:
                 await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=refusal_code(error))
             await self._end(S.COMMITTED)
         try:
-            await workflow.execute_activity_method(CoreBankingActivities.release_credit, reservation, **CBS_CALL)
-        except ActivityError as error:
+            await workflow.execute_local_activity_method(CoreBankingActivities.release_credit, reservation, **CBS_CALL)
+        except LOCAL_ACTIVITY_FAILURES as error:
             await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=refusal_code(error))
         if outcome == "ABORTED":
             await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED)

@@ -31,7 +31,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from mojaflow.temporal import SDK_TRANSFER_ID
     from workflows.quote_check import check_quote
-    from workflows.transfer_state import CBS_CALL, SavedTransferState, TransferEnded, refusal_code
+    from workflows.transfer_state import (
+        CBS_CALL,
+        LOCAL_ACTIVITY_FAILURES,
+        SavedTransferState,
+        TransferEnded,
+        refusal_code,
+    )
 
 __all__ = ["OutboundTransferWorkflow"]
 
@@ -39,7 +45,10 @@ S = TransferState
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
 
-SDK_CALL = workflow.ActivityConfig(
+# SDK calls before the money step move no money and are quick (the SDK gives up on the switch after 30 s):
+# local activities, retried a few times. The SDK's POST is not idempotent, but a re-run after a crash only
+# leaves an unused SDK record waiting for acceptance.
+SDK_CALL = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=90),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
 )
@@ -53,7 +62,7 @@ RECONCILE_CALL = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(seconds=90), retry_policy=RetryPolicy(maximum_attempts=1)
 )
 # Before anything is held, give up on an unreachable CBS after a while instead of waiting for ever.
-CBS_LOOKUP = workflow.ActivityConfig(**{**CBS_CALL, "schedule_to_close_timeout": timedelta(minutes=2)})
+CBS_LOOKUP = workflow.LocalActivityConfig(**{**CBS_CALL, "schedule_to_close_timeout": timedelta(minutes=2)})
 
 
 @workflow.defn
@@ -92,12 +101,12 @@ class OutboundTransferWorkflow(SavedTransferState):
         await self._enter(S.RESOLVING_PARTY)
         payer = self._input.request.from_party
         try:
-            return await workflow.execute_activity_method(
+            return await workflow.execute_local_activity_method(
                 CoreBankingActivities.resolve_payer,
                 PartyRef(id_type=payer.id_type, id_value=payer.id_value, id_sub_value=payer.id_sub_value),
                 **CBS_LOOKUP,
             )
-        except ActivityError as error:
+        except LOCAL_ACTIVITY_FAILURES as error:
             refusal = refusal_code(error)
             if refusal is None:
                 await self._end(S.ERROR_OCCURRED, ErrorCode.CBS_UNAVAILABLE)
@@ -172,8 +181,10 @@ class OutboundTransferWorkflow(SavedTransferState):
             currency=quote.currency,
         )
         try:
-            hold = await workflow.execute_activity_method(CoreBankingActivities.hold_funds, hold_request, **CBS_CALL)
-        except ActivityError as error:
+            hold = await workflow.execute_local_activity_method(
+                CoreBankingActivities.hold_funds, hold_request, **CBS_CALL
+            )
+        except LOCAL_ACTIVITY_FAILURES as error:
             refusal = refusal_code(error)
             if refusal is None:
                 raise
@@ -233,8 +244,8 @@ class OutboundTransferWorkflow(SavedTransferState):
     async def _settle(self, hold: HoldRef, result: MoneyStepResult) -> None:
         if result.outcome == "COMMITTED":
             try:
-                await workflow.execute_activity_method(CoreBankingActivities.commit_hold, hold, **CBS_CALL)
-            except ActivityError:
+                await workflow.execute_local_activity_method(CoreBankingActivities.commit_hold, hold, **CBS_CALL)
+            except LOCAL_ACTIVITY_FAILURES:
                 await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED)
             await self._end(S.COMPLETED)
         await self._release(hold)
@@ -306,20 +317,22 @@ class OutboundTransferWorkflow(SavedTransferState):
     async def _call_sdk(self, activity: Callable[[Any, ArgT], Awaitable[ResultT]], argument: ArgT) -> ResultT:
         """An SDK call before the money step: retried a few times, then the transfer ends `sdk_unavailable`."""
         try:
-            return await workflow.execute_activity_method(activity, argument, **SDK_CALL)
-        except ActivityError:
+            return await workflow.execute_local_activity_method(activity, argument, **SDK_CALL)
+        except LOCAL_ACTIVITY_FAILURES:
             await self._end(S.ERROR_OCCURRED, ErrorCode.SDK_UNAVAILABLE)
             raise
 
     async def _decline(self, sdk_ref: SdkTransferRef) -> None:
         """Best effort: an SDK transfer we never accept lapses by itself; nothing was sent to the switch."""
         try:
-            await workflow.execute_activity_method(PaymentManagerActivities.send_quote_decline, sdk_ref, **SDK_CALL)
-        except ActivityError:
+            await workflow.execute_local_activity_method(
+                PaymentManagerActivities.send_quote_decline, sdk_ref, **SDK_CALL
+            )
+        except LOCAL_ACTIVITY_FAILURES:
             workflow.logger.warning("could not tell the SDK that the quote is declined")
 
     async def _release(self, hold: HoldRef) -> None:
-        await workflow.execute_activity_method(CoreBankingActivities.release_hold, hold, **CBS_CALL)
+        await workflow.execute_local_activity_method(CoreBankingActivities.release_hold, hold, **CBS_CALL)
 
     async def _end_with_sdk_failure(self, failure: SdkFailure) -> None:
         code = from_fspiop(failure.fspiop_error_code, failure.http_status)

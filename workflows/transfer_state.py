@@ -19,10 +19,12 @@ with workflow.unsafe.imports_passed_through():
     from mojaflow.models import TransferRecord, TransferState, TransferView
     from mojaflow.temporal import MOJAFLOW_STATE
 
-__all__ = ["CBS_CALL", "SAVE", "SavedTransferState", "TransferEnded", "refusal_code"]
+__all__ = ["CBS_CALL", "LOCAL_ACTIVITY_FAILURES", "SAVE", "SavedTransferState", "TransferEnded", "refusal_code"]
 
-# Every CBS call is idempotent: retry unavailability without end, never a refusal.
-CBS_CALL = workflow.ActivityConfig(
+# Every CBS call is short and idempotent at the CBS (by key or by id), so it runs as a local activity: no round
+# trip through the server, and a re-run after a crash is harmless. Unavailability is retried without end,
+# a refusal never.
+CBS_CALL = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=1),
@@ -34,6 +36,11 @@ SAVE = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=15),
     retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
 )
+
+
+# A failed local activity reaches the workflow as the activity's own ApplicationError; one that timed out, as
+# an ActivityError. Catch both around every local activity.
+LOCAL_ACTIVITY_FAILURES = (ActivityError, ApplicationError)
 
 
 class TransferEnded(Exception):
@@ -82,9 +89,9 @@ class SavedTransferState:
         raise TransferEnded
 
 
-def refusal_code(error: ActivityError) -> str | None:
+def refusal_code(error: ActivityError | ApplicationError) -> str | None:
     """The CBS contract's refusal code carried by a failed activity, or None if it was not a refusal."""
-    cause = error.cause
+    cause = error.cause if isinstance(error, ActivityError) else error
     if isinstance(cause, ApplicationError) and cause.type == "CoreBankingRefused":
         return str(cause.details[0]) if cause.details else cause.message
     return None
