@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.core_banking import CoreBankingActivities, CoreBankingClient
@@ -28,7 +28,7 @@ from mojaflow.temporal import connect
 from workflows.inbound_transfer import InboundTransferWorkflow
 from workflows.outbound_transfer import OutboundTransferWorkflow
 
-__all__ = ["WORKFLOWS", "build_worker", "worker_resources"]
+__all__ = ["WORKFLOWS", "build_worker", "worker_resources", "workflow_runner"]
 
 WORKFLOWS = [OutboundTransferWorkflow, InboundTransferWorkflow]
 
@@ -65,17 +65,25 @@ def _activity_methods(objects: list[object]) -> list[Callable[..., Any]]:
 
 
 def build_worker(client: Client, settings: Settings, activity_objects: list[object]) -> Worker:
-    # Our own modules are deterministic or only imported for their models: pass them through the sandbox
-    # instead of re-importing them for every workflow run.
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("mojaflow", "activities", "pydantic", "httpx")
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=_activity_methods(activity_objects),
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        workflow_runner=workflow_runner(sandboxed=settings.workflow_sandbox),
         max_concurrent_activities=200,
     )
+
+
+def workflow_runner(*, sandboxed: bool) -> WorkflowRunner:
+    """The sandbox re-imports and proxies on every activation; it cost ~25 ms of CPU per transfer (bench/),
+    a third of the worker's. So production runs our workflows unsandboxed, and the tests replay their
+    histories through the sandbox (tests/workflows/test_replay.py): a non-deterministic call fails there."""
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
+    # Our own modules are deterministic or only imported for their models: passed through, not re-imported.
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("mojaflow", "activities", "pydantic", "httpx")
+    return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
 async def main() -> None:

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     temporal_dev_server: bool = True  # `make run` starts the dev server at temporal_address
     task_queue: str = "mojaflow-transfers"
+    workflow_sandbox: bool = False  # the tests replay every workflow through the sandbox instead (see worker.py)
 
     # App database (SQLite in the data dir unless a URL is given, e.g. postgresql+asyncpg://...)
     database_url: str | None = None
