@@ -10,7 +10,6 @@ SQLite (WAL) in the data dir by default; PostgreSQL by `MOJAFLOW_DATABASE_URL`. 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,6 +113,17 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._insert = _insert_for(self.engine)
+        # Built once: the hot path (a save per state change) then only binds values to a cached compilation.
+        upsert = self._insert(transfers)
+        self._upsert_transfer = upsert.on_conflict_do_update(
+            index_elements=[transfers.c.transfer_id],
+            set_={
+                column.name: upsert.excluded[column.name]
+                for column in transfers.columns
+                if column.name not in ("transfer_id", "created_at")
+            },
+            where=transfers.c.revision < upsert.excluded.revision,
+        )
 
     async def create_schema(self) -> None:
         """Create missing tables. Several processes may race here on a new database: the loser retries."""
@@ -144,19 +154,12 @@ class Database:
             "sdk_transfer_id": view.sdk_transfer_id,
             "current_state": view.current_state.value,
             "revision": record.revision,
-            "resource": json.loads(view.model_dump_json(by_alias=True)),
+            "resource": view.model_dump(mode="json", by_alias=True),
             "created_at": now,
             "updated_at": now,
         }
-        statement = self._insert(transfers).values(**values)
-        changed = {k: statement.excluded[k] for k in values if k not in ("transfer_id", "created_at")}
-        statement = statement.on_conflict_do_update(
-            index_elements=[transfers.c.transfer_id],
-            set_=changed,
-            where=transfers.c.revision < statement.excluded.revision,
-        )
         async with self.engine.begin() as connection:
-            result = await connection.execute(statement)
+            result = await connection.execute(self._upsert_transfer, values)
         return bool(result.rowcount)
 
     async def get_transfer(self, transfer_id: str) -> TransferView | None:
