@@ -14,7 +14,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.errors import CoreBankingRefused, CoreBankingUnavailable
 
@@ -133,7 +133,14 @@ class CoreBankingClient:
 
 
 def _refused(error: CoreBankingRefused) -> ApplicationError:
-    return ApplicationError(error.code, error.code, type="CoreBankingRefused", non_retryable=True)
+    # BENIGN: a refusal is an answer, not a fault; the worker logs it without a stack trace.
+    return ApplicationError(
+        error.code,
+        error.code,
+        type="CoreBankingRefused",
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 class CoreBankingActivities:
