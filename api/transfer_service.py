@@ -192,6 +192,7 @@ class TransferService:
             transfer_expiry_s=settings.transfer_expiry_s,
             reconcile_grace_s=settings.reconcile_grace_s,
             reconcile_max_interval_s=settings.reconcile_max_interval_s,
+            reconcile_checks_per_run=settings.reconcile_checks_per_run,
         )  # fmt: skip
         return OutboundTransferInput(
             transfer_id=transfer_id,

@@ -15,9 +15,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from mojaflow.models import PartyView
+from mojaflow.models import PartyView, TransferView
 
 __all__ = [
+    "InboundCheckpoint",
     "BackendParty",
     "CbsRefusal",
     "FinalNotification",
@@ -171,6 +172,17 @@ class InboundPolicy(BaseModel):
     transfer_expiry_s: float
     reconcile_grace_s: float
     reconcile_max_interval_s: float
+    reconcile_checks_per_run: int = 500
+
+
+class InboundCheckpoint(BaseModel):
+    """Where a long reconciliation stands when it goes on in a new run (continue-as-new)."""
+
+    view: TransferView
+    revision: int
+    reservation_id: str
+    deadline: datetime
+    interval_s: float
 
 
 class InboundTransferInput(BaseModel):
@@ -191,6 +203,7 @@ class InboundTransferInput(BaseModel):
     saved_quote: InboundQuote | None = None
     policy: InboundPolicy
     received_at: datetime
+    resume: InboundCheckpoint | None = None
 
 
 def party_key(id_type: str, id_value: str, id_sub_value: str | None) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "Payer",
     "PhaseTimestamps",
     "QuoteView",
+    "ReconciliationCheckpoint",
     "REPORTABLE_STATES",
     "TransferError",
     "TransferPolicy",
@@ -149,6 +150,7 @@ class TransferPolicy(BaseModel):
     transfer_expiry_s: float = 60.0
     reconcile_grace_s: float = 60.0
     reconcile_max_interval_s: float = 60.0
+    reconcile_checks_per_run: int = 500
 
 
 class OutboundTransferInput(BaseModel):
@@ -161,6 +163,7 @@ class OutboundTransferInput(BaseModel):
     request: TransferRequest
     policy: TransferPolicy
     received_at: datetime
+    resume: ReconciliationCheckpoint | None = None
 
     def initial_view(self) -> TransferView:
         """The resource as it stands before the workflow's first step."""
@@ -176,6 +179,16 @@ class OutboundTransferInput(BaseModel):
         )
         view.timestamps.received_at = self.received_at
         return view
+
+
+class ReconciliationCheckpoint(BaseModel):
+    """Where a long reconciliation stands when it goes on in a new run (continue-as-new)."""
+
+    view: TransferView
+    revision: int
+    hold_id: str
+    give_up_not_found_at: datetime
+    interval_s: float
 
 
 class AcceptanceDecision(CamelModel):

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     transfer_expiry_s: float = 60.0  # the SDK's EXPIRY_SECONDS: how long a prepare may stay unresolved
     reconcile_grace_s: float = 60.0
     reconcile_max_interval_s: float = 60.0
+    reconcile_checks_per_run: int = Field(default=500, ge=1)  # then continue-as-new: history stays small
 
     # Inbound
     quote_expiry_s: float = 300.0

@@ -2,7 +2,8 @@
 downloaded), the SDK and CBS simulators, our worker and our APIs, each a real process on 127.0.0.1.
 
 Settings are shortened where a test would otherwise wait for minutes (acceptance timeout, the prepare's
-expiry and the reconciliation grace); everything else is the default.
+expiry, the reconciliation grace, the questions asked in one run before continue-as-new); everything else is
+the default.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def stack(
         "MOJAFLOW_TRANSFER_EXPIRY_S": "2",
         "MOJAFLOW_RECONCILE_GRACE_S": "1",
         "MOJAFLOW_RECONCILE_MAX_INTERVAL_S": "1",
+        "MOJAFLOW_RECONCILE_CHECKS_PER_RUN": "3",
         "MOJAFLOW_QUOTE_EXPIRY_S": "60",
     }
     api_url = f"http://127.0.0.1:{client_port}"

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.core_banking import CoreBankingActivities, CreditRequest, ReservationRef
     from activities.payment_manager import PaymentManagerActivities, SdkTransferRef
     from mojaflow.codes import ErrorCode
-    from mojaflow.inbound_models import InboundNotification, InboundTransferInput, cbs_refusal
+    from mojaflow.inbound_models import InboundCheckpoint, InboundNotification, InboundTransferInput, cbs_refusal
     from mojaflow.models import (
         Direction,
         PartyView,
@@ -100,6 +100,10 @@ class InboundTransferWorkflow(SavedTransferState):
         self._view.timestamps.received_at = transfer.received_at
         self._published = self._view.model_copy(deep=True)
         self._revision = 0
+        if transfer.resume is not None:  # a reconciliation that goes on from an earlier run
+            self._view = transfer.resume.view.model_copy(deep=True)
+            self._published = self._view.model_copy(deep=True)
+            self._revision = transfer.resume.revision
         self._switch_says: str | None = None  # COMMITTED or ABORTED, from the SDK's final notification
         self._ask_switch = False  # a notification without a final state (ERROR_OCCURRED): reconcile now
 
@@ -113,12 +117,18 @@ class InboundTransferWorkflow(SavedTransferState):
         return self._published
 
     async def _transfer(self) -> None:
+        if self._input.resume is not None:
+            resume = self._input.resume
+            reservation = ReservationRef(reservation_id=resume.reservation_id)
+            interval = timedelta(seconds=resume.interval_s)
+            await self._settle(reservation, await self._ask_switch_until_final(reservation, resume.deadline, interval))
+            return
         await self._enter(S.RECEIVED)
         problem = check_against_quote(self._input, workflow.now())
         if problem:
             await self._end(S.ABORTED, problem[0], fspiop_error_code="3100", detail=problem[1])
         reservation = await self._reserve()
-        outcome = await self._wait_for_outcome()
+        outcome = await self._wait_for_outcome(reservation)
         await self._settle(reservation, outcome)
 
     # -- phases ------------------------------------------------------------------------------------
@@ -149,7 +159,7 @@ class InboundTransferWorkflow(SavedTransferState):
         await self._enter(S.RESERVED)
         return reservation
 
-    async def _wait_for_outcome(self) -> str:
+    async def _wait_for_outcome(self, reservation: ReservationRef) -> str:
         """COMMITTED or ABORTED from the SDK's notification; without one by the deadline (or after an
         ERROR_OCCURRED notification), the switch's own answer; NOT_FOUND once past the deadline."""
         deadline = self._deadline()
@@ -164,16 +174,18 @@ class InboundTransferWorkflow(SavedTransferState):
                 pass
         if self._switch_says is not None:
             return self._switch_says
-        return await self._reconcile(deadline)
-
-    async def _reconcile(self, deadline: datetime) -> str:
-        """Ask the SDK (`GET /transfers/{id}`, trusting only `fulfil.body.transferState`) until final.
-        A late final notification ends the wait too."""
         await self._enter(S.RECONCILING)
+        return await self._ask_switch_until_final(reservation, deadline, timedelta(seconds=1))
+
+    async def _ask_switch_until_final(
+        self, reservation: ReservationRef, deadline: datetime, interval: timedelta
+    ) -> str:
+        """Ask the SDK (`GET /transfers/{id}`, trusting only `fulfil.body.transferState`) until final; a late
+        final notification ends the wait too. After `reconcile_checks_per_run` questions it goes on in a new
+        run (continue-as-new), so a silent switch cannot grow one history to Temporal's limit."""
         ref = SdkTransferRef(sdk_transfer_id=self._input.transfer_id)
-        interval = timedelta(seconds=1)
         max_interval = timedelta(seconds=self._input.policy.reconcile_max_interval_s)
-        while True:
+        for _ in range(self._input.policy.reconcile_checks_per_run):
             try:
                 state = (
                     await workflow.execute_activity_method(
@@ -193,6 +205,17 @@ class InboundTransferWorkflow(SavedTransferState):
             except TimeoutError:
                 pass
             interval = min(interval * 2, max_interval)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._switch_says is not None:  # arrived while handlers finished
+            return self._switch_says
+        checkpoint = InboundCheckpoint(
+            view=self._view,
+            revision=self._revision,
+            reservation_id=reservation.reservation_id,
+            deadline=deadline,
+            interval_s=interval.total_seconds(),
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"resume": checkpoint}))
 
     async def _settle(self, reservation: ReservationRef, outcome: str) -> None:
         if outcome == "COMMITTED":

@@ -9,7 +9,7 @@ proof that no money moved, and reconcile with the switch when the answer is not 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         AcceptanceDecision,
         OutboundTransferInput,
         QuoteView,
+        ReconciliationCheckpoint,
         TransferState,
         TransferView,
         WaitRequest,
@@ -70,9 +71,13 @@ class OutboundTransferWorkflow(SavedTransferState):
     @workflow.init
     def __init__(self, transfer: OutboundTransferInput) -> None:
         self._input = transfer
-        self._view = transfer.initial_view()
+        if transfer.resume is None:
+            self._view = transfer.initial_view()
+            self._revision = 0
+        else:  # a reconciliation that goes on from an earlier run
+            self._view = transfer.resume.view.model_copy(deep=True)
+            self._revision = transfer.resume.revision
         self._published = self._view.model_copy(deep=True)  # what callers see: saved to our database first
-        self._revision = 0
         self._party_decision: bool | None = None
         self._quote_decision: bool | None = None
 
@@ -86,13 +91,16 @@ class OutboundTransferWorkflow(SavedTransferState):
         return self._published
 
     async def _transfer(self) -> None:
+        if self._input.resume is not None:
+            await self._resume_reconciliation(self._input.resume)
+            return
         payer = await self._resolve_payer()
         sdk_ref = await self._resolve_payee(payer)
         await self._decide_party()
         quote = await self._request_quote(sdk_ref)
         await self._decide_quote(sdk_ref, quote)
         hold = await self._hold_funds(sdk_ref, payer, quote)
-        outcome = await self._send_money(sdk_ref)
+        outcome = await self._send_money(sdk_ref, hold)
         await self._settle(hold, outcome)
 
     # -- phases ------------------------------------------------------------------------------------
@@ -200,7 +208,7 @@ class OutboundTransferWorkflow(SavedTransferState):
             await self._end(S.ABORTED, ErrorCode.QUOTE_EXPIRED)
         return hold
 
-    async def _send_money(self, sdk_ref: SdkTransferRef) -> MoneyStepResult:
+    async def _send_money(self, sdk_ref: SdkTransferRef, hold: HoldRef) -> MoneyStepResult:
         """The one step that moves money: saved as TRANSFERRING first, sent once, never re-sent."""
         self._view.timestamps.transfer_sent_at = workflow.now()
         await self._enter(S.TRANSFERRING)
@@ -211,10 +219,10 @@ class OutboundTransferWorkflow(SavedTransferState):
         except ActivityError:  # crashed worker, timeout: the prepare may or may not have reached the switch
             result = MoneyStepResult(outcome="UNKNOWN")
         if result.outcome == "UNKNOWN":
-            return await self._reconcile(sdk_ref, result)
+            return await self._reconcile(sdk_ref, hold, result)
         return result
 
-    async def _reconcile(self, sdk_ref: SdkTransferRef, first: MoneyStepResult) -> MoneyStepResult:
+    async def _reconcile(self, sdk_ref: SdkTransferRef, hold: HoldRef, first: MoneyStepResult) -> MoneyStepResult:
         """Ask the switch until the outcome is final. 3208 (not found) proves nothing until the prepare's
         expiration plus a grace period has passed: only then can it no longer be committed."""
         await self._enter(S.RECONCILING)
@@ -222,8 +230,23 @@ class OutboundTransferWorkflow(SavedTransferState):
         sent_at = self._view.timestamps.transfer_sent_at or workflow.now()
         expiration = first.expiration or sent_at + timedelta(seconds=policy.transfer_expiry_s)
         give_up_not_found_at = expiration + timedelta(seconds=policy.reconcile_grace_s)
-        interval = timedelta(seconds=1)
-        while True:
+        return await self._ask_switch_until_final(sdk_ref, hold, give_up_not_found_at, timedelta(seconds=1))
+
+    async def _resume_reconciliation(self, checkpoint: ReconciliationCheckpoint) -> None:
+        hold = HoldRef(hold_id=checkpoint.hold_id)
+        sdk_ref = SdkTransferRef(sdk_transfer_id=self._view.sdk_transfer_id or "")
+        interval = timedelta(seconds=checkpoint.interval_s)
+        outcome = await self._ask_switch_until_final(sdk_ref, hold, checkpoint.give_up_not_found_at, interval)
+        await self._settle(hold, outcome)
+
+    async def _ask_switch_until_final(
+        self, sdk_ref: SdkTransferRef, hold: HoldRef, give_up_not_found_at: datetime, interval: timedelta
+    ) -> MoneyStepResult:
+        """`get_switch_state` with a growing pause; after `reconcile_checks_per_run` questions the
+        reconciliation goes on in a new run (continue-as-new), so a switch that stays silent for days cannot
+        grow one history to Temporal's limit."""
+        policy = self._input.policy
+        for _ in range(policy.reconcile_checks_per_run):
             try:
                 state = (
                     await workflow.execute_activity_method(
@@ -240,6 +263,15 @@ class OutboundTransferWorkflow(SavedTransferState):
                 )
             await workflow.sleep(interval)
             interval = min(interval * 2, timedelta(seconds=policy.reconcile_max_interval_s))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        checkpoint = ReconciliationCheckpoint(
+            view=self._view,
+            revision=self._revision,
+            hold_id=hold.hold_id,
+            give_up_not_found_at=give_up_not_found_at,
+            interval_s=interval.total_seconds(),
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"resume": checkpoint}))
 
     async def _settle(self, hold: HoldRef, result: MoneyStepResult) -> None:
         if result.outcome == "COMMITTED":

@@ -236,6 +236,7 @@ class InboundService:
                 transfer_expiry_s=settings.transfer_expiry_s,
                 reconcile_grace_s=settings.reconcile_grace_s,
                 reconcile_max_interval_s=settings.reconcile_max_interval_s,
+                reconcile_checks_per_run=settings.reconcile_checks_per_run,
             ),
             received_at=datetime.now(UTC),
         )

@@ -235,8 +235,15 @@ async def test_error_occurred_notification_asks_the_switch_at_once(stack: Stack,
 
     await _notify(stack, http, transfer_id, None, current_state="ERROR_OCCURRED")
     await wait_for_state(http, stack.api_url, transfer_id, {"RECONCILING"})
-    await asyncio.sleep(1.5)  # the switch still says RESERVED: nothing is decided meanwhile
+    # The test stack continues as new after 3 questions (MOJAFLOW_RECONCILE_CHECKS_PER_RUN): once a second run
+    # exists, the switch has said RESERVED at least 3 times, and nothing was decided meanwhile.
+    runs = f"WorkflowId = '{inbound_workflow_id(transfer_id)}'"
+    deadline = time.monotonic() + 30
+    while (await stack.client.count_workflows(runs)).count < 2:
+        assert time.monotonic() < deadline, "the reconciliation never continued as new"
+        await asyncio.sleep(0.1)
     assert (await http.get(f"{stack.api_url}/transfers/{transfer_id}")).json()["currentState"] == "RECONCILING"
+    assert await payee.balances(http, stack.cbs_url) == (Decimal("100"), Decimal("6"))
     await http.put(f"{stack.sdk_url}/_sim/switch/{transfer_id}", json={"transferState": "COMMITTED"})
 
     done = await wait_for_state(http, stack.api_url, transfer_id, {"COMMITTED", "ABORTED"})
