@@ -7,6 +7,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: install run test lint bench lock clean
 
 $(INSTALLED): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mojaflow needs Python 3.11 or newer: set PYTHON=python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $(INSTALLED)

@@ -98,7 +98,7 @@ def stack(
         "MOJAFLOW_CLIENT_API_PORT": str(client_port),
         "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
         "MOJAFLOW_DEFAULT_WAIT_S": "15",
-        "MOJAFLOW_ACCEPTANCE_TIMEOUT_S": "4",
+        "MOJAFLOW_ACCEPTANCE_TIMEOUT_S": "6",
         "MOJAFLOW_MAX_FEE": "5",
         "MOJAFLOW_TRANSFER_EXPIRY_S": "2",
         "MOJAFLOW_RECONCILE_GRACE_S": "1",
