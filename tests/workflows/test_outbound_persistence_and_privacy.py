@@ -85,6 +85,16 @@ async def test_the_codec_endpoint_decodes_for_the_web_ui_only(stack: Stack, http
     decoded = base64.b64decode(from_ui.json()["payloads"][0]["data"]).decode()
     assert transfer["transferId"] in decoded and "25633333333" in decoded
     assert from_elsewhere.status_code == 403
+    preflight = await http.options(
+        f"{stack.api_url}/codec/decode",
+        headers={
+            "Origin": UI_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-namespace",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == UI_ORIGIN
 
 
 async def test_search_attributes_find_the_transfer(stack: Stack, http: httpx.AsyncClient) -> None:
