@@ -9,6 +9,7 @@ COPY activities ./activities
 COPY workflows ./workflows
 COPY api ./api
 COPY simulators ./simulators
+COPY migrations ./migrations
 COPY worker.py cbs-contract.openapi.yaml ./
 RUN useradd --system --uid 10001 mojaflow && mkdir -p /data && chown mojaflow /data
 USER mojaflow

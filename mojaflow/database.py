@@ -10,11 +10,15 @@ SQLite (WAL) in the data dir by default; PostgreSQL by `MOJAFLOW_DATABASE_URL`. 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     JSON,
     Column,
@@ -28,6 +32,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -126,11 +131,17 @@ class Database:
         )
 
     async def create_schema(self) -> None:
-        """Create missing tables. Several processes may race here on a new database: the loser retries."""
+        """Bring the schema to the newest migration (`migrations/`). Several processes may race here on a new
+        database: the loser retries and finds nothing left to do. Within a process, one at a time: Alembic's
+        context is global."""
+        async with _MIGRATION_LOCK:
+            await self._upgrade()
+
+    async def _upgrade(self) -> None:
         for attempt in range(3):
             try:
                 async with self.engine.begin() as connection:
-                    await connection.run_sync(metadata.create_all, checkfirst=True)
+                    await connection.run_sync(_upgrade_to_head)
                 return
             except (OperationalError, ProgrammingError, IntegrityError):
                 if attempt == 2:
@@ -278,6 +289,17 @@ class Database:
                 await connection.execute(select(inbound_quotes.c.quote).where(inbound_quotes.c.quote_id == quote_id))
             ).first()
         return dict(row.quote) if row else None
+
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+_MIGRATION_LOCK = asyncio.Lock()
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    alembic_command.upgrade(config, "head")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -9,8 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
 
-from mojaflow.database import Database
+from mojaflow.database import Database, metadata
 from mojaflow.models import Direction, TransferRecord, TransferState, TransferView
 from tests.support.postgres import PostgresServer, find_pg_bin
 
@@ -116,3 +119,17 @@ async def test_quotes_are_saved_and_replaced_by_id(database: Database) -> None:
 
     assert saved is not None and saved["transferAmount"] == "12"
     assert await database.get_quote(str(uuid.uuid4())) is None
+
+
+async def test_the_migrations_build_exactly_the_schema_the_code_uses(database: Database) -> None:
+    def differences(connection: Connection) -> list[object]:
+        return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+    async with database.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def test_migrating_again_changes_nothing(database: Database) -> None:
+    await database.create_schema()  # every process does this at start-up
+    transfer_id = str(uuid.uuid4())
+    assert await database.save_transfer(_record(transfer_id, TransferState.RECEIVED, 0))
