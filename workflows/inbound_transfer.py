@@ -13,12 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError
+from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from activities.core_banking import CoreBankingActivities, CreditRequest, ReservationRef
-    from activities.payment_manager import PaymentManagerActivities, SdkTransferRef
     from mojaflow.codes import ErrorCode
     from mojaflow.inbound_models import InboundCheckpoint, InboundNotification, InboundTransferInput, cbs_refusal
     from mojaflow.models import (
@@ -42,9 +40,6 @@ __all__ = ["InboundTransferWorkflow", "check_against_quote"]
 
 S = TransferState
 
-RECONCILE_CALL = workflow.ActivityConfig(
-    start_to_close_timeout=timedelta(seconds=90), retry_policy=RetryPolicy(maximum_attempts=1)
-)
 
 _FINAL_SWITCH_STATES = ("COMMITTED", "ABORTED")
 
@@ -180,34 +175,17 @@ class InboundTransferWorkflow(SavedTransferState):
     async def _ask_switch_until_final(
         self, reservation: ReservationRef, deadline: datetime, interval: timedelta
     ) -> str:
-        """Ask the SDK (`GET /transfers/{id}`, trusting only `fulfil.body.transferState`) until final; a late
-        final notification ends the wait too. After `reconcile_checks_per_run` questions it goes on in a new
-        run (continue-as-new), so a silent switch cannot grow one history to Temporal's limit."""
-        ref = SdkTransferRef(sdk_transfer_id=self._input.transfer_id)
-        max_interval = timedelta(seconds=self._input.policy.reconcile_max_interval_s)
-        for _ in range(self._input.policy.reconcile_checks_per_run):
-            try:
-                state = (
-                    await workflow.execute_activity_method(
-                        PaymentManagerActivities.get_switch_state, ref, **RECONCILE_CALL
-                    )
-                ).state
-            except ActivityError:
-                state = "UNKNOWN"
-            if self._switch_says is not None:
-                return self._switch_says
-            if state in _FINAL_SWITCH_STATES:
-                return state
-            if state == "NOT_FOUND" and workflow.now() >= deadline:
-                return "NOT_FOUND"
-            try:
-                await workflow.wait_condition(lambda: self._switch_says is not None, timeout=interval)
-            except TimeoutError:
-                pass
-            interval = min(interval * 2, max_interval)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._switch_says is not None:  # arrived while handlers finished
+        """The switch's answer, unless the SDK's final notification comes first; without either after
+        `reconcile_checks_per_run` questions, the reconciliation goes on in a new run."""
+        state, interval = await self._poll_switch(
+            self._input.transfer_id, deadline, interval, answered_otherwise=lambda: self._switch_says is not None
+        )
+        if state is None:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._switch_says is not None:
             return self._switch_says
+        if state is not None:
+            return state
         checkpoint = InboundCheckpoint(
             view=self._view,
             revision=self._revision,

@@ -59,9 +59,6 @@ MONEY_CALL = workflow.ActivityConfig(
     heartbeat_timeout=timedelta(seconds=5),
     retry_policy=RetryPolicy(maximum_attempts=1),
 )
-RECONCILE_CALL = workflow.ActivityConfig(
-    start_to_close_timeout=timedelta(seconds=90), retry_policy=RetryPolicy(maximum_attempts=1)
-)
 # Before anything is held, give up on an unreachable CBS after a while instead of waiting for ever.
 CBS_LOOKUP = workflow.LocalActivityConfig(**{**CBS_CALL, "schedule_to_close_timeout": timedelta(minutes=2)})
 
@@ -242,27 +239,13 @@ class OutboundTransferWorkflow(SavedTransferState):
     async def _ask_switch_until_final(
         self, sdk_ref: SdkTransferRef, hold: HoldRef, give_up_not_found_at: datetime, interval: timedelta
     ) -> MoneyStepResult:
-        """`get_switch_state` with a growing pause; after `reconcile_checks_per_run` questions the
-        reconciliation goes on in a new run (continue-as-new), so a switch that stays silent for days cannot
-        grow one history to Temporal's limit."""
-        policy = self._input.policy
-        for _ in range(policy.reconcile_checks_per_run):
-            try:
-                state = (
-                    await workflow.execute_activity_method(
-                        PaymentManagerActivities.get_switch_state, sdk_ref, **RECONCILE_CALL
-                    )
-                ).state
-            except ActivityError:
-                state = "UNKNOWN"
-            if state in ("COMMITTED", "ABORTED"):
-                return MoneyStepResult(outcome=state)
-            if state == "NOT_FOUND" and workflow.now() >= give_up_not_found_at:
-                return MoneyStepResult(
-                    outcome="REJECTED", failure=SdkFailure(http_status=500, fspiop_error_code="3208")
-                )
-            await workflow.sleep(interval)
-            interval = min(interval * 2, timedelta(seconds=policy.reconcile_max_interval_s))
+        state, interval = await self._poll_switch(sdk_ref.sdk_transfer_id, give_up_not_found_at, interval)
+        if state == "COMMITTED":
+            return MoneyStepResult(outcome="COMMITTED")
+        if state == "ABORTED":
+            return MoneyStepResult(outcome="ABORTED")
+        if state == "NOT_FOUND":
+            return MoneyStepResult(outcome="REJECTED", failure=SdkFailure(http_status=500, fspiop_error_code="3208"))
         await workflow.wait_condition(workflow.all_handlers_finished)
         checkpoint = ReconciliationCheckpoint(
             view=self._view,

@@ -6,7 +6,8 @@ Deterministic: the save is a local activity, the time comes from `workflow.now()
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -14,12 +15,21 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.payment_manager import PaymentManagerActivities, SdkTransferRef
     from activities.store import StoreActivities
     from mojaflow.codes import ErrorCode, transfer_error
     from mojaflow.models import TransferRecord, TransferState, TransferView
     from mojaflow.temporal import MOJAFLOW_STATE
 
-__all__ = ["CBS_CALL", "LOCAL_ACTIVITY_FAILURES", "SAVE", "SavedTransferState", "TransferEnded", "refusal_code"]
+__all__ = [
+    "CBS_CALL",
+    "LOCAL_ACTIVITY_FAILURES",
+    "RECONCILE_CALL",
+    "SAVE",
+    "SavedTransferState",
+    "TransferEnded",
+    "refusal_code",
+]
 
 # Every CBS call is short and idempotent at the CBS (by key or by id), so it runs as a local activity: no round
 # trip through the server, and a re-run after a crash is harmless. Unavailability is retried without end,
@@ -31,6 +41,10 @@ CBS_CALL = workflow.LocalActivityConfig(
         maximum_interval=timedelta(seconds=60),
         non_retryable_error_types=["CoreBankingRefused"],
     ),
+)
+# Asking the switch moves nothing; a failed question is just asked again later by the loop.
+RECONCILE_CALL = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=90), retry_policy=RetryPolicy(maximum_attempts=1)
 )
 SAVE = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=15),
@@ -72,6 +86,43 @@ class SavedTransferState:
         await workflow.execute_local_activity_method(StoreActivities.save_transfer, record, **SAVE)
         workflow.upsert_search_attributes([MOJAFLOW_STATE.value_set(state.value), *self._search_attributes()])
         self._published = self._view.model_copy(deep=True)
+
+    async def _poll_switch(
+        self,
+        sdk_transfer_id: str,
+        give_up_not_found_at: datetime,
+        interval: timedelta,
+        *,
+        answered_otherwise: Callable[[], bool] = lambda: False,
+    ) -> tuple[str | None, timedelta]:
+        """Ask the switch (through the SDK's `GET /transfers/{id}`) with a growing pause until it says
+        COMMITTED or ABORTED, or still does not know the transfer (3208) after `give_up_not_found_at`: then
+        that state, or "NOT_FOUND". None when `answered_otherwise()` became true (an inbound notification), or
+        when `reconcile_checks_per_run` questions brought nothing final: the caller then continues as new,
+        so a silent switch cannot grow one history to Temporal's limit. Also returns the next pause."""
+        policy = self._input.policy
+        ref = SdkTransferRef(sdk_transfer_id=sdk_transfer_id)
+        for _ in range(policy.reconcile_checks_per_run):
+            try:
+                state = (
+                    await workflow.execute_activity_method(
+                        PaymentManagerActivities.get_switch_state, ref, **RECONCILE_CALL
+                    )
+                ).state
+            except ActivityError:
+                state = "UNKNOWN"
+            if answered_otherwise():
+                return None, interval
+            if state in ("COMMITTED", "ABORTED"):
+                return state, interval
+            if state == "NOT_FOUND" and workflow.now() >= give_up_not_found_at:
+                return "NOT_FOUND", interval
+            try:
+                await workflow.wait_condition(answered_otherwise, timeout=interval)
+            except TimeoutError:
+                pass
+            interval = min(interval * 2, timedelta(seconds=policy.reconcile_max_interval_s))
+        return None, interval
 
     async def _end(
         self,
