@@ -71,6 +71,8 @@ async def test_worker_killed_during_the_money_step(
 async def test_a_504_on_the_money_step_reconciles_until_the_switch_decides(
     stack: Stack, http: httpx.AsyncClient
 ) -> None:
+    """The switch says RESERVED for a while: the test stack continues as new after 3 questions
+    (MOJAFLOW_RECONCILE_CHECKS_PER_RUN), so the reconciliation also goes on across runs."""
     payer, account_id = await new_payer(http, stack.cbs_url)
     body = transfer_body(payer=payer, amount="10")
     await set_fault(
@@ -81,6 +83,14 @@ async def test_a_504_on_the_money_step_reconciles_until_the_switch_decides(
 
     reconciling = await wait_for_state(http, stack.api_url, transfer["transferId"], {"RECONCILING"})
     assert (await account(http, stack.cbs_url, account_id))["held"] == "10.00"  # not released: maybe it moved
+    runs = f"HomeTransactionId = '{body['homeTransactionId']}'"
+    deadline = time.monotonic() + 30
+    while (await stack.client.count_workflows(runs)).count < 3:  # two continued runs, one running
+        assert time.monotonic() < deadline, "the reconciliation never continued as new"
+        await asyncio.sleep(0.2)
+    assert (await http.get(f"{stack.api_url}/transfers/{transfer['transferId']}")).json()["currentState"] == (
+        "RECONCILING"
+    )
     switch = await http.put(
         f"{stack.sdk_url}/_sim/switch/{reconciling['sdkTransferId']}", json={"transferState": "COMMITTED"}
     )
@@ -115,30 +125,3 @@ async def test_a_prepare_the_switch_never_saw_is_released_only_after_its_expiry(
     assert elapsed.total_seconds() >= 3
     balances = await account(http, stack.cbs_url, account_id)
     assert (balances["balance"], balances["held"]) == ("1000.00", "0.00")
-
-
-async def test_a_long_reconciliation_goes_on_in_new_runs(stack: Stack, http: httpx.AsyncClient) -> None:
-    """The test stack continues as new after 3 questions to the switch (MOJAFLOW_RECONCILE_CHECKS_PER_RUN)."""
-    payer, account_id = await new_payer(http, stack.cbs_url)
-    body = transfer_body(payer=payer, amount="10")
-    await set_fault(
-        http, stack.sdk_url, body["homeTransactionId"], moneyStepAnswer="timeout", moneyStepDelayS=0.1,
-        switchOutcome="RESERVED",
-    )  # fmt: skip
-    transfer = await _start(stack, http, body)
-    reconciling = await wait_for_state(http, stack.api_url, transfer["transferId"], {"RECONCILING"})
-    query = f"HomeTransactionId = '{body['homeTransactionId']}'"
-    deadline = time.monotonic() + 30
-    while (await stack.client.count_workflows(query)).count < 3:  # two closed runs (continued), one running
-        assert time.monotonic() < deadline, "the reconciliation never continued as new"
-        await asyncio.sleep(0.2)
-
-    switch = await http.put(
-        f"{stack.sdk_url}/_sim/switch/{reconciling['sdkTransferId']}", json={"transferState": "COMMITTED"}
-    )
-    switch.raise_for_status()
-
-    done = await wait_for_state(http, stack.api_url, transfer["transferId"], {"COMPLETED"})
-    assert (await sim_transfer(http, stack.sdk_url, done["sdkTransferId"]))["prepareCount"] == 1
-    balances = await account(http, stack.cbs_url, account_id)
-    assert (balances["balance"], balances["held"]) == ("990.00", "0.00")
