@@ -69,6 +69,8 @@ class Settings(BaseSettings):
 
     # Inbound
     quote_expiry_s: float = 300.0
+    # The SDK waits for our answer to its `POST /transfers` before it answers the switch: answer well within that.
+    inbound_reservation_wait_s: float = Field(default=20.0, gt=0, le=60)
     inbound_fee: Decimal = Field(default=Decimal("0"), ge=0)  # payeeFspFee of every inbound quote
     inbound_commission: Decimal = Field(default=Decimal("0"), ge=0)  # payeeFspCommission of every inbound quote
 

@@ -42,9 +42,6 @@ from workflows.inbound_transfer import InboundTransferWorkflow
 
 __all__ = ["InboundService"]
 
-# The SDK waits for our answer to `POST /transfers` before it answers the switch: answer well within that.
-RESERVATION_WAIT_S = 20.0
-
 _SPEC_STATE = {  # our state → the backend spec's transferState
     TransferState.RECEIVED: "RECEIVED",
     TransferState.RESERVED: "RESERVED",
@@ -262,10 +259,10 @@ class InboundService:
             view = await asyncio.wait_for(
                 self._client.execute_update_with_start_workflow(
                     InboundTransferWorkflow.wait_for_reservation,
-                    WaitRequest(wait_s=RESERVATION_WAIT_S),
+                    WaitRequest(wait_s=self._settings.inbound_reservation_wait_s),
                     start_workflow_operation=start,
                 ),
-                timeout=RESERVATION_WAIT_S + 5,
+                timeout=self._settings.inbound_reservation_wait_s + 5,
             )
         except WorkflowAlreadyStartedError:  # finished already (REJECT_DUPLICATE): answer what it came to
             stored = await self._db.get_transfer(transfer.transfer_id)
