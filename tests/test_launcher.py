@@ -85,6 +85,11 @@ def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path
     first = _launch(env, log)
     try:
         _wait_healthy(api, first, log)
+        ui = httpx.get(f"http://127.0.0.1:{env['MOJAFLOW_TEMPORAL_UI_PORT']}/", timeout=10)
+        assert ui.status_code == 200  # the Temporal Web UI
+        output = log.read_text()
+        for component in ("temporal", "sdk-sim", "cbs-sim", "worker", "api"):
+            assert f"{component:>8} | " in output, f"no line prefixed by {component}"
         body = transfer_body()
         httpx.put(f"{sdk}/_sim/faults/{body['homeTransactionId']}", json={"moneyStepDelayS": 30}).raise_for_status()
         created = httpx.post(
