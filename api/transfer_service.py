@@ -133,26 +133,24 @@ class TransferService:
                     "idempotent_request_key was already used with a different request body",
                 )  # fmt: skip
             return Outcome(view, status=200, replayed=True)
-        update = (
-            OutboundTransferWorkflow.accept_party
-            if decision.accept_party is not None
-            else (OutboundTransferWorkflow.accept_quote)
-        )
+        if decision.accept_party is not None:
+            update, waiting = OutboundTransferWorkflow.accept_party, TransferState.WAITING_FOR_PARTY_ACCEPTANCE
+        else:
+            update, waiting = OutboundTransferWorkflow.accept_quote, TransferState.WAITING_FOR_QUOTE_ACCEPTANCE
         handle = self._client.get_workflow_handle(workflow_id)
         try:
             result = await handle.execute_update(update, decision.model_copy(update={"wait_s": wait_s}))
-        except WorkflowUpdateFailedError as error:
-            await self._db.forget_idempotency_key(headers.client_key, "PUT", f"{ROUTE}/{view.transfer_id}",
-                                                  headers.idempotent_request_key)  # fmt: skip
-            raise Problem(409, "invalid_state", "Transfer not in that state", _reason(error, view)) from None
-        except RPCError as error:
-            await self._db.forget_idempotency_key(headers.client_key, "PUT", f"{ROUTE}/{view.transfer_id}",
-                                                  headers.idempotent_request_key)  # fmt: skip
+        except (WorkflowUpdateFailedError, RPCError) as error:
+            route = f"{ROUTE}/{view.transfer_id}"  # refused: the key may be used again once the state allows
+            await self._db.forget_idempotency_key(headers.client_key, "PUT", route, headers.idempotent_request_key)
+            if isinstance(error, WorkflowUpdateFailedError):
+                raise Problem(409, "invalid_state", "Transfer not in that state", _reason(error, view)) from None
             if error.status == RPCStatusCode.NOT_FOUND:  # the workflow has finished
-                raise Problem(409, "invalid_state", "Transfer not in that state",
-                              f"the transfer is {view.current_state}: nothing awaits a decision") from None  # fmt: skip
+                detail = f"the transfer is {view.current_state}: nothing awaits a decision"
+                raise Problem(409, "invalid_state", "Transfer not in that state", detail) from None
             raise _temporal_unavailable() from None
-        return Outcome(result, status=200 if result.current_state in REPORTABLE_STATES else 202)
+        moved_on = result.current_state in REPORTABLE_STATES and result.current_state != waiting
+        return Outcome(result, status=200 if moved_on else 202)
 
     async def get(self, transfer_id: str) -> TransferView:
         view = await self._db.get_transfer(transfer_id)

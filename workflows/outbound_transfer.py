@@ -312,12 +312,16 @@ class OutboundTransferWorkflow(SavedTransferState):
     # -- helpers -----------------------------------------------------------------------------------
 
     async def _wait_for_report(self, wait_s: float, leaving: TransferState | None = None) -> None:
+        """Until the CBS must act or the transfer is final (other than `leaving`), at most `wait_s`."""
+
         def reportable() -> bool:
             state = self._published.current_state
             return state in REPORTABLE_STATES and state != leaving
 
+        if wait_s <= 0:  # Prefer: respond-async
+            return
         try:
-            await workflow.wait_condition(reportable, timeout=timedelta(seconds=wait_s) if wait_s else None)
+            await workflow.wait_condition(reportable, timeout=timedelta(seconds=wait_s))
         except TimeoutError:
             pass
 

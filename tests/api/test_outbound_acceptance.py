@@ -147,3 +147,21 @@ async def test_another_client_cannot_decide_for_the_owner(stack: Stack, http: ht
     )
 
     assert foreign.status_code == 404
+
+
+async def test_a_decision_with_respond_async_answers_202_and_the_transfer_moves_on(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    payer, _ = await new_payer(http, stack.cbs_url)
+    transfer = await _start_manual(stack, http, payer)
+
+    accepted = await http.put(
+        f"{stack.api_url}/transfers/{transfer['transferId']}",
+        json={"acceptParty": True},
+        headers={**money_movement_headers(), "Prefer": "respond-async"},
+    )
+
+    assert accepted.status_code == 202
+    assert accepted.headers["location"] == f"/transfers/{transfer['transferId']}"
+    quoted = await wait_for_state(http, stack.api_url, transfer["transferId"], {"WAITING_FOR_QUOTE_ACCEPTANCE"})
+    assert quoted["quote"]["transferAmount"] == "25"
