@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import httpx
 from fastapi import FastAPI
@@ -27,7 +28,7 @@ from mojaflow.codec import EncryptionCodec, data_converter, load_payload_key
 from mojaflow.database import Database
 from mojaflow.settings import Settings
 
-__all__ = ["create_backend_app", "create_client_app"]
+__all__ = ["Resources", "create_backend_app", "create_client_app", "open_resources"]
 
 
 async def _connect(settings: Settings) -> Client:
@@ -40,6 +41,33 @@ async def _connect(settings: Settings) -> Client:
     )
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What both APIs use: opened once per process when one process serves both."""
+
+    database: Database
+    client: Client
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    database = Database(settings.resolved_database_url)
+    await database.create_schema()
+    try:
+        yield Resources(database=database, client=await _connect(settings))
+    finally:
+        await database.close()
+
+
+@asynccontextmanager
+async def _resources(settings: Settings, shared: Resources | None) -> AsyncIterator[Resources]:
+    if shared is not None:
+        yield shared
+    else:
+        async with open_resources(settings) as own:
+            yield own
+
+
 async def health(check: HealthDep) -> JSONResponse:
     problem = await check.problem()
     if problem:
@@ -47,17 +75,14 @@ async def health(check: HealthDep) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def create_client_app(settings: Settings) -> FastAPI:
+def create_client_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings.resolved_database_url)
-        await database.create_schema()
-        client = await _connect(settings)
-        app.state.settings = settings
-        app.state.transfers = TransferService(client, database, settings)
-        app.state.health = HealthCheck(client, settings.temporal_namespace, settings.task_queue)
-        yield
-        await database.close()
+        async with _resources(settings, resources) as opened:
+            app.state.settings = settings
+            app.state.transfers = TransferService(opened.client, opened.database, settings)
+            app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)
+            yield
 
     app = FastAPI(
         title="mojaflow client API",
@@ -75,20 +100,19 @@ def create_client_app(settings: Settings) -> FastAPI:
     return app
 
 
-def create_backend_app(settings: Settings) -> FastAPI:
+def create_backend_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
     """The SDK's `BACKEND_ENDPOINT`: parties and quotes from the CBS, transfers as `InboundTransferWorkflow`."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings.resolved_database_url)
-        await database.create_schema()
-        client = await _connect(settings)
-        async with httpx.AsyncClient(base_url=settings.cbs_url, timeout=settings.cbs_timeout_s) as cbs:
+        async with (
+            _resources(settings, resources) as opened,
+            httpx.AsyncClient(base_url=settings.cbs_url, timeout=settings.cbs_timeout_s) as cbs,
+        ):
             app.state.settings = settings
-            app.state.inbound = InboundService(client, database, CoreBankingClient(cbs), settings)
-            app.state.health = HealthCheck(client, settings.temporal_namespace, settings.task_queue)
+            app.state.inbound = InboundService(opened.client, opened.database, CoreBankingClient(cbs), settings)
+            app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)
             yield
-        await database.close()
 
     app = FastAPI(
         title="mojaflow backend API (for Payment Manager)",
