@@ -92,19 +92,19 @@ class TransferService:
             )
         transfer = self._workflow_input(claim.transfer_id, headers, request)
         workflow_id = outbound_workflow_id(headers.client_key, headers.idempotent_request_key)
-        saved = await self._db.get_transfer(claim.transfer_id)
-        if saved is None:
-            await self._db.save_transfer(
-                TransferRecord(
-                    view=transfer.initial_view(), revision=0, workflow_id=workflow_id, client_key=headers.client_key
-                )
-            )
+        initial = TransferRecord(
+            view=transfer.initial_view(), revision=0, workflow_id=workflow_id, client_key=headers.client_key
+        )
         if claim.created:
+            await self._db.save_transfer(initial)
             view = await self._start(workflow_id, transfer, wait_s)
             status = 201 if view.current_state in REPORTABLE_STATES else 202
             return Outcome(view, status=status)
+        saved = await self._db.get_transfer(claim.transfer_id)
         if saved is None or saved.current_state == TransferState.RECEIVED:
-            await self._start(workflow_id, transfer, 0)  # the first attempt may have died before starting it
+            # The first attempt may have died before it saved or started the transfer: finish its job.
+            await self._db.save_transfer(initial)  # a no-op if it was saved (same revision)
+            await self._start(workflow_id, transfer, 0)
         current = await self._db.get_transfer(claim.transfer_id)
         assert current is not None  # saved above if it was not already
         return Outcome(current, status=200, replayed=True)
