@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from mojaflow.models import PartyView, TransferView
+from mojaflow.models import Direction, PartyView, QuoteView, TransferState, TransferView
 
 __all__ = [
     "InboundCheckpoint",
@@ -165,6 +165,17 @@ class InboundQuote(BaseModel):
     payee_key: str  # `party_key` of the payee: matches the transfer without keeping the party id in clear
     payee_name: str | None = None
 
+    def view(self) -> QuoteView:
+        return QuoteView(
+            quote_id=self.quote_id,
+            currency=self.currency,
+            transfer_amount=self.transfer_amount,
+            payee_receive_amount=self.payee_receive_amount,
+            fees=self.fee,
+            commission=self.commission,
+            expiration=self.expiration,
+        )
+
 
 class InboundPolicy(BaseModel):
     """Settings an inbound transfer runs under, fixed when it starts (workflows never read settings)."""
@@ -204,6 +215,24 @@ class InboundTransferInput(BaseModel):
     policy: InboundPolicy
     received_at: datetime
     resume: InboundCheckpoint | None = None
+
+    def initial_view(self) -> TransferView:
+        """The resource as it stands before the workflow's first step."""
+        quote = self.saved_quote
+        view = TransferView(
+            transfer_id=self.transfer_id,
+            direction=Direction.INBOUND,
+            current_state=TransferState.RECEIVED,
+            amount_type=self.amount_type,
+            currency=self.currency,
+            amount=self.amount,
+            payer=self.payer,
+            payee=PartyView(name=quote.payee_name if quote else None, fsp_id=self.payee_fsp_id),
+            quote=quote.view() if quote else None,
+            sdk_transfer_id=self.transfer_id,
+        )
+        view.timestamps.received_at = self.received_at
+        return view
 
 
 def party_key(id_type: str, id_value: str, id_sub_value: str | None) -> str:

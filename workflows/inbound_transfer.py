@@ -20,9 +20,6 @@ with workflow.unsafe.imports_passed_through():
     from mojaflow.codes import ErrorCode
     from mojaflow.inbound_models import InboundCheckpoint, InboundNotification, InboundTransferInput, cbs_refusal
     from mojaflow.models import (
-        Direction,
-        PartyView,
-        QuoteView,
         TransferState,
         TransferView,
         WaitRequest,
@@ -69,36 +66,13 @@ class InboundTransferWorkflow(SavedTransferState):
     @workflow.init
     def __init__(self, transfer: InboundTransferInput) -> None:
         self._input = transfer
-        quote = transfer.saved_quote
-        self._view = TransferView(
-            transfer_id=transfer.transfer_id,
-            direction=Direction.INBOUND,
-            current_state=S.RECEIVED,
-            amount_type=transfer.amount_type,
-            currency=transfer.currency,
-            amount=transfer.amount,
-            payer=transfer.payer,
-            payee=PartyView(name=quote.payee_name if quote else None, fsp_id=transfer.payee_fsp_id),
-            quote=QuoteView(
-                quote_id=quote.quote_id,
-                currency=quote.currency,
-                transfer_amount=quote.transfer_amount,
-                payee_receive_amount=quote.payee_receive_amount,
-                fees=quote.fee,
-                commission=quote.commission,
-                expiration=quote.expiration,
-            )
-            if quote
-            else None,
-            sdk_transfer_id=transfer.transfer_id,
-        )
-        self._view.timestamps.received_at = transfer.received_at
-        self._published = self._view.model_copy(deep=True)
-        self._revision = 0
-        if transfer.resume is not None:  # a reconciliation that goes on from an earlier run
+        if transfer.resume is None:
+            self._view = transfer.initial_view()
+            self._revision = 0
+        else:  # a reconciliation that goes on from an earlier run
             self._view = transfer.resume.view.model_copy(deep=True)
-            self._published = self._view.model_copy(deep=True)
             self._revision = transfer.resume.revision
+        self._published = self._view.model_copy(deep=True)
         self._switch_says: str | None = None  # COMMITTED or ABORTED, from the SDK's final notification
         self._ask_switch = False  # a notification without a final state (ERROR_OCCURRED): reconcile now
 
