@@ -26,6 +26,8 @@ class ErrorCode(StrEnum):
     SDK_UNAVAILABLE = "sdk_unavailable"
     CBS_UNAVAILABLE = "cbs_unavailable"
     SETTLEMENT_FAILED = "settlement_failed"
+    RELEASE_FAILED = "release_failed"
+    FULFILMENT_INVALID = "fulfilment_invalid"
     QUOTE_INVALID = "quote_invalid"
     QUOTE_EXPIRED = "quote_expired"
     FEE_LIMIT_EXCEEDED = "fee_limit_exceeded"
@@ -49,10 +51,15 @@ _MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.SWITCH_ERROR: "the switch rejected the request",
     ErrorCode.TIMEOUT: "the scheme did not answer in time",
     ErrorCode.SDK_ERROR: "Payment Manager answered with an error",
-    ErrorCode.SDK_MISCONFIGURED: "Payment Manager must run with AUTO_ACCEPT_PARTY=false and AUTO_ACCEPT_QUOTES=false",
+    ErrorCode.SDK_MISCONFIGURED: (
+        "Payment Manager must run with AUTO_ACCEPT_PARTY=false and AUTO_ACCEPT_QUOTES=false; "
+        "it went past the step asked for"
+    ),
     ErrorCode.SDK_UNAVAILABLE: "Payment Manager could not be reached; nothing was sent",
     ErrorCode.CBS_UNAVAILABLE: "the core banking system could not be reached; nothing was held",
     ErrorCode.SETTLEMENT_FAILED: "the core banking system refused to settle the hold; needs a person",
+    ErrorCode.RELEASE_FAILED: "the core banking system refused to release the hold; needs a person",
+    ErrorCode.FULFILMENT_INVALID: "the switch's fulfilment does not match the quote's condition; needs a person",
     ErrorCode.QUOTE_INVALID: "the quote's amounts or currency do not match the request",
     ErrorCode.QUOTE_EXPIRED: "the quote had expired",
     ErrorCode.FEE_LIMIT_EXCEEDED: "the quote's fees exceed the configured maximum",

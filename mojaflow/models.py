@@ -90,6 +90,7 @@ class TransferState(StrEnum):
     HOLDING_FUNDS = "HOLDING_FUNDS"
     TRANSFERRING = "TRANSFERRING"
     RECONCILING = "RECONCILING"
+    SETTLING = "SETTLING"  # the switch committed; the CBS has not yet taken the debit (or credit)
     COMPLETED = "COMPLETED"
     ABORTED = "ABORTED"
     ERROR_OCCURRED = "ERROR_OCCURRED"
@@ -216,6 +217,7 @@ class QuoteView(CamelModel):
     fees: str = "0"
     commission: str = "0"
     expiration: datetime | None = None
+    condition: str | None = None  # the ILP condition: a COMMITTED counts only with a fulfilment that matches it
 
 
 class TransferError(CamelModel):
