@@ -48,26 +48,41 @@ class SdkTransferRef(BaseModel):
     sdk_transfer_id: str
 
 
-class PartyLookupResult(BaseModel):
-    sdk_transfer_id: str | None = None
-    sdk_state: str | None = None
-    payee: PartyView | None = None
-    failure: SdkFailure | None = None
-
-
-class QuoteResult(BaseModel):
-    quote: QuoteView | None = None
-    sdk_state: str | None = None
-    failure: SdkFailure | None = None
-
-
 class MoneyStepResult(BaseModel):
-    """COMMITTED / ABORTED: the switch's answer. REJECTED: an FSPIOP error callback for the prepare (proof
-    that no money moved). UNKNOWN: anything else (504, network error, SDK-internal error): reconcile."""
+    """What an answer says of the money step. COMMITTED / ABORTED: the switch's answer (`fulfilment` as it
+    came; the workflow checks it against the condition). REJECTED: an FSPIOP error callback for the prepare, or
+    the SDK's `ABORTED` (the workflow confirms with one `GET` before it releases anything). UNKNOWN: anything
+    else (504, lost answer, SDK-internal error): reconcile. `condition` / `sdk_transfer_id`: whatever the SDK's
+    body carried of them, also in error answers."""
 
     outcome: Literal["COMMITTED", "ABORTED", "REJECTED", "UNKNOWN"]
     failure: SdkFailure | None = None
     expiration: datetime | None = None
+    fulfilment: str | None = None
+    condition: str | None = None
+    sdk_transfer_id: str | None = None
+
+
+class PartyLookupResult(BaseModel):
+    """`answered=False`: the request may have reached the SDK but no answer came (timeout, lost connection).
+    `went_past`: the answer shows the SDK ran on into the money step (both auto flags on): reconcile it."""
+
+    answered: bool = True
+    sdk_transfer_id: str | None = None
+    sdk_state: str | None = None
+    payee: PartyView | None = None
+    failure: SdkFailure | None = None
+    went_past: MoneyStepResult | None = None
+
+
+class QuoteResult(BaseModel):
+    """As `PartyLookupResult`; `went_past` when the SDK accepted the quote itself (AUTO_ACCEPT_QUOTES=true)."""
+
+    answered: bool = True
+    quote: QuoteView | None = None
+    sdk_state: str | None = None
+    failure: SdkFailure | None = None
+    went_past: MoneyStepResult | None = None
 
 
 _SWITCH_STATES = ("COMMITTED", "ABORTED", "RESERVED", "RECEIVED")
@@ -75,6 +90,8 @@ _SWITCH_STATES = ("COMMITTED", "ABORTED", "RESERVED", "RECEIVED")
 
 class SwitchState(BaseModel):
     state: Literal["COMMITTED", "ABORTED", "RESERVED", "RECEIVED", "NOT_FOUND", "UNKNOWN"]
+    fulfilment: str | None = None  # `fulfil.body.fulfilment`, as it came
+    condition: str | None = None  # any condition the body carried (e.g. `quoteResponse.body.condition`)
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
