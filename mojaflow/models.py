@@ -152,6 +152,7 @@ class TransferPolicy(BaseModel):
     reconcile_grace_s: float = 60.0
     reconcile_max_interval_s: float = 60.0
     reconcile_checks_per_run: int = 500
+    require_fulfilment: bool = True  # a COMMITTED without a fulfilment proves nothing (unless configured)
 
 
 class OutboundTransferInput(BaseModel):
@@ -187,9 +188,12 @@ class ReconciliationCheckpoint(BaseModel):
 
     view: TransferView
     revision: int
-    hold_id: str
+    hold_id: str | None  # None: the SDK ran on by itself before we held anything (sdk_misconfigured)
     give_up_not_found_at: datetime
     interval_s: float
+    payer_account_id: str | None = None  # to hold and debit the payer if the switch turns out to have committed
+    condition: str | None = None
+    switch_saw_prepare: bool = False
 
 
 class AcceptanceDecision(CamelModel):

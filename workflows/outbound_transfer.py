@@ -8,9 +8,9 @@ proof that no money moved, and reconcile with the switch when the answer is not 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -18,8 +18,17 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.core_banking import CbsParty, CoreBankingActivities, HoldRef, HoldRequest, PartyRef
-    from activities.payment_manager import MoneyStepResult, PaymentManagerActivities, SdkFailure, SdkTransferRef
-    from mojaflow.codes import ErrorCode, from_fspiop
+    from activities.payment_manager import (
+        MoneyStepResult,
+        PartyLookupResult,
+        PaymentManagerActivities,
+        QuoteResult,
+        SdkFailure,
+        SdkTransferRef,
+        SwitchState,
+    )
+    from mojaflow.codes import ErrorCode, from_fspiop, transfer_error
+    from mojaflow.ilp import fulfilment_matches, is_fulfilment_shaped
     from mojaflow.models import (
         REPORTABLE_STATES,
         AcceptanceDecision,
@@ -35,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.transfer_state import (
         CBS_CALL,
         LOCAL_ACTIVITY_FAILURES,
+        RECONCILE_CALL,
         SavedTransferState,
         TransferEnded,
         refusal_code,
@@ -43,15 +53,19 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["OutboundTransferWorkflow"]
 
 S = TransferState
-ArgT = TypeVar("ArgT")
-ResultT = TypeVar("ResultT")
 
-# SDK calls before the money step move no money and are quick (the SDK gives up on the switch after 30 s):
-# local activities, retried a few times. The SDK's POST is not idempotent, but a re-run after a crash only
-# leaves an unused SDK record waiting for acceptance.
+# The decline moves no money: a local activity, retried a few times.
 SDK_CALL = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=90),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+)
+# The party lookup and the party acceptance run on into the prepare at a misconfigured SDK (auto-accept flags):
+# each is sent at most once once it may have left. The activity itself retries only errors that prove the
+# request never left (connection refused, 503); a crash or timeout mid-call is never re-sent.
+SDK_ONCE = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=120),
+    heartbeat_timeout=timedelta(seconds=5),
+    retry_policy=RetryPolicy(maximum_attempts=1),
 )
 # The money step: once, never retried. Heartbeats reveal a crashed worker within seconds.
 MONEY_CALL = workflow.ActivityConfig(
@@ -77,6 +91,11 @@ class OutboundTransferWorkflow(SavedTransferState):
         self._published = self._view.model_copy(deep=True)  # what callers see: saved to our database first
         self._party_decision: bool | None = None
         self._quote_decision: bool | None = None
+        resume = transfer.resume
+        self._payer_account_id: str | None = resume.payer_account_id if resume else None
+        self._condition: str | None = resume.condition if resume else None  # the quote's ILP condition
+        self._switch_saw_prepare = resume.switch_saw_prepare if resume else False
+        self._unasked_prepare = False  # the SDK ran on into a prepare we did not send (sdk_misconfigured)
 
     @workflow.run
     async def run(self, transfer: OutboundTransferInput) -> TransferView:
@@ -92,11 +111,13 @@ class OutboundTransferWorkflow(SavedTransferState):
             await self._resume_reconciliation(self._input.resume)
             return
         payer = await self._resolve_payer()
+        self._payer_account_id = payer.account_id
         sdk_ref = await self._resolve_payee(payer)
         await self._decide_party()
         quote = await self._request_quote(sdk_ref)
         await self._decide_quote(sdk_ref, quote)
-        hold = await self._hold_funds(sdk_ref, payer, quote)
+        hold = await self._hold_funds(sdk_ref, quote.transfer_amount, quote.currency)
+        await self._check_quote_still_valid(sdk_ref, quote, hold)
         outcome = await self._send_money(sdk_ref, hold)
         await self._settle(hold, outcome)
 
@@ -132,17 +153,27 @@ class OutboundTransferWorkflow(SavedTransferState):
                 "date_of_birth": known.date_of_birth or payer.date_of_birth,
             }
         )
-        result = await self._call_sdk(
-            PaymentManagerActivities.request_party, request.model_copy(update={"from_party": enriched})
-        )
+        try:
+            result = await workflow.execute_activity_method(
+                PaymentManagerActivities.request_party,
+                request.model_copy(update={"from_party": enriched}),
+                **SDK_ONCE,
+            )
+        except ActivityError:
+            result = PartyLookupResult(answered=False)
+        if not result.answered:  # we hold nothing, and without the SDK's transferId there is nothing to ask
+            await self._end(S.ERROR_OCCURRED, ErrorCode.SDK_ERROR, detail="no answer to the party lookup")
         if result.failure:
             await self._end_with_sdk_failure(result.failure)
         self._view.sdk_transfer_id = result.sdk_transfer_id
         self._view.payee = result.payee
         self._view.timestamps.party_resolved_at = workflow.now()
+        sdk_ref = SdkTransferRef(sdk_transfer_id=result.sdk_transfer_id or "")
+        if result.went_past is not None and result.sdk_transfer_id:
+            await self._reconcile_without_hold(sdk_ref, result.went_past, ErrorCode.SDK_MISCONFIGURED)
         if result.sdk_state != "WAITING_FOR_PARTY_ACCEPTANCE" or not result.sdk_transfer_id:
             await self._end(S.ERROR_OCCURRED, ErrorCode.SDK_MISCONFIGURED)
-        return SdkTransferRef(sdk_transfer_id=result.sdk_transfer_id or "")
+        return sdk_ref
 
     async def _decide_party(self) -> None:
         if self._input.policy.auto_accept_party:
@@ -154,12 +185,28 @@ class OutboundTransferWorkflow(SavedTransferState):
             await self._end(S.ABORTED, ErrorCode.PARTY_REJECTED)
 
     async def _request_quote(self, sdk_ref: SdkTransferRef) -> QuoteView:
+        """`{"acceptParty": true}` runs on to the prepare at an SDK with AUTO_ACCEPT_QUOTES=true: sent once, and
+        an answer that is not a quote waiting for us is reconciled like a money step."""
         await self._enter(S.REQUESTING_QUOTE)
-        result = await self._call_sdk(PaymentManagerActivities.send_party_acceptance, sdk_ref)
-        if result.failure or result.quote is None:
-            await self._end_with_sdk_failure(result.failure or SdkFailure(http_status=200))
+        try:
+            result = await workflow.execute_activity_method(
+                PaymentManagerActivities.send_party_acceptance, sdk_ref, **SDK_ONCE
+            )
+        except ActivityError:
+            result = QuoteResult(answered=False)
+        if not result.answered:
+            await self._reconcile_without_hold(
+                sdk_ref, MoneyStepResult(outcome="UNKNOWN"), ErrorCode.SDK_ERROR, "no answer to the quote request"
+            )
+        if result.went_past is not None:
+            await self._reconcile_without_hold(sdk_ref, result.went_past, ErrorCode.SDK_MISCONFIGURED)
+        if result.failure:
+            await self._end_with_sdk_failure(result.failure)
+        if result.quote is None or result.sdk_state != "WAITING_FOR_QUOTE_ACCEPTANCE":
+            await self._reconcile_without_hold(sdk_ref, MoneyStepResult(outcome="UNKNOWN"), ErrorCode.SDK_MISCONFIGURED)
         assert result.quote is not None
         self._view.quote = result.quote
+        self._condition = result.quote.condition
         self._view.timestamps.quote_received_at = workflow.now()
         problem = check_quote(result.quote, self._input.request, now=workflow.now(), max_fee=self._input.policy.max_fee)
         if problem:
@@ -176,34 +223,35 @@ class OutboundTransferWorkflow(SavedTransferState):
             await self._decline(sdk_ref)
             await self._end(S.ABORTED, ErrorCode.QUOTE_DECLINED if decided else ErrorCode.ACCEPTANCE_TIMEOUT)
 
-    async def _hold_funds(self, sdk_ref: SdkTransferRef, payer: CbsParty, quote: QuoteView) -> HoldRef:
-        """Only now is anything held: a declined quote or a timeout before this point holds nothing."""
-        await self._enter(S.HOLDING_FUNDS)
+    async def _hold_funds(self, sdk_ref: SdkTransferRef | None, amount: str, currency: str) -> HoldRef:
+        """Only now is anything held: a declined quote or a timeout before this point holds nothing.
+        `sdk_ref` None: the switch already committed (the SDK ran on by itself); the payer is debited anyway."""
+        if sdk_ref is not None:
+            await self._enter(S.HOLDING_FUNDS)
         hold_request = HoldRequest(
-            hold_key=f"{self._view.transfer_id}-hold",
-            account_id=payer.account_id,
-            amount=quote.transfer_amount,
-            currency=quote.currency,
-        )
+            hold_key=f"{self._view.transfer_id}-hold", account_id=self._payer_account_id or "", amount=amount,
+            currency=currency,
+        )  # fmt: skip
         try:
-            hold = await workflow.execute_local_activity_method(
-                CoreBankingActivities.hold_funds, hold_request, **CBS_CALL
-            )
+            hold = await self._durably(CoreBankingActivities.hold_funds, hold_request)
         except LOCAL_ACTIVITY_FAILURES as error:
             refusal = refusal_code(error)
-            if refusal is None:
-                raise
+            if sdk_ref is None:  # the money left: a person must recover it
+                await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=f"hold refused: {refusal}")
+            assert sdk_ref is not None
             await self._decline(sdk_ref)
             if refusal == "insufficient_funds":
                 await self._end(S.ABORTED, ErrorCode.INSUFFICIENT_FUNDS)
             await self._end(S.ABORTED, ErrorCode.HOLD_REFUSED, detail=refusal)
             raise
         self._view.timestamps.funds_held_at = workflow.now()
+        return hold
+
+    async def _check_quote_still_valid(self, sdk_ref: SdkTransferRef, quote: QuoteView, hold: HoldRef) -> None:
         if quote.expiration is not None and quote.expiration <= workflow.now():
-            await self._release(hold)
+            await self._release(hold, "quote expired before the money step")
             await self._decline(sdk_ref)
             await self._end(S.ABORTED, ErrorCode.QUOTE_EXPIRED)
-        return hold
 
     async def _send_money(self, sdk_ref: SdkTransferRef, hold: HoldRef) -> MoneyStepResult:
         """The one step that moves money: saved as TRANSFERRING first, sent once, never re-sent."""
@@ -215,31 +263,86 @@ class OutboundTransferWorkflow(SavedTransferState):
             )
         except ActivityError:  # crashed worker, timeout: the prepare may or may not have reached the switch
             result = MoneyStepResult(outcome="UNKNOWN")
-        if result.outcome == "UNKNOWN":
-            return await self._reconcile(sdk_ref, hold, result)
-        return result
+        return await self._conclude(sdk_ref, hold, result)
 
-    async def _reconcile(self, sdk_ref: SdkTransferRef, hold: HoldRef, first: MoneyStepResult) -> MoneyStepResult:
+    # -- finding the switch's outcome: commit only on proof, release only on proof -----------------
+
+    async def _conclude(self, sdk_ref: SdkTransferRef, hold: HoldRef | None, first: MoneyStepResult) -> MoneyStepResult:
+        """The money step's final outcome. A COMMITTED counts only with a fulfilment that proves it; before any
+        release, one `GET` must not contradict the answer; anything else is reconciled with the switch."""
+        self._condition = self._condition or first.condition
+        if first.outcome == "COMMITTED" and self._proves_commit(first.fulfilment):
+            return first
+        if first.outcome in ("ABORTED", "REJECTED"):
+            confirmation = await self._ask_switch_once(sdk_ref)
+            self._condition = self._condition or confirmation.condition
+            if confirmation.state == "COMMITTED" and self._proves_commit(confirmation.fulfilment):
+                return MoneyStepResult(outcome="COMMITTED")
+            if confirmation.state in ("ABORTED", "NOT_FOUND"):
+                return first
+        return await self._reconcile(sdk_ref, hold, first)
+
+    def _proves_commit(self, fulfilment: str | None) -> bool:
+        if fulfilment is None:
+            return not self._input.policy.require_fulfilment
+        if self._condition is not None:
+            if fulfilment_matches(fulfilment, self._condition):
+                return True
+            workflow.logger.error("the switch's fulfilment does not match the quote's condition: not a commit")
+            self._view.last_error = transfer_error(ErrorCode.FULFILMENT_INVALID)
+            return False
+        if is_fulfilment_shaped(fulfilment):  # no condition was ever seen (the SDK ran on by itself)
+            self._view.last_error = transfer_error(ErrorCode.FULFILMENT_UNVERIFIED)
+            return True
+        return False
+
+    async def _ask_switch_once(self, sdk_ref: SdkTransferRef) -> SwitchState:
+        try:
+            return await workflow.execute_activity_method(
+                PaymentManagerActivities.get_switch_state, sdk_ref, **RECONCILE_CALL
+            )
+        except ActivityError:
+            return SwitchState(state="UNKNOWN")
+
+    async def _reconcile(
+        self, sdk_ref: SdkTransferRef, hold: HoldRef | None, first: MoneyStepResult
+    ) -> MoneyStepResult:
         """Ask the switch until the outcome is final. 3208 (not found) proves nothing until the prepare's
-        expiration plus a grace period has passed: only then can it no longer be committed."""
+        expiration plus a grace period has passed: counted from the prepare's own expiration when the SDK told
+        it, else from now (the failure's observation: no prepare can have left after it)."""
         await self._enter(S.RECONCILING)
         policy = self._input.policy
-        sent_at = self._view.timestamps.transfer_sent_at or workflow.now()
-        expiration = first.expiration or sent_at + timedelta(seconds=policy.transfer_expiry_s)
+        expiration = first.expiration or workflow.now() + timedelta(seconds=policy.transfer_expiry_s)
         give_up_not_found_at = expiration + timedelta(seconds=policy.reconcile_grace_s)
         return await self._ask_switch_until_final(sdk_ref, hold, give_up_not_found_at, timedelta(seconds=1))
 
+    async def _reconcile_without_hold(
+        self, sdk_ref: SdkTransferRef, first: MoneyStepResult, code: ErrorCode, detail: str | None = None
+    ) -> None:
+        """The SDK may have sent a prepare we did not ask for: find the switch's outcome, debit the payer if it
+        committed, end ABORTED only on proof that no money moved. Never declines: the SDK is past that."""
+        self._view.last_error = transfer_error(code, detail=detail)
+        self._unasked_prepare = True
+        outcome = await self._conclude(sdk_ref, None, first)
+        await self._settle(None, outcome)
+
     async def _resume_reconciliation(self, checkpoint: ReconciliationCheckpoint) -> None:
-        hold = HoldRef(hold_id=checkpoint.hold_id)
+        hold = HoldRef(hold_id=checkpoint.hold_id) if checkpoint.hold_id else None
+        self._unasked_prepare = hold is None
         sdk_ref = SdkTransferRef(sdk_transfer_id=self._view.sdk_transfer_id or "")
         interval = timedelta(seconds=checkpoint.interval_s)
         outcome = await self._ask_switch_until_final(sdk_ref, hold, checkpoint.give_up_not_found_at, interval)
         await self._settle(hold, outcome)
 
     async def _ask_switch_until_final(
-        self, sdk_ref: SdkTransferRef, hold: HoldRef, give_up_not_found_at: datetime, interval: timedelta
+        self, sdk_ref: SdkTransferRef, hold: HoldRef | None, give_up_not_found_at: datetime, interval: timedelta
     ) -> MoneyStepResult:
-        state, interval = await self._poll_switch(sdk_ref.sdk_transfer_id, give_up_not_found_at, interval)
+        state, interval = await self._poll_switch(
+            sdk_ref.sdk_transfer_id,
+            give_up_not_found_at,
+            interval,
+            proves_commit=lambda answer: self._proves_commit(answer.fulfilment),
+        )
         if state == "COMMITTED":
             return MoneyStepResult(outcome="COMMITTED")
         if state == "ABORTED":
@@ -250,26 +353,44 @@ class OutboundTransferWorkflow(SavedTransferState):
         checkpoint = ReconciliationCheckpoint(
             view=self._view,
             revision=self._revision,
-            hold_id=hold.hold_id,
+            hold_id=hold.hold_id if hold else None,
             give_up_not_found_at=give_up_not_found_at,
             interval_s=interval.total_seconds(),
+            payer_account_id=self._payer_account_id,
+            condition=self._condition,
+            switch_saw_prepare=self._switch_saw_prepare,
         )
         workflow.continue_as_new(self._input.model_copy(update={"resume": checkpoint}))
 
-    async def _settle(self, hold: HoldRef, result: MoneyStepResult) -> None:
+    async def _settle(self, hold: HoldRef | None, result: MoneyStepResult) -> None:
         if result.outcome == "COMMITTED":
+            if hold is None:  # the switch committed what the SDK sent by itself: the payer is debited, once
+                hold = await self._hold_funds(None, *self._amount_to_debit())
             try:
-                await workflow.execute_local_activity_method(CoreBankingActivities.commit_hold, hold, **CBS_CALL)
-            except LOCAL_ACTIVITY_FAILURES:
-                await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED)
+                await self._durably(CoreBankingActivities.commit_hold, hold, on_outage=lambda: self._enter(S.SETTLING))
+            except LOCAL_ACTIVITY_FAILURES as error:
+                await self._end(
+                    S.ERROR_OCCURRED,
+                    ErrorCode.SETTLEMENT_FAILED,
+                    detail=f"hold {hold.hold_id}, switch COMMITTED, CBS refused: {refusal_code(error)}",
+                )
             await self._end(S.COMPLETED)
-        await self._release(hold)
+        if hold is not None:
+            await self._release(hold, f"switch {result.outcome}")
+        if self._unasked_prepare:  # keep the reason: the SDK ran on by itself
+            await self._end(S.ABORTED)
         if result.outcome == "ABORTED":
             await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED)
         failure = result.failure or SdkFailure(http_status=500)
         if failure.fspiop_error_code == "3208":
             await self._end(S.ABORTED, ErrorCode.TRANSFER_NOT_FOUND, fspiop_error_code="3208")
         await self._end_with_sdk_failure(failure)
+
+    def _amount_to_debit(self) -> tuple[str, str]:
+        quote = self._view.quote
+        if quote is not None and quote.transfer_amount:
+            return quote.transfer_amount, quote.currency
+        return self._input.request.amount, self._input.request.currency
 
     # -- updates and queries: the CBS decides, or waits for news -----------------------------------
 
@@ -333,14 +454,6 @@ class OutboundTransferWorkflow(SavedTransferState):
             return False
         return True
 
-    async def _call_sdk(self, activity: Callable[[Any, ArgT], Awaitable[ResultT]], argument: ArgT) -> ResultT:
-        """An SDK call before the money step: retried a few times, then the transfer ends `sdk_unavailable`."""
-        try:
-            return await workflow.execute_local_activity_method(activity, argument, **SDK_CALL)
-        except LOCAL_ACTIVITY_FAILURES:
-            await self._end(S.ERROR_OCCURRED, ErrorCode.SDK_UNAVAILABLE)
-            raise
-
     async def _decline(self, sdk_ref: SdkTransferRef) -> None:
         """Best effort: an SDK transfer we never accept lapses by itself; nothing was sent to the switch."""
         try:
@@ -350,11 +463,21 @@ class OutboundTransferWorkflow(SavedTransferState):
         except LOCAL_ACTIVITY_FAILURES:
             workflow.logger.warning("could not tell the SDK that the quote is declined")
 
-    async def _release(self, hold: HoldRef) -> None:
-        await workflow.execute_local_activity_method(CoreBankingActivities.release_hold, hold, **CBS_CALL)
+    async def _release(self, hold: HoldRef, why: str) -> None:
+        """Give the held funds back (called only on proof that no money moved); a refusal needs a person."""
+        try:
+            await self._durably(CoreBankingActivities.release_hold, hold)
+        except LOCAL_ACTIVITY_FAILURES as error:
+            await self._end(
+                S.ERROR_OCCURRED,
+                ErrorCode.RELEASE_FAILED,
+                detail=f"hold {hold.hold_id}, {why}, CBS refused: {refusal_code(error)}",
+            )
 
     async def _end_with_sdk_failure(self, failure: SdkFailure) -> None:
         code = from_fspiop(failure.fspiop_error_code, failure.http_status)
+        if code == ErrorCode.SDK_ERROR and failure.http_status == 503:
+            code = ErrorCode.SDK_UNAVAILABLE
         await self._end(S.ERROR_OCCURRED, code, fspiop_error_code=failure.fspiop_error_code)
 
     def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:

@@ -6,7 +6,7 @@ Deterministic: the save is a local activity, the time comes from `workflow.now()
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payment_manager import PaymentManagerActivities, SdkTransferRef
+    from activities.payment_manager import PaymentManagerActivities, SdkTransferRef, SwitchState
     from activities.store import StoreActivities
     from mojaflow.codes import ErrorCode, transfer_error
     from mojaflow.models import TransferRecord, TransferState, TransferView
@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = [
     "CBS_CALL",
     "LOCAL_ACTIVITY_FAILURES",
+    "OUTAGE_RETRY",
     "RECONCILE_CALL",
     "SAVE",
     "SavedTransferState",
@@ -48,7 +49,17 @@ RECONCILE_CALL = workflow.ActivityConfig(
 )
 SAVE = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=15),
+    schedule_to_close_timeout=timedelta(seconds=60),
     retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
+)
+# A local activity that retries for long keeps the workflow task alive, and each heartbeat of that task is a few
+# history events: a week of CBS or database outage would reach Temporal's history limit. So a call first runs
+# locally for a bounded time, then as a normal activity, whose retries the server keeps out of the history.
+LOCAL_FIRST = timedelta(seconds=60)
+OUTAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["CoreBankingRefused"],
 )
 
 
@@ -68,6 +79,7 @@ class SavedTransferState:
     _view: TransferView
     _published: TransferView
     _revision: int
+    _switch_saw_prepare: bool = False  # a RESERVED / RECEIVED answer: 3208 no longer proves anything
 
     def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
         """The search attributes to keep current besides the state; none by default."""
@@ -83,9 +95,31 @@ class SavedTransferState:
             workflow_id=workflow.info().workflow_id,
             client_key=self._input.client_key,
         )
-        await workflow.execute_local_activity_method(StoreActivities.save_transfer, record, **SAVE)
+        await self._durably(StoreActivities.save_transfer, record, local=SAVE)
         workflow.upsert_search_attributes([MOJAFLOW_STATE.value_set(state.value), *self._search_attributes()])
         self._published = self._view.model_copy(deep=True)
+
+    async def _durably(
+        self,
+        activity: Callable[..., Any],
+        argument: Any,
+        *,
+        local: workflow.LocalActivityConfig = CBS_CALL,
+        on_outage: Callable[[], Awaitable[None]] | None = None,
+    ) -> Any:
+        """Run an idempotent call until it succeeds or is refused (`CoreBankingRefused` propagates): locally for
+        up to a minute, then (after `on_outage`, e.g. entering SETTLING) as a normal activity without end."""
+        config: Any = {**local, "schedule_to_close_timeout": local.get("schedule_to_close_timeout") or LOCAL_FIRST}
+        try:
+            return await workflow.execute_local_activity_method(activity, argument, **config)
+        except LOCAL_ACTIVITY_FAILURES as error:
+            if refusal_code(error) is not None:
+                raise
+        if on_outage is not None:
+            await on_outage()
+        return await workflow.execute_activity_method(
+            activity, argument, start_to_close_timeout=timedelta(seconds=60), retry_policy=OUTAGE_RETRY
+        )
 
     async def _poll_switch(
         self,
@@ -94,28 +128,33 @@ class SavedTransferState:
         interval: timedelta,
         *,
         answered_otherwise: Callable[[], bool] = lambda: False,
+        proves_commit: Callable[[SwitchState], bool] = lambda answer: True,
     ) -> tuple[str | None, timedelta]:
         """Ask the switch (through the SDK's `GET /transfers/{id}`) with a growing pause until it says
-        COMMITTED or ABORTED, or still does not know the transfer (3208) after `give_up_not_found_at`: then
-        that state, or "NOT_FOUND". None when `answered_otherwise()` became true (an inbound notification), or
-        when `reconcile_checks_per_run` questions brought nothing final: the caller then continues as new,
-        so a silent switch cannot grow one history to Temporal's limit. Also returns the next pause."""
+        COMMITTED (as `proves_commit` judges it) or ABORTED, or still does not know the transfer (3208) after
+        `give_up_not_found_at`: then that state, or "NOT_FOUND". A 3208 counts only if the switch was never
+        seen holding the transfer (RESERVED / RECEIVED): once seen, only a final answer ends the loop.
+        None when `answered_otherwise()` became true (an inbound notification), or when
+        `reconcile_checks_per_run` questions brought nothing final: the caller then continues as new, so a
+        silent switch cannot grow one history to Temporal's limit. Also returns the next pause."""
         policy = self._input.policy
         ref = SdkTransferRef(sdk_transfer_id=sdk_transfer_id)
         for _ in range(policy.reconcile_checks_per_run):
             try:
-                state = (
-                    await workflow.execute_activity_method(
-                        PaymentManagerActivities.get_switch_state, ref, **RECONCILE_CALL
-                    )
-                ).state
+                answer = await workflow.execute_activity_method(
+                    PaymentManagerActivities.get_switch_state, ref, **RECONCILE_CALL
+                )
             except ActivityError:
-                state = "UNKNOWN"
+                answer = SwitchState(state="UNKNOWN")
             if answered_otherwise():
                 return None, interval
-            if state in ("COMMITTED", "ABORTED"):
-                return state, interval
-            if state == "NOT_FOUND" and workflow.now() >= give_up_not_found_at:
+            if answer.state in ("RESERVED", "RECEIVED"):
+                self._switch_saw_prepare = True
+            if answer.state == "COMMITTED" and proves_commit(answer):
+                return "COMMITTED", interval
+            if answer.state == "ABORTED":
+                return "ABORTED", interval
+            if answer.state == "NOT_FOUND" and workflow.now() >= give_up_not_found_at and not self._switch_saw_prepare:
                 return "NOT_FOUND", interval
             try:
                 await workflow.wait_condition(answered_otherwise, timeout=interval)
