@@ -191,6 +191,7 @@ class TransferService:
             reconcile_grace_s=settings.reconcile_grace_s,
             reconcile_max_interval_s=settings.reconcile_max_interval_s,
             reconcile_checks_per_run=settings.reconcile_checks_per_run,
+            require_fulfilment=settings.reconcile_require_fulfilment,
         )  # fmt: skip
         return OutboundTransferInput(
             transfer_id=transfer_id,

@@ -62,9 +62,12 @@ class Settings(BaseSettings):
     # REQUEST_PROCESSING_TIMEOUT_SECONDS (30 s by default), so our HTTP timeout must be longer.
     sdk_timeout_s: float = 65.0
     cbs_timeout_s: float = 10.0
-    transfer_expiry_s: float = 60.0  # the SDK's EXPIRY_SECONDS: how long a prepare may stay unresolved
+    # How long a prepare may stay unresolved: must be >= the SDK's EXPIRY_SECONDS, or a late prepare could commit
+    # after we released the payer's hold. Below the minimum we refuse to start.
+    transfer_expiry_s: float = Field(default=60.0, ge=2)
     reconcile_grace_s: float = 60.0
     reconcile_max_interval_s: float = 60.0
+    reconcile_require_fulfilment: bool = True
     reconcile_checks_per_run: int = Field(default=500, ge=1)  # then continue-as-new: history stays small
 
     # Inbound
