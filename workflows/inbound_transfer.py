@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from mojaflow.temporal import HOME_TRANSACTION_ID
     from workflows.transfer_state import (
-        CBS_CALL,
         LOCAL_ACTIVITY_FAILURES,
         SavedTransferState,
         TransferEnded,
@@ -113,9 +112,7 @@ class InboundTransferWorkflow(SavedTransferState):
             currency=quote.currency,
         )
         try:
-            reservation = await workflow.execute_local_activity_method(
-                CoreBankingActivities.reserve_credit, credit, **CBS_CALL
-            )
+            reservation = await self._durably(CoreBankingActivities.reserve_credit, credit)
         except LOCAL_ACTIVITY_FAILURES as error:
             refusal = refusal_code(error)
             if refusal is None:
@@ -171,17 +168,17 @@ class InboundTransferWorkflow(SavedTransferState):
 
     async def _settle(self, reservation: ReservationRef, outcome: str) -> None:
         if outcome == "COMMITTED":
-            try:
-                await workflow.execute_local_activity_method(
-                    CoreBankingActivities.commit_credit, reservation, **CBS_CALL
+            try:  # the CBS down: SETTLING (the switch committed, the credit waits) until it answers
+                await self._durably(
+                    CoreBankingActivities.commit_credit, reservation, on_outage=lambda: self._enter(S.SETTLING)
                 )
             except LOCAL_ACTIVITY_FAILURES as error:
                 await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=refusal_code(error))
             await self._end(S.COMMITTED)
         try:
-            await workflow.execute_local_activity_method(CoreBankingActivities.release_credit, reservation, **CBS_CALL)
+            await self._durably(CoreBankingActivities.release_credit, reservation)
         except LOCAL_ACTIVITY_FAILURES as error:
-            await self._end(S.ERROR_OCCURRED, ErrorCode.SETTLEMENT_FAILED, detail=refusal_code(error))
+            await self._end(S.ERROR_OCCURRED, ErrorCode.RELEASE_FAILED, detail=refusal_code(error))
         if outcome == "ABORTED":
             await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED)
         await self._end(S.ABORTED, ErrorCode.TRANSFER_NOT_FOUND, fspiop_error_code="3208")
