@@ -68,7 +68,20 @@ async def temporal(payload_key: bytes) -> AsyncIterator[WorkflowEnvironment]:
         dev_server_log_level="error",
     )
     yield env
-    await env.shutdown()
+    try:
+        await assert_no_workflow_failed(env.client)
+    finally:
+        await env.shutdown()
+
+
+async def assert_no_workflow_failed(client: Client) -> None:
+    """No transfer workflow may end Failed or Terminated: every end is a saved state a person can read.
+    Checked on every Temporal server the tests start, when it is shut down."""
+    query = "ExecutionStatus = 'Failed' OR ExecutionStatus = 'Terminated'"
+    ended_badly = [
+        f"{w.workflow_type} {w.id}: {w.status.name if w.status else '?'}" async for w in client.list_workflows(query)
+    ]
+    assert not ended_badly, f"workflows that ended Failed or Terminated: {ended_badly}"
 
 
 def _simulator(name: str, module: str, data_dir: Path, *extra: str) -> ServerProcess:
