@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     RELEASE_FAILED = "release_failed"
     FULFILMENT_INVALID = "fulfilment_invalid"
     FULFILMENT_UNVERIFIED = "fulfilment_unverified"
+    CANCELLED = "cancelled"
     QUOTE_INVALID = "quote_invalid"
     QUOTE_EXPIRED = "quote_expired"
     FEE_LIMIT_EXCEEDED = "fee_limit_exceeded"
@@ -61,6 +62,7 @@ _MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.SETTLEMENT_FAILED: "the core banking system refused to settle the hold; needs a person",
     ErrorCode.RELEASE_FAILED: "the core banking system refused to release the hold; needs a person",
     ErrorCode.FULFILMENT_INVALID: "the switch's fulfilment does not match the quote's condition; needs a person",
+    ErrorCode.CANCELLED: "cancelled by an operator before any money could move; any hold was released",
     ErrorCode.FULFILMENT_UNVERIFIED: "committed without a condition to check the fulfilment against; needs a person",
     ErrorCode.QUOTE_INVALID: "the quote's amounts or currency do not match the request",
     ErrorCode.QUOTE_EXPIRED: "the quote had expired",

@@ -8,6 +8,7 @@ proof that no money moved, and reconcile with the switch when the answer is not 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,6 +97,8 @@ class OutboundTransferWorkflow(SavedTransferState):
         self._condition: str | None = resume.condition if resume else None  # the quote's ILP condition
         self._switch_saw_prepare = resume.switch_saw_prepare if resume else False
         self._unasked_prepare = False  # the SDK ran on into a prepare we did not send (sdk_misconfigured)
+        self._hold: HoldRef | None = HoldRef(hold_id=resume.hold_id) if resume and resume.hold_id else None
+        self._money_may_have_left = resume is not None  # from the money step on (or an SDK that ran on by itself)
 
     @workflow.run
     async def run(self, transfer: OutboundTransferInput) -> TransferView:
@@ -103,6 +106,11 @@ class OutboundTransferWorkflow(SavedTransferState):
             await self._transfer()
         except TransferEnded:
             pass
+        except asyncio.CancelledError:  # `temporal workflow cancel`: finish what money demands, then stop
+            try:
+                await self._after_cancel()
+            except TransferEnded:
+                pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._published
 
@@ -120,6 +128,17 @@ class OutboundTransferWorkflow(SavedTransferState):
         await self._check_quote_still_valid(sdk_ref, quote, hold)
         outcome = await self._send_money(sdk_ref, hold)
         await self._settle(hold, outcome)
+
+    async def _after_cancel(self) -> None:
+        """Before the money step nothing can have moved: release any hold and end ABORTED. After it, the
+        switch decides: reconcile and settle as usual (the cancel cannot take back a prepare)."""
+        sdk_ref = SdkTransferRef(sdk_transfer_id=self._view.sdk_transfer_id or "")
+        if self._money_may_have_left and sdk_ref.sdk_transfer_id:
+            outcome = await self._conclude(sdk_ref, self._hold, MoneyStepResult(outcome="UNKNOWN"))
+            await self._settle(self._hold, outcome)
+        if self._hold is not None:
+            await self._release(self._hold, "cancelled before the money step")
+        await self._end(S.ABORTED, ErrorCode.CANCELLED)
 
     # -- phases ------------------------------------------------------------------------------------
 
@@ -244,6 +263,7 @@ class OutboundTransferWorkflow(SavedTransferState):
                 await self._end(S.ABORTED, ErrorCode.INSUFFICIENT_FUNDS)
             await self._end(S.ABORTED, ErrorCode.HOLD_REFUSED, detail=refusal)
             raise
+        self._hold = hold
         self._view.timestamps.funds_held_at = workflow.now()
         return hold
 
@@ -256,6 +276,7 @@ class OutboundTransferWorkflow(SavedTransferState):
     async def _send_money(self, sdk_ref: SdkTransferRef, hold: HoldRef) -> MoneyStepResult:
         """The one step that moves money: saved as TRANSFERRING first, sent once, never re-sent."""
         self._view.timestamps.transfer_sent_at = workflow.now()
+        self._money_may_have_left = True
         await self._enter(S.TRANSFERRING)
         try:
             result = await workflow.execute_activity_method(
@@ -322,7 +343,7 @@ class OutboundTransferWorkflow(SavedTransferState):
         """The SDK may have sent a prepare we did not ask for: find the switch's outcome, debit the payer if it
         committed, end ABORTED only on proof that no money moved. Never declines: the SDK is past that."""
         self._view.last_error = transfer_error(code, detail=detail)
-        self._unasked_prepare = True
+        self._unasked_prepare = self._money_may_have_left = True
         outcome = await self._conclude(sdk_ref, None, first)
         await self._settle(None, outcome)
 
