@@ -7,13 +7,16 @@ are snake_case. Amounts are decimal strings, never floats.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+import iso4217
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
     "AcceptanceDecision",
@@ -37,16 +40,18 @@ __all__ = [
     "TransferState",
     "TransferView",
     "WaitRequest",
+    "minor_unit",
     "normalise_amount",
 ]
 
-_AMOUNT = re.compile(r"^\d{1,18}(\.\d{1,4})?$")
+# ASCII digits only: `\d` and `Decimal` also take other scripts' digits ("١٢" would be 12).
+_AMOUNT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,4})?", re.ASCII)
 
 
 def normalise_amount(value: str) -> str:
     """Mojaloop's amount format: no exponent, no trailing zeros ("150.00" → "150"), positive."""
-    if not _AMOUNT.match(value):
-        raise ValueError('must be a positive decimal string with at most 4 decimals, e.g. "150.25"')
+    if not _AMOUNT.fullmatch(value):
+        raise ValueError('must be a positive decimal string of ASCII digits with at most 4 decimals, e.g. "150.25"')
     amount = Decimal(value)
     if amount <= 0:
         raise ValueError("must be greater than zero")
@@ -54,9 +59,37 @@ def normalise_amount(value: str) -> str:
     return text
 
 
+def minor_unit(currency: str) -> int | None:
+    """The ISO 4217 exponent (decimals) of a currency; None if it has none (gold, SDR, test codes)."""
+    return iso4217.Currency(currency).exponent
+
+
+def _iso_currency(value: str) -> str:
+    try:
+        exponent = minor_unit(value)
+    except ValueError:
+        raise ValueError("must be an active ISO 4217 currency code, e.g. \"USD\"") from None
+    if exponent is None:
+        raise ValueError("must be an ISO 4217 currency with a minor unit (not a metal, fund or test code)")
+    return value
+
+
+def _no_control_characters(value: str) -> str:
+    """No control (Cc) or format (Cf: bidi overrides U+202A–U+202E, isolates U+2066–U+2069, ...) characters."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cf"):
+            raise ValueError(f"must not contain control or format characters (found U+{ord(char):04X})")
+    return value
+
+
 Amount = Annotated[str, AfterValidator(normalise_amount)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
-PartyIdentifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+:-]+$")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code"), AfterValidator(_iso_currency)]
+PartyIdentifier = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+:-]+$"),
+    AfterValidator(_no_control_characters),
+]
+Text = Annotated[str, AfterValidator(_no_control_characters)]
 
 
 class CamelModel(BaseModel):
@@ -113,10 +146,10 @@ class Payer(CamelModel):
     id_type: PartyIdType
     id_value: PartyIdentifier
     id_sub_value: PartyIdentifier | None = None
-    display_name: str | None = Field(default=None, max_length=128)
-    first_name: str | None = Field(default=None, max_length=128)
-    middle_name: str | None = Field(default=None, max_length=128)
-    last_name: str | None = Field(default=None, max_length=128)
+    display_name: Text | None = Field(default=None, max_length=128)
+    first_name: Text | None = Field(default=None, max_length=128)
+    middle_name: Text | None = Field(default=None, max_length=128)
+    last_name: Text | None = Field(default=None, max_length=128)
     date_of_birth: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -129,16 +162,31 @@ class Payee(CamelModel):
 class TransferRequest(CamelModel):
     """`POST /transfers`: the SDK's outbound transfer request, plus optional acceptance overrides."""
 
-    home_transaction_id: str = Field(min_length=1, max_length=128)
+    home_transaction_id: Text = Field(min_length=1, max_length=128)
     from_party: Payer = Field(alias="from")
     to_party: Payee = Field(alias="to")
     amount_type: Literal["SEND", "RECEIVE"]
     currency: Currency
     amount: Amount
     transaction_type: Literal["TRANSFER"]
-    note: str | None = Field(default=None, max_length=128)
-    auto_accept_party: bool | None = None
-    auto_accept_quote: bool | None = None
+    note: Text | None = Field(default=None, max_length=128)
+    auto_accept_party: StrictBool | None = None
+    auto_accept_quote: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _amount_fits_currency(self) -> Self:
+        """No more significant decimals than the currency's minor unit ("150.00" UGX is 150; "150.5" is not)."""
+        exponent = minor_unit(self.currency) or 0
+        decimals = max(0, -int(Decimal(self.amount).as_tuple().exponent))  # amount is normalised already
+        if decimals > exponent:
+            error = PydanticCustomError(
+                "amount_precision",
+                "{currency} has {exponent} decimals (ISO 4217): amount {amount} has {decimals}",
+                {"currency": self.currency, "exponent": exponent, "amount": self.amount, "decimals": decimals},
+            )
+            details = InitErrorDetails(type=error, loc=("amount",), input=self.amount)
+            raise ValidationError.from_exception_data(type(self).__name__, [details])
+        return self
 
 
 class TransferPolicy(BaseModel):
@@ -199,8 +247,8 @@ class ReconciliationCheckpoint(BaseModel):
 class AcceptanceDecision(CamelModel):
     """`PUT /transfers/{id}`: exactly one of the two decisions, and how long to wait for the next state."""
 
-    accept_party: bool | None = None
-    accept_quote: bool | None = None
+    accept_party: StrictBool | None = None
+    accept_quote: StrictBool | None = None
     wait_s: float = Field(default=0, ge=0, le=60)
 
 
