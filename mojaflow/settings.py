@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     # Outbound policy
     auto_accept_party: bool = True
     auto_accept_quote: bool = True
-    max_fee: Decimal | None = None
+    max_fee: Decimal | None = Field(default=None, ge=0)  # an absolute cap on a quote's fees; overrides the two below
+    max_fee_fixed: Decimal = Field(default=Decimal("0"), ge=0)  # else the cap is fixed + rate × amount
+    max_fee_rate: Decimal = Field(default=Decimal("0.02"), ge=0, le=1)
+    allow_caller_auto_accept: bool = False  # may a body's autoAccept* true override a manual bank policy?
     default_wait_s: float = Field(default=30.0, ge=0, le=60)
     acceptance_timeout_s: float = Field(default=300.0, gt=0)
     default_client_key: str = "bank"
