@@ -4,6 +4,11 @@ Every call that changes money is idempotent at the CBS: holds by `holdKey`, cred
 commit and release by id. So Temporal may retry any of them after a crash or a timeout.
 Business refusals raise `ApplicationError(type="CoreBankingRefused", non_retryable=True)` carrying the
 contract's code as its only detail; the workflow maps it to a transfer error.
+
+Only an answer the contract documents for that operation (its HTTP status and an error body whose `code` is
+listed for that status, see `REFUSALS`) is a refusal. Anything else — network errors, 401/403/408/429, 5xx, an
+undocumented code, a body that is not the contract's error — is `CoreBankingUnavailable` and retried: a gateway
+or an auth hiccup in front of the bank must not fail a transfer that the bank never saw.
 """
 
 from __future__ import annotations
@@ -26,8 +31,31 @@ __all__ = [
     "HoldRef",
     "HoldRequest",
     "PartyRef",
+    "REFUSALS",
     "ReservationRef",
 ]
+
+_NOT_FOUND = {404: frozenset({"account_not_found"})}
+_INVALID = {400: frozenset({"invalid_request"})}
+_STATUS = frozenset({"account_blocked", "account_closed"})
+_CREDIT_REFUSALS = _STATUS | {"unsupported_currency", "limit_exceeded"}
+
+# Per operation: the HTTP statuses and error codes `cbs-contract.openapi.yaml` documents as refusals.
+REFUSALS: dict[str, dict[int, frozenset[str]]] = {
+    "get_party": {400: frozenset({"unsupported_id_type"}), 404: frozenset({"party_not_found"})},
+    "get_account": _NOT_FOUND,
+    "create_hold": {
+        **_INVALID,
+        **_NOT_FOUND,
+        409: frozenset({"idempotency_conflict", "insufficient_funds", "currency_mismatch"} | _STATUS),
+    },
+    "commit_hold": {404: frozenset({"hold_not_found"}), 409: frozenset({"hold_released"})},
+    "release_hold": {404: frozenset({"hold_not_found"}), 409: frozenset({"hold_committed"})},
+    "check_credit": {**_INVALID, **_NOT_FOUND, 409: frozenset(_CREDIT_REFUSALS)},
+    "reserve_credit": {**_INVALID, **_NOT_FOUND, 409: frozenset(_CREDIT_REFUSALS | {"idempotency_conflict"})},
+    "commit_credit": {404: frozenset({"reservation_not_found"}), 409: frozenset({"reservation_released"})},
+    "release_credit": {404: frozenset({"reservation_not_found"}), 409: frozenset({"reservation_committed"})},
+}
 
 
 class _Wire(BaseModel):
@@ -88,48 +116,71 @@ class CoreBankingClient:
         path = f"/parties/{party.id_type}/{party.id_value}"
         if party.id_sub_value:
             path += f"/{party.id_sub_value}"
-        return CbsParty.model_validate(await self._call("GET", path))
+        return CbsParty.model_validate(await self._call("get_party", "GET", path))
 
     async def get_account(self, account_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/accounts/{account_id}")
+        return await self._call("get_account", "GET", f"/accounts/{account_id}")
 
     async def create_hold(self, hold: HoldRequest) -> HoldRef:
-        return HoldRef.model_validate(await self._call("POST", "/holds", hold))
+        return HoldRef.model_validate(await self._call("create_hold", "POST", "/holds", hold))
 
     async def commit_hold(self, hold: HoldRef) -> None:
-        await self._call("POST", f"/holds/{hold.hold_id}/commit")
+        await self._call("commit_hold", "POST", f"/holds/{hold.hold_id}/commit")
 
     async def release_hold(self, hold: HoldRef) -> None:
-        await self._call("POST", f"/holds/{hold.hold_id}/release")
+        await self._call("release_hold", "POST", f"/holds/{hold.hold_id}/release")
 
     async def check_credit(self, account_id: str, amount: str, currency: str) -> None:
-        await self._call("POST", "/credit-checks", {"accountId": account_id, "amount": amount, "currency": currency})
+        await self._call(
+            "check_credit", "POST", "/credit-checks", {"accountId": account_id, "amount": amount, "currency": currency}
+        )
 
     async def reserve_credit(self, credit: CreditRequest) -> ReservationRef:
-        return ReservationRef.model_validate(await self._call("POST", "/credits", credit))
+        return ReservationRef.model_validate(await self._call("reserve_credit", "POST", "/credits", credit))
 
     async def commit_credit(self, reservation: ReservationRef) -> None:
-        await self._call("POST", f"/credits/{reservation.reservation_id}/commit")
+        await self._call("commit_credit", "POST", f"/credits/{reservation.reservation_id}/commit")
 
     async def release_credit(self, reservation: ReservationRef) -> None:
-        await self._call("POST", f"/credits/{reservation.reservation_id}/release")
+        await self._call("release_credit", "POST", f"/credits/{reservation.reservation_id}/release")
 
-    async def _call(self, method: str, path: str, body: BaseModel | dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _call(
+        self, operation: str, method: str, path: str, body: BaseModel | dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        # Messages name the operation and the status only: paths carry party ids and account ids.
         payload = body.model_dump(by_alias=True, exclude_none=True) if isinstance(body, BaseModel) else body
         try:
             response = await self._http.request(method, path, json=payload)
         except httpx.HTTPError as error:
-            raise CoreBankingUnavailable(f"CBS unreachable: {type(error).__name__}") from None
-        if response.status_code >= 500:
-            raise CoreBankingUnavailable(f"CBS answered HTTP {response.status_code}")
+            raise CoreBankingUnavailable(f"CBS {operation}: unreachable ({type(error).__name__})") from None
+        status = response.status_code
         try:
             answer = response.json()
         except ValueError:
-            answer = {}
-        if response.status_code >= 400:
-            code = answer.get("code") if isinstance(answer, dict) else None
-            raise CoreBankingRefused(str(code or f"http_{response.status_code}"), response.status_code)
+            answer = None
+        if status >= 400:
+            code = _error_code(answer)
+            if code is not None and code in REFUSALS[operation].get(status, frozenset()):
+                raise CoreBankingRefused(code, status)
+            detail = f" code {code}" if code is not None and _is_snake_case(code) else ""
+            raise CoreBankingUnavailable(f"CBS {operation}: HTTP {status}{detail}, not a documented refusal")
+        if status < 200 or status >= 300:
+            raise CoreBankingUnavailable(f"CBS {operation}: unexpected HTTP {status}")
         return answer if isinstance(answer, dict) else {}
+
+
+def _error_code(answer: object) -> str | None:
+    """The contract's error body is `{"code": str, "message": str}`; anything else has no code."""
+    if not isinstance(answer, dict):
+        return None
+    code, message = answer.get("code"), answer.get("message")
+    if not isinstance(code, str) or not isinstance(message, str):
+        return None
+    return code
+
+
+def _is_snake_case(code: str) -> bool:
+    return 0 < len(code) <= 64 and code.replace("_", "").isalpha() and code.islower()
 
 
 def _refused(error: CoreBankingRefused) -> ApplicationError:

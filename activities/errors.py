@@ -1,8 +1,10 @@
 """Errors raised by the clients in `activities`.
 
 * CoreBankingError
-  x CoreBankingUnavailable - network error, timeout or 5xx from the CBS: retried by Temporal
-  x CoreBankingRefused     - a business refusal (funds, account status, limits, unknown party): never retried
+  x CoreBankingUnavailable - network error, timeout, 5xx, 401/403/408/429, or any 4xx that is not a refusal the
+                             contract documents for that operation: retried by Temporal
+  x CoreBankingRefused     - a documented business refusal (funds, account status, limits, unknown party): never
+                             retried
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ class CoreBankingError(Exception):
 
 
 class CoreBankingUnavailable(CoreBankingError):
-    """The CBS did not answer usefully (network error, timeout, 5xx); safe to retry, every call is idempotent."""
+    """The CBS did not answer usefully (network error, timeout, 5xx, undocumented 4xx); safe to retry, every call
+    is idempotent."""
 
 
 class CoreBankingRefused(CoreBankingError):
-    """The CBS answered no. `code` is the contract's error code (`insufficient_funds`, `party_not_found`, ...)."""
+    """The CBS answered no. `code` is the contract's error code (`insufficient_funds`, `party_not_found`, ...),
+    one documented for the operation and `status`."""
 
     def __init__(self, code: str, status: int) -> None:
         super().__init__(code)
