@@ -9,6 +9,7 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
@@ -181,18 +182,16 @@ class TransferService:
     ) -> OutboundTransferInput:
         settings = self._settings
         policy = TransferPolicy(
-            auto_accept_party=settings.auto_accept_party if request.auto_accept_party is None
-            else request.auto_accept_party,
-            auto_accept_quote=settings.auto_accept_quote if request.auto_accept_quote is None
-            else request.auto_accept_quote,
-            max_fee=settings.max_fee,
+            auto_accept_party=_auto_accept(settings.auto_accept_party, request.auto_accept_party, settings),
+            auto_accept_quote=_auto_accept(settings.auto_accept_quote, request.auto_accept_quote, settings),
+            max_fee=_max_fee(settings, request),
             acceptance_timeout_s=settings.acceptance_timeout_s,
             transfer_expiry_s=settings.transfer_expiry_s,
             reconcile_grace_s=settings.reconcile_grace_s,
             reconcile_max_interval_s=settings.reconcile_max_interval_s,
             reconcile_checks_per_run=settings.reconcile_checks_per_run,
             require_fulfilment=settings.reconcile_require_fulfilment,
-        )  # fmt: skip
+        )
         return OutboundTransferInput(
             transfer_id=transfer_id,
             client_key=headers.client_key,
@@ -240,6 +239,22 @@ class TransferService:
             return saved or transfer.initial_view()
         except RPCError:
             raise _temporal_unavailable() from None
+
+
+def _auto_accept(bank: bool, caller: bool | None, settings: Settings) -> bool:
+    """The bank's policy decides; a caller may only make a transfer more manual (unless the bank allows more)."""
+    if caller is None:
+        return bank
+    if settings.allow_caller_auto_accept:
+        return caller
+    return bank and caller
+
+
+def _max_fee(settings: Settings, request: TransferRequest) -> Decimal:
+    """The most a quote's fees may be for us to accept it: MOJAFLOW_MAX_FEE, else fixed + rate × amount."""
+    if settings.max_fee is not None:
+        return settings.max_fee
+    return settings.max_fee_fixed + settings.max_fee_rate * Decimal(request.amount)
 
 
 def _reason(error: WorkflowUpdateFailedError, view: TransferView) -> str:
