@@ -18,6 +18,8 @@ __all__ = ["Problem", "install_problem_handlers", "problem_response"]
 log = logging.getLogger("mojaflow.api")
 
 PROBLEM_JSON = "application/problem+json"
+# What FastAPI raises (an HTTPException 400) when decoding the body fails other than by a JSONDecodeError.
+_BODY_NOT_PARSED = "There was an error parsing the body"
 
 
 class Problem(Exception):
@@ -70,6 +72,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400 and error.detail == _BODY_NOT_PARSED:
+            # FastAPI could not decode the body at all, e.g. JSON nested too deep for the parser (RecursionError)
+            return problem_response(
+                Problem(
+                    400, "malformed_json", "Malformed JSON", "the request body is not valid JSON (or nested too deep)"
+                )
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return problem_response(Problem(error.status_code, code, str(error.detail), str(error.detail)))
 

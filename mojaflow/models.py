@@ -68,7 +68,7 @@ def _iso_currency(value: str) -> str:
     try:
         exponent = minor_unit(value)
     except ValueError:
-        raise ValueError("must be an active ISO 4217 currency code, e.g. \"USD\"") from None
+        raise ValueError('must be an active ISO 4217 currency code, e.g. "USD"') from None
     if exponent is None:
         raise ValueError("must be an ISO 4217 currency with a minor unit (not a metal, fund or test code)")
     return value
