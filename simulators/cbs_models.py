@@ -10,7 +10,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 __all__ = [
     "SUPPORTED_ID_TYPES",
@@ -18,7 +18,9 @@ __all__ = [
     "AccountStatusUpdate",
     "AccountUpsert",
     "CreditCheck",
+    "FAULT_OPERATIONS",
     "CreditCreate",
+    "FaultSpec",
     "HoldCreate",
     "Holder",
     "Limits",
@@ -29,6 +31,17 @@ __all__ = [
 SUPPORTED_ID_TYPES = ("MSISDN", "ACCOUNT_ID")
 _AMOUNT_PATTERN = r"^[0-9]{1,18}(\.[0-9]{1,2})?$"
 AccountStatus = Literal["active", "blocked", "closed"]
+# Operations the `/_sim/faults/{operation}` switch and `/_sim/calls` counters know, in contract order.
+FAULT_OPERATIONS = (
+    "resolve_party",
+    "hold",
+    "commit_hold",
+    "release_hold",
+    "credit_check",
+    "reserve_credit",
+    "commit_credit",
+    "release_credit",
+)
 
 
 def _amount_from_string(value: object) -> object:
@@ -107,3 +120,26 @@ class CreditCheck(_Model):
 
 class CreditCreate(CreditCheck):
     reservation_key: Key = Field(alias="reservationKey")
+
+
+class FaultSpec(_Model):
+    """`PUT /_sim/faults/{operation}`: how the next calls of one operation answer (in memory, not persisted).
+
+    * `down`: `503 {"code": "unavailable"}`; the operation does not happen.
+    * `slow`: wait `delayS`, then answer normally; the operation happens once, even if the caller went away.
+    * `refuse`: `httpStatus` (default 409) with the contract's error body `{"code": code, "message"}`; nothing happens.
+
+    `times` is how many calls the fault applies to (null: until `DELETE /_sim/faults`).
+    """
+
+    mode: Literal["down", "slow", "refuse"]
+    delay_s: float = Field(default=0.0, alias="delayS", ge=0, le=3600)
+    code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] | None = None
+    http_status: int = Field(default=409, alias="httpStatus", ge=400, le=599)
+    times: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_has_code(self) -> FaultSpec:
+        if self.mode == "refuse" and self.code is None:
+            raise ValueError("mode refuse needs a code")
+        return self
