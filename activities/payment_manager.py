@@ -31,6 +31,7 @@ __all__ = [
     "SdkFailure",
     "SdkTransferRef",
     "SwitchState",
+    "classify_transfer_answer",
 ]
 
 log = logging.getLogger(__name__)
@@ -103,19 +104,15 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 
 def _failure(response: httpx.Response) -> SdkFailure:
-    body = _json(response)
+    return _failure_of(response.status_code, _json(response))
+
+
+def _failure_of(status: int, body: dict[str, Any]) -> SdkFailure:
     code = str(body.get("statusCode", ""))
     mojaloop_error = ((body.get("transferState") or {}).get("lastError") or {}).get("mojaloopError") or {}
     info = mojaloop_error.get("errorInformation") or {}
     fspiop = info.get("errorCode") or (code if len(code) == 4 and code.isdigit() else None)
-    return SdkFailure(
-        http_status=response.status_code, fspiop_error_code=fspiop, description=info.get("errorDescription")
-    )
-
-
-def _has_error_callback(response: httpx.Response) -> bool:
-    last_error = (_json(response).get("transferState") or {}).get("lastError") or {}
-    return bool(last_error.get("mojaloopError"))
+    return SdkFailure(http_status=status, fspiop_error_code=fspiop, description=info.get("errorDescription"))
 
 
 def _raise_if_transient(response: httpx.Response) -> None:
@@ -146,6 +143,7 @@ def _quote(body: dict[str, Any], currency: str) -> QuoteView:
         fees=amount("payeeFspFee"),
         commission=amount("payeeFspCommission"),
         expiration=quote.get("expiration"),
+        condition=quote.get("condition"),
     )
 
 
@@ -172,37 +170,146 @@ def _prepare_expiration(body: dict[str, Any]) -> datetime | None:
         return None
 
 
+def _record(body: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's transfer record: the body itself (200) or its `transferState` (error answers)."""
+    state = body.get("transferState")
+    return state if isinstance(state, dict) and state else body
+
+
+def _condition(body: dict[str, Any]) -> str | None:
+    for record in (body, _record(body)):
+        for name in ("quoteResponse", "prepare"):
+            value = _message_body(record, name).get("condition")
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _sdk_transfer_id(body: dict[str, Any]) -> str | None:
+    value = body.get("transferId") or _record(body).get("transferId")
+    return value if isinstance(value, str) and value else None
+
+
+def _went_to_money_step(body: dict[str, Any]) -> bool:
+    """The answer shows the SDK ran on into the prepare (auto flags on): COMPLETED, or a prepare/fulfil."""
+    return any(
+        record.get("currentState") == "COMPLETED" or record.get("prepare") or record.get("fulfil")
+        for record in (body, _record(body))
+    )
+
+
+def classify_transfer_answer(status: int, body: dict[str, Any]) -> MoneyStepResult:
+    """What one SDK answer says of the money step (the acceptQuote PUT, or an answer that went past it)."""
+    record = _record(body)
+    known = {
+        "condition": _condition(body),
+        "sdk_transfer_id": _sdk_transfer_id(body),
+        "expiration": _prepare_expiration(body) or _prepare_expiration(record),
+    }
+    if status == 200:
+        state = _switch_state(body)
+        fulfilment = _message_body(body, "fulfil").get("fulfilment")
+        if body.get("currentState") == "COMPLETED" and state == "COMMITTED":
+            return MoneyStepResult(outcome="COMMITTED", fulfilment=fulfilment, **known)
+        if body.get("currentState") == "COMPLETED" and state == "ABORTED":
+            return MoneyStepResult(outcome="ABORTED", fulfilment=fulfilment, **known)
+        if body.get("currentState") == "ABORTED":  # the workflow confirms with a GET before any release
+            return MoneyStepResult(outcome="REJECTED", failure=SdkFailure(http_status=200), **known)
+        return MoneyStepResult(outcome="UNKNOWN", **known)
+    failure = _failure_of(status, body)
+    last_error = record.get("lastError") if isinstance(record.get("lastError"), dict) else {}
+    if status == 500 and last_error.get("mojaloopError"):
+        return MoneyStepResult(outcome="REJECTED", failure=failure, **known)
+    # 204 (re-PUT after an error), 500 "No cached data found", 504, anything else: reconcile.
+    return MoneyStepResult(outcome="UNKNOWN", failure=failure if status >= 400 else None, **known)
+
+
+_NOT_SENT = "not sent"
+_RETRIES = 3
+
+
+async def _send_once(send: Any, what: str, backoff_s: float = 0.5) -> httpx.Response | Literal["not sent"] | None:
+    """Send a request that may reach the money step, retrying only what proves it never left: a connect
+    error, or an SDK 503/429. `None`: it may have left and no answer came (do not send it again).
+    `"not sent"`: every attempt failed to connect."""
+    for attempt in range(_RETRIES):
+        if attempt:
+            await asyncio.sleep(backoff_s * attempt)
+        try:
+            response: httpx.Response = await send()
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            log.warning("%s: not sent (%s), attempt %d", what, type(error).__name__, attempt + 1)
+            continue
+        except httpx.HTTPError as error:
+            log.warning("%s: may have left, no answer (%s)", what, type(error).__name__)
+            return None
+        if response.status_code in (429, 503) and attempt + 1 < _RETRIES:
+            continue
+        return response
+    return _NOT_SENT
+
+
+def _not_sent_failure() -> SdkFailure:
+    return SdkFailure(http_status=503, description="SDK unreachable: request not sent")
+
+
 class PaymentManagerActivities:
     """Activities against the SDK outbound API. The `httpx.AsyncClient` is built in `worker.py`."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, retry_backoff_s: float = 0.5) -> None:
         self._http = client
+        self._backoff_s = retry_backoff_s
 
     @activity.defn
     async def request_party(self, request: TransferRequest) -> PartyLookupResult:
-        """`POST /transfers`: resolves the payee. Not idempotent at the SDK (a new transferId per POST),
-        but moves no money, so a retry after a network error only leaves an unused SDK record."""
+        """`POST /transfers`: resolves the payee. Run with `maximum_attempts=1`: a misconfigured SDK (both
+        auto flags on) runs on to the prepare, so it is sent again only when it provably never left."""
         body = request.model_dump(
             mode="json", by_alias=True, exclude_none=True, exclude={"auto_accept_party", "auto_accept_quote"}
         )
-        response = await self._http.post("/transfers", json=body)
-        _raise_if_transient(response)
-        if response.status_code != 200:
-            return PartyLookupResult(failure=_failure(response))
+        async with _heartbeating():
+            response = await _send_once(
+                lambda: self._http.post("/transfers", json=body), "POST /transfers", self._backoff_s
+            )
+        if response is None:
+            return PartyLookupResult(answered=False)
+        if response == _NOT_SENT:
+            return PartyLookupResult(failure=_not_sent_failure())
+        assert isinstance(response, httpx.Response)
         answer = _json(response)
+        went_past = classify_transfer_answer(response.status_code, answer) if _went_to_money_step(answer) else None
+        if response.status_code != 200:
+            return PartyLookupResult(
+                failure=_failure(response), sdk_transfer_id=_sdk_transfer_id(answer), went_past=went_past
+            )
         return PartyLookupResult(
-            sdk_transfer_id=answer.get("transferId"), sdk_state=answer.get("currentState"), payee=_payee(answer)
+            sdk_transfer_id=answer.get("transferId"),
+            sdk_state=answer.get("currentState"),
+            payee=_payee(answer),
+            went_past=went_past,
         )
 
     @activity.defn
     async def send_party_acceptance(self, ref: SdkTransferRef) -> QuoteResult:
-        """`PUT {"acceptParty": true}`: the SDK asks the payee's FSP for a quote."""
-        response = await self._http.put(f"/transfers/{ref.sdk_transfer_id}", json={"acceptParty": True})
-        _raise_if_transient(response)
-        if response.status_code != 200:
-            return QuoteResult(failure=_failure(response))
+        """`PUT {"acceptParty": true}`: the SDK asks the payee's FSP for a quote. With AUTO_ACCEPT_QUOTES=true
+        it runs on to the prepare, so it is sent once, as the money step."""
+        url = f"/transfers/{ref.sdk_transfer_id}"
+        async with _heartbeating():
+            response = await _send_once(
+                lambda: self._http.put(url, json={"acceptParty": True}), "PUT acceptParty", self._backoff_s
+            )
+        if response is None:
+            return QuoteResult(answered=False)
+        if response == _NOT_SENT:
+            return QuoteResult(failure=_not_sent_failure())
+        assert isinstance(response, httpx.Response)
         answer = _json(response)
-        return QuoteResult(quote=_quote(answer, answer.get("currency", "")), sdk_state=answer.get("currentState"))
+        went_past = classify_transfer_answer(response.status_code, answer) if _went_to_money_step(answer) else None
+        if response.status_code != 200:
+            return QuoteResult(failure=_failure(response), went_past=went_past)
+        return QuoteResult(
+            quote=_quote(answer, answer.get("currency", "")), sdk_state=answer.get("currentState"), went_past=went_past
+        )
 
     @activity.defn
     async def send_quote_decline(self, ref: SdkTransferRef) -> None:
@@ -215,33 +322,23 @@ class PaymentManagerActivities:
         """`PUT {"acceptQuote": true}`: THE MONEY STEP. Sent once; run with `maximum_attempts=1`.
 
         Heartbeats while the SDK waits for the switch, so a crashed worker is noticed in seconds; never
-        raises for the SDK's answer: anything not conclusive is `UNKNOWN`, to be reconciled.
+        raises for the SDK's answer: anything not conclusive is `UNKNOWN`, to be reconciled. Sent again only
+        when it provably never left (connect error, SDK 503/429).
         """
-        try:
-            async with _heartbeating():
-                response = await self._http.put(f"/transfers/{ref.sdk_transfer_id}", json={"acceptQuote": True})
-        except httpx.HTTPError as error:
-            log.warning("money step for SDK transfer %s got no answer: %s", ref.sdk_transfer_id, type(error).__name__)
-            return MoneyStepResult(outcome="UNKNOWN")
-        answer = _json(response)
-        if response.status_code == 200:
-            state = _switch_state(answer)
-            expiration = _prepare_expiration(answer)
-            if answer.get("currentState") == "COMPLETED" and state == "COMMITTED":
-                return MoneyStepResult(outcome="COMMITTED", expiration=expiration)
-            if answer.get("currentState") == "COMPLETED" and state == "ABORTED":
-                return MoneyStepResult(outcome="ABORTED", expiration=expiration)
-            if answer.get("currentState") == "ABORTED":  # refused before any prepare was sent
-                return MoneyStepResult(outcome="REJECTED", failure=SdkFailure(http_status=200))
-            return MoneyStepResult(outcome="UNKNOWN", expiration=expiration)
-        if response.status_code == 500 and _has_error_callback(response):
-            return MoneyStepResult(outcome="REJECTED", failure=_failure(response))
-        # A 504 still carries the SDK's record of the prepare: its expiration bounds the reconciliation.
-        return MoneyStepResult(
-            outcome="UNKNOWN",
-            failure=_failure(response),
-            expiration=_prepare_expiration(answer.get("transferState") or {}),
-        )
+        url = f"/transfers/{ref.sdk_transfer_id}"
+        async with _heartbeating():
+            response = await _send_once(
+                lambda: self._http.put(url, json={"acceptQuote": True}), "PUT acceptQuote", self._backoff_s
+            )
+        if response is None:  # may have left: reconcile
+            return MoneyStepResult(outcome="UNKNOWN", sdk_transfer_id=ref.sdk_transfer_id)
+        if response == _NOT_SENT:  # never left, but still UNKNOWN: a GET decides before any release
+            return MoneyStepResult(outcome="UNKNOWN", failure=_not_sent_failure(), sdk_transfer_id=ref.sdk_transfer_id)
+        assert isinstance(response, httpx.Response)
+        result = classify_transfer_answer(response.status_code, _json(response))
+        if result.sdk_transfer_id is None:
+            result.sdk_transfer_id = ref.sdk_transfer_id
+        return result
 
     @activity.defn
     async def get_switch_state(self, ref: SdkTransferRef) -> SwitchState:
@@ -252,12 +349,21 @@ class PaymentManagerActivities:
         except httpx.HTTPError as error:
             log.warning("reconciliation of SDK transfer %s: %s", ref.sdk_transfer_id, type(error).__name__)
             return SwitchState(state="UNKNOWN")
+        answer = _json(response)
+        condition = _condition(answer)
         if response.status_code == 200:
-            state = _switch_state(_json(response))
-            return SwitchState.model_validate({"state": state if state in _SWITCH_STATES else "UNKNOWN"})
+            state = _switch_state(answer)
+            fulfilment = _message_body(answer, "fulfil").get("fulfilment")
+            return SwitchState.model_validate(
+                {
+                    "state": state if state in _SWITCH_STATES else "UNKNOWN",
+                    "fulfilment": fulfilment if isinstance(fulfilment, str) else None,
+                    "condition": condition,
+                }
+            )
         if _failure(response).fspiop_error_code == "3208":
-            return SwitchState(state="NOT_FOUND")
-        return SwitchState(state="UNKNOWN")
+            return SwitchState(state="NOT_FOUND", condition=condition)
+        return SwitchState(state="UNKNOWN", condition=condition)
 
 
 @asynccontextmanager
