@@ -103,7 +103,8 @@ async def test_a_fee_within_the_cap_is_accepted(stack: Stack, http: httpx.AsyncC
     transfer = await _send(stack, http, body)
 
     assert transfer["currentState"] == "COMPLETED"
-    assert transfer["quote"] | {"expiration": None, "quoteId": None} == {
+    assert len(transfer["quote"]["condition"]) == 43  # base64url of a SHA-256: what the fulfilment is checked against
+    assert transfer["quote"] | {"expiration": None, "quoteId": None, "condition": None} == {
         "quoteId": None,
         "currency": "USD",
         "transferAmount": "100",
@@ -111,6 +112,7 @@ async def test_a_fee_within_the_cap_is_accepted(stack: Stack, http: httpx.AsyncC
         "fees": "5",
         "commission": "0",
         "expiration": None,
+        "condition": None,
     }
     assert (await account(http, stack.cbs_url, account_id))["balance"] == "900.00"
 
