@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 __all__ = [
     "AMOUNT_PATTERN",
+    "AutoAccept",
     "FaultSpec",
     "SwitchState",
     "SwitchStateUpdate",
@@ -25,6 +26,7 @@ __all__ = [
 AMOUNT_PATTERN = r"^([0]|([1-9][0-9]{0,17}))([.][0-9]{0,3}[1-9])?$"
 PartyIdType = Literal["MSISDN", "EMAIL", "PERSONAL_ID", "BUSINESS", "DEVICE", "ACCOUNT_ID", "IBAN", "ALIAS"]
 _YEAR_S = 365 * 86400.0
+AutoAccept = Literal["none", "party", "quotes", "both"]
 SwitchState = Literal["COMMITTED", "ABORTED", "RESERVED", "RECEIVED"]
 
 
@@ -61,12 +63,22 @@ class TransferContinuation(BaseModel):
 
 
 class FaultSpec(BaseModel):
-    """Faults for every transfer of one payer `homeTransactionId`; all optional, read at request time."""
+    """Faults for every transfer of one payer `homeTransactionId`; all optional, read at request time.
+
+    `moneyStepAnswer`: normal | timeout (504) | hang | aborted_200 (200 ABORTED, no fulfil) | fulfil_aborted
+    (200 COMPLETED, fulfil.body.transferState ABORTED) | no_cached_data (500) | error_callback (500 5105 while the
+    switch COMMITTED). `autoAccept`: none | party | quotes | both (AUTO_ACCEPT_PARTY / AUTO_ACCEPT_QUOTES).
+    `fulfilment`: valid | wrong (random) | other_transfer | missing, in the PUT and GET answers.
+    `notFoundAnswers`: the first N GETs answer 3208. `prepareArrivesAfterS`: the switch records the prepare only
+    after that many seconds (GETs meanwhile answer 3208).
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     money_step_delay_s: float = Field(default=0.0, alias="moneyStepDelayS", ge=0, le=3600)
-    money_step_answer: Literal["normal", "timeout", "hang"] = Field(default="normal", alias="moneyStepAnswer")
+    money_step_answer: Literal[
+        "normal", "timeout", "hang", "aborted_200", "fulfil_aborted", "no_cached_data", "error_callback"
+    ] = Field(default="normal", alias="moneyStepAnswer")
     switch_outcome: Literal["COMMITTED", "ABORTED", "RESERVED"] | None = Field(default=None, alias="switchOutcome")
     prepare_lost: bool = Field(default=False, alias="prepareLost")
     get_answer: Literal["normal", "timeout"] = Field(default="normal", alias="getAnswer")
@@ -75,6 +87,10 @@ class FaultSpec(BaseModel):
     quote_expires_in_s: float | None = Field(default=None, alias="quoteExpiresInS", ge=-_YEAR_S, le=_YEAR_S)
     quote_transfer_amount_delta: Decimal | None = Field(default=None, alias="quoteTransferAmountDelta")
     prepare_expires_in_s: float | None = Field(default=None, alias="prepareExpiresInS", ge=-_YEAR_S, le=_YEAR_S)
+    auto_accept: AutoAccept | None = Field(default=None, alias="autoAccept")  # None: the simulator's --auto-accept
+    fulfilment: Literal["valid", "wrong", "other_transfer", "missing"] = Field(default="valid", alias="fulfilment")
+    not_found_answers: int = Field(default=0, alias="notFoundAnswers", ge=0, le=1000)
+    prepare_arrives_after_s: float | None = Field(default=None, alias="prepareArrivesAfterS", ge=0, le=3600)
 
 
 class SwitchStateUpdate(BaseModel):
