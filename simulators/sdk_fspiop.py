@@ -65,6 +65,20 @@ def _headers(resource: str, source: str, destination: str | None) -> dict[str, s
     return headers
 
 
+def _callback_headers(resource: str, body: Any) -> dict[str, Any]:
+    """Headers of a callback from the switch as the SDK stores them (incoming request headers, as captured)."""
+    trace = "00-ccdd" + os.urandom(13).hex() + "-0123456789abcdef0-00"
+    return {
+        **_headers(resource, PAYEE_FSP, PAYER_FSP),
+        "traceparent": trace,
+        "user-agent": "axios/1.13.5",
+        "content-length": len(json.dumps(body, separators=(",", ":"))),
+        "accept-encoding": "gzip, compress, deflate, br",
+        "host": "127.0.0.1:4000",
+        "connection": "keep-alive",
+    }
+
+
 def _request(method: str, path: str, resource: str, destination: str | None, body: Any) -> dict[str, Any]:
     return {
         "method": method,
@@ -98,7 +112,7 @@ def party_lookup(to: dict[str, Any]) -> dict[str, Any]:
     return {
         "to": {**to, "fspId": PAYEE_FSP, **_PAYEE_NAMES},
         "getPartiesRequest": _request("GET", path, "parties", None, None),
-        "getPartiesResponse": {"headers": _headers("parties", PAYEE_FSP, PAYER_FSP), "body": {"party": party}},
+        "getPartiesResponse": {"headers": _callback_headers("parties", {"party": party}), "body": {"party": party}},
     }
 
 
@@ -133,21 +147,19 @@ def quote_records(record: dict[str, Any], faults: FaultSpec, condition: str) -> 
         "transactionType": {"scenario": record["transactionType"], "initiator": "PAYER", "initiatorType": "CONSUMER"},
     }
     ilp_packet = _b64url(json.dumps({"transactionId": record["transferId"], "quoteId": quote_id}).encode())
+    quote_body = {
+        "transferAmount": _money(currency, transfer_amount),
+        "payeeReceiveAmount": _money(currency, receive_amount),
+        "payeeFspFee": _money(currency, fee),
+        "payeeFspCommission": _money(currency, commission),
+        "expiration": iso_now(expires_in),
+        "ilpPacket": ilp_packet,
+        "condition": condition,
+    }
     return {
         "quoteId": quote_id,
         "quoteRequest": _request("POST", "/quotes", "quotes", PAYEE_FSP, quote_request),
-        "quoteResponse": {
-            "headers": _headers("quotes", PAYEE_FSP, PAYER_FSP),
-            "body": {
-                "transferAmount": _money(currency, transfer_amount),
-                "payeeReceiveAmount": _money(currency, receive_amount),
-                "payeeFspFee": _money(currency, fee),
-                "payeeFspCommission": _money(currency, commission),
-                "expiration": iso_now(expires_in),
-                "ilpPacket": ilp_packet,
-                "condition": condition,
-            },
-        },
+        "quoteResponse": {"headers": _callback_headers("quotes", quote_body), "body": quote_body},
         "quoteResponseSource": PAYEE_FSP,
     }
 
@@ -172,7 +184,7 @@ def fulfil_record(transfer_state: str, completed_timestamp: str, fulfilment: str
     body: dict[str, Any] = {"completedTimestamp": completed_timestamp, "transferState": transfer_state}
     if transfer_state == "COMMITTED" and fulfilment:
         body["fulfilment"] = fulfilment
-    return {"body": body, "headers": _headers("transfers", PAYEE_FSP, PAYER_FSP)}
+    return {"body": body, "headers": _callback_headers("transfers", body)}
 
 
 def mojaloop_error(code: str, description: str) -> dict[str, Any]:

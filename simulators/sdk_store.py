@@ -101,6 +101,13 @@ class SdkStore:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def other_fulfilment(self, transfer_id: str) -> str | None:
+        """The fulfilment of some other transfer the simulator made (None when there is none)."""
+        row = self._db.execute(
+            "SELECT fulfilment FROM transfers WHERE transfer_id != ? ORDER BY rowid DESC LIMIT 1", (transfer_id,)
+        ).fetchone()
+        return row["fulfilment"] if row else None
+
     def get_switch(self, transfer_id: str) -> SwitchEntry | None:
         row = self._db.execute("SELECT * FROM switch WHERE transfer_id = ?", (transfer_id,)).fetchone()
         if row is None:
