@@ -1,11 +1,15 @@
-"""SDK simulator: the outbound API of `@mojaloop/sdk-scheme-adapter` 18.0.2 (manual acceptance) on a fake switch.
+"""SDK simulator: the outbound API of `@mojaloop/sdk-scheme-adapter` 18.0.2 on a fake switch.
 
-Run: `python -m simulators.sdk --host 127.0.0.1 --port 4001 --data-dir DIR [--party-timeout-s 30] [--expiry-s 60]`.
+Run: `python -m simulators.sdk --host 127.0.0.1 --port 4001 --data-dir DIR [--party-timeout-s 30] [--expiry-s 60]
+[--auto-accept none|party|quotes|both]` (manual acceptance by default; `--auto-accept` as the SDK's
+AUTO_ACCEPT_PARTY / AUTO_ACCEPT_QUOTES, overridable per payer by the FaultSpec's `autoAccept`).
 
 Magic values (as the reference Testing Toolkit rules): payee `25600000404` → 3204, payee `25600000408` → 504 after
 `--party-timeout-s`, amount `500` → quote rejected 5101, amount `600` → transfer rejected 5105.
-Test-only admin API under `/_sim` (faults keyed by the payer's `homeTransactionId`, the switch's view of any
-transfer id, and simulator bookkeeping such as `prepareCount`).
+Test-only admin API under `/_sim`: `PUT|DELETE /_sim/faults/{homeTransactionId}` (a FaultSpec, see
+`simulators.sdk_models.FaultSpec`: delays, moneyStepAnswer, switchOutcome, prepareLost, prepareArrivesAfterS,
+getAnswer, notFoundAnswers, fulfilment, autoAccept, quote shapes), `PUT /_sim/switch/{transferId}` (the switch's
+view of any transfer id) and `GET /_sim/transfers/{transferId}` (bookkeeping such as `prepareCount`).
 """
 
 from __future__ import annotations
@@ -60,11 +64,13 @@ async def _read_continuation(request: Request) -> TransferContinuation:
     return body
 
 
-def create_app(data_dir: Path, party_timeout_s: float = 30.0, expiry_s: float = 60.0) -> FastAPI:
+def create_app(
+    data_dir: Path, party_timeout_s: float = 30.0, expiry_s: float = 60.0, auto_accept: str = "none"
+) -> FastAPI:
     """Build the app on a SQLite store in `data_dir` (created if missing; existing state is kept)."""
     logger = logging.getLogger("simulators.sdk")
     store = SdkStore(Path(data_dir))
-    engine = TransferEngine(store, party_timeout_s, expiry_s)
+    engine = TransferEngine(store, party_timeout_s, expiry_s, auto_accept)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -152,9 +158,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--party-timeout-s", type=float, default=30.0)
     parser.add_argument("--expiry-s", type=float, default=60.0, help="the SDK's EXPIRY_SECONDS (prepare expiration)")
+    parser.add_argument(
+        "--auto-accept",
+        choices=["none", "party", "quotes", "both"],
+        default="none",
+        help="AUTO_ACCEPT_PARTY / AUTO_ACCEPT_QUOTES for every transfer (a FaultSpec's autoAccept wins)",
+    )
     args = parser.parse_args(argv)
     configure_logging("simulators.sdk")
-    app = create_app(args.data_dir, party_timeout_s=args.party_timeout_s, expiry_s=args.expiry_s)
+    app = create_app(
+        args.data_dir, party_timeout_s=args.party_timeout_s, expiry_s=args.expiry_s, auto_accept=args.auto_accept
+    )
     run_server(app, args.host, args.port)
 
 

@@ -1,4 +1,4 @@
-"""The outbound transfer state machine of SDK 18.0.2 in manual-acceptance mode, against a fake switch.
+"""The outbound transfer state machine of SDK 18.0.2 (manual or auto acceptance), against a fake switch.
 
 It reproduces what matters for a connector's safety, not just the happy path:
 
@@ -9,6 +9,10 @@ It reproduces what matters for a connector's safety, not just the happy path:
 * Re-PUT after COMPLETED or ABORTED → 200 with the record; after ERROR_OCCURRED → 204 without a body.
 * `GET /transfers/{id}` asks the switch and overwrites the stored record with a new one whose `currentState` is
   COMPLETED whenever the switch knows the transfer, whatever its `transferState`; 3208 (500) when it does not.
+* Auto-accept (`--auto-accept` / FaultSpec `autoAccept`): party → POST runs on to the quote; quotes → the
+  `acceptParty` PUT runs on to the prepare; both → POST answers COMPLETED. Every prepare is counted.
+* `No cached data found` (500) bodies carry an empty `transferState`, as the real SDK's; all other error bodies
+  carry the record with its transferId.
 """
 
 from __future__ import annotations
@@ -59,11 +63,25 @@ def _errinfo_text(code: str, description: str) -> str:
     return f"{{\n  errorInformation: {{ errorCode: '{code}', errorDescription: '{description}' }}\n}}"
 
 
+async def _never_disconnected() -> bool:
+    return False
+
+
+def _no_cached_data(transfer_id: str) -> Answer:
+    """As captured (out_put_unknown_id): the SDK has no record, so `transferState` is empty."""
+    return Answer(500, error_response(f"No cached data found for transferId: {transfer_id}", "500", {}))
+
+
 class TransferEngine:
     """Handles the outbound transfer calls; all state lives in `SdkStore`."""
 
-    def __init__(self, store: SdkStore, party_timeout_s: float, expiry_s: float = 60.0) -> None:
+    def __init__(
+        self, store: SdkStore, party_timeout_s: float, expiry_s: float = 60.0, auto_accept: str = "none"
+    ) -> None:
         self.store = store
+        self.auto_accept = auto_accept  # the simulator-wide AUTO_ACCEPT_PARTY / AUTO_ACCEPT_QUOTES
+        self._get_counts: dict[str, int] = {}  # GETs answered per transfer (for notFoundAnswers)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.party_timeout_s = party_timeout_s
         self.expiry_s = expiry_s  # the SDK's EXPIRY_SECONDS: the prepare's expiration
 
@@ -103,6 +121,27 @@ class TransferEngine:
             answer = Answer(200, record)
         self.store.insert_transfer(transfer_id, request.home_transaction_id, record, new_fulfilment())
         log.info("transfer %s created: %s", transfer_id, record["currentState"])
+        faults = self.store.get_faults(request.home_transaction_id)
+        if answer.status == 200 and self._auto(faults) in ("party", "both"):
+            stored = self.store.get_transfer(transfer_id)
+            assert stored is not None
+            return await self._quote_then(stored, dict(record), faults, _never_disconnected)
+        return answer
+
+    def _auto(self, faults: FaultSpec) -> str:
+        return faults.auto_accept or self.auto_accept
+
+    async def _quote_then(
+        self,
+        stored: StoredTransfer,
+        record: dict[str, Any],
+        faults: FaultSpec,
+        is_disconnected: Callable[[], Awaitable[bool]],
+    ) -> Answer:
+        """The quote; with AUTO_ACCEPT_QUOTES the SDK runs on to the prepare (the money step) at once."""
+        answer = self._request_quote(stored, record, faults)
+        if answer.status == 200 and self._auto(faults) in ("quotes", "both"):
+            return await self._execute_transfer(stored, record, faults, is_disconnected)
         return answer
 
     # -- PUT /transfers/{id} -------------------------------------------------------------------------------------
@@ -112,7 +151,7 @@ class TransferEngine:
         """Merge the acceptance into the stored record and run the next step from the stored state."""
         stored = self.store.get_transfer(transfer_id)
         if stored is None:
-            return Answer(500, {"message": f"No cached data found for transferId: {transfer_id}", "statusCode": 500})
+            return _no_cached_data(transfer_id)
         record = dict(stored.record)
         record.update(body.model_dump(by_alias=True, exclude_none=True))
         state = record.get("currentState")
@@ -120,7 +159,7 @@ class TransferEngine:
         if state == "WAITING_FOR_PARTY_ACCEPTANCE":
             if record.get("acceptParty") is not True:
                 return self._abort(transfer_id, record, "Payee rejected by backend")
-            return self._request_quote(stored, record, faults)
+            return await self._quote_then(stored, record, faults, is_disconnected)
         if state == "WAITING_FOR_QUOTE_ACCEPTANCE":
             if record.get("acceptQuote") is not True:
                 return self._abort(transfer_id, record, "Quote rejected by backend")
@@ -166,15 +205,25 @@ class TransferEngine:
         expiry_s = faults.prepare_expires_in_s if faults.prepare_expires_in_s is not None else self.expiry_s
         record["prepare"] = prepare_record(record, expiry_s)
         count = self.store.count_prepare(transfer_id)
-        if not faults.prepare_lost:
-            outcome = faults.switch_outcome or (
-                "ABORTED" if Decimal(record["amount"]) == TRANSFER_REJECTED_AMOUNT else "COMMITTED"
-            )
-            fulfilment = stored.fulfilment if outcome == "COMMITTED" else None
+        answer_mode = faults.money_step_answer
+        default = "ABORTED" if Decimal(record["amount"]) == TRANSFER_REJECTED_AMOUNT else "COMMITTED"
+        if answer_mode in ("aborted_200", "fulfil_aborted"):
+            default = "ABORTED"
+        elif answer_mode == "error_callback":
+            default = "COMMITTED"
+        outcome = faults.switch_outcome or default
+        fulfilment = stored.fulfilment if outcome == "COMMITTED" else None
+        if faults.prepare_lost:
+            pass
+        elif faults.prepare_arrives_after_s:
+            task = asyncio.create_task(self._late_prepare(transfer_id, outcome, fulfilment, faults))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
             self.store.set_switch(transfer_id, outcome, iso_now(), fulfilment)
         log.info("transfer %s prepare #%d sent (lost=%s)", transfer_id, count, faults.prepare_lost)
 
-        if faults.money_step_answer == "hang":
+        if answer_mode == "hang":
             while not await is_disconnected():
                 await asyncio.sleep(_HANG_POLL_S)
             log.info("transfer %s: client gave up on a hanging money step", transfer_id)
@@ -183,12 +232,14 @@ class TransferEngine:
             await asyncio.sleep(faults.money_step_delay_s)
 
         entry = self.store.get_switch(transfer_id)
-        if faults.money_step_answer == "timeout" or entry is None:
+        if answer_mode == "no_cached_data":
+            return _no_cached_data(transfer_id)
+        if answer_mode == "timeout" or (entry is None and answer_mode not in ("aborted_200", "error_callback")):
             record.update(currentState="ERROR_OCCURRED", lastError={"httpStatusCode": 504})
             self.store.save_record(transfer_id, record)
             message = f"Timeout waiting for fulfil for transfer {transfer_id}"
             return Answer(504, error_response(message, "504", record))
-        if entry.transfer_state == "ABORTED":
+        if answer_mode == "error_callback" or (answer_mode == "normal" and entry and entry.transfer_state == "ABORTED"):
             record.update(
                 currentState="ERROR_OCCURRED", lastError=mojaloop_error("5105", "Payee FSP rejected transaction")
             )
@@ -198,11 +249,36 @@ class TransferEngine:
                 "    errorDescription: 'Payee FSP rejected transaction'\n  }\n}"
             )
             return Answer(500, error_response(message, "5105", record))
-        record["fulfil"] = fulfil_record(entry.transfer_state, entry.completed_timestamp, entry.fulfilment)
+        if answer_mode == "aborted_200":
+            record["currentState"] = "ABORTED"
+            self.store.save_record(transfer_id, record)
+            return Answer(200, record)
+        assert entry is not None
+        state = "ABORTED" if answer_mode == "fulfil_aborted" else entry.transfer_state
+        record["fulfil"] = self._fulfil(stored, faults, state, entry)
         record["currentState"] = "COMPLETED"
         self.store.save_record(transfer_id, record)
-        log.info("transfer %s completed: %s", transfer_id, entry.transfer_state)
+        log.info("transfer %s completed: %s", transfer_id, state)
         return Answer(200, record)
+
+    async def _late_prepare(self, transfer_id: str, outcome: str, fulfilment: str | None, faults: FaultSpec) -> None:
+        """The prepare reaches the switch late: until then the switch does not know the transfer (3208)."""
+        await asyncio.sleep(faults.prepare_arrives_after_s or 0.0)
+        self.store.set_switch(transfer_id, outcome, iso_now(), fulfilment)
+        log.info("transfer %s: late prepare reached the switch (%s)", transfer_id, outcome)
+
+    def _fulfil(self, stored: StoredTransfer | None, faults: FaultSpec, state: str, entry: Any) -> dict[str, Any]:
+        """The fulfil record, its fulfilment shaped by the `fulfilment` fault."""
+        fulfil = fulfil_record(state, entry.completed_timestamp, entry.fulfilment)
+        body = fulfil["body"]
+        if "fulfilment" in body and stored is not None:
+            if faults.fulfilment == "wrong":
+                body["fulfilment"] = new_fulfilment()
+            elif faults.fulfilment == "other_transfer":
+                body["fulfilment"] = self.store.other_fulfilment(stored.transfer_id) or new_fulfilment()
+            elif faults.fulfilment == "missing":
+                del body["fulfilment"]
+        return fulfil
 
     # -- GET /transfers/{id} -------------------------------------------------------------------------------------
     async def get(self, transfer_id: str) -> Answer:
@@ -216,6 +292,10 @@ class TransferEngine:
             "direction": "OUTBOUND",
         }
         entry = self.store.get_switch(transfer_id)
+        seen = self._get_counts.get(transfer_id, 0) + 1
+        self._get_counts[transfer_id] = seen
+        if seen <= faults.not_found_answers:
+            entry = None
         if faults.get_answer == "timeout":
             record.update(currentState="ERROR_OCCURRED", lastError={"httpStatusCode": 504})
             answer = Answer(504, error_response(f"Timeout getting transfer {transfer_id}", "504", record))
@@ -224,7 +304,7 @@ class TransferEngine:
             message = "Got an error response retrieving transfer: " + _errinfo_text("3208", "Transfer ID not found")
             answer = Answer(500, error_response(message, "3208", record))
         else:
-            record["fulfil"] = fulfil_record(entry.transfer_state, entry.completed_timestamp, entry.fulfilment)
+            record["fulfil"] = self._fulfil(stored, faults, entry.transfer_state, entry)
             answer = Answer(200, record)
         if stored is not None:
             self.store.save_record(transfer_id, record)

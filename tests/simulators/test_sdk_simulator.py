@@ -196,7 +196,11 @@ def test_unknown_transfer_put_is_500_no_cached_data(client: httpx.Client) -> Non
     tid = str(uuid.uuid4())
     r = client.put(f"/transfers/{tid}", json={"acceptQuote": True})
     assert r.status_code == 500
-    assert r.json() == {"message": f"No cached data found for transferId: {tid}", "statusCode": 500}
+    assert r.json() == {
+        "message": f"No cached data found for transferId: {tid}",
+        "transferState": {},
+        "statusCode": "500",
+    }
 
 
 def test_reject_quote_aborts(client: httpx.Client) -> None:
