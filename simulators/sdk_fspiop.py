@@ -80,17 +80,21 @@ def _callback_headers(resource: str, body: Any) -> dict[str, Any]:
 
 
 def _request(method: str, path: str, resource: str, destination: str | None, body: Any) -> dict[str, Any]:
+    text = None if body is None else json.dumps(body, separators=(",", ":"))
+    headers: dict[str, Any] = {
+        **_headers(resource, PAYER_FSP, destination),
+        "accept": f"application/vnd.interoperability.{resource}+json;version=1",
+    }
+    if text is not None:
+        headers["content-length"] = len(text.encode())
     return {
         "method": method,
         "host": "127.0.0.1",
         "port": "5000",
         "path": path,
-        "headers": {
-            **_headers(resource, PAYER_FSP, destination),
-            "accept": f"application/vnd.interoperability.{resource}+json;version=1",
-        },
+        "headers": headers,
         "agent": "[REDACTED]",
-        "body": None if body is None else json.dumps(body, separators=(",", ":")),
+        "body": text,
     }
 
 
