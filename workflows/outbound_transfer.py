@@ -182,14 +182,14 @@ class OutboundTransferWorkflow(SavedTransferState):
             result = PartyLookupResult(answered=False)
         if not result.answered:  # we hold nothing, and without the SDK's transferId there is nothing to ask
             await self._end(S.ERROR_OCCURRED, ErrorCode.SDK_ERROR, detail="no answer to the party lookup")
-        if result.failure:
-            await self._end_with_sdk_failure(result.failure)
         self._view.sdk_transfer_id = result.sdk_transfer_id
         self._view.payee = result.payee
         self._view.timestamps.party_resolved_at = workflow.now()
         sdk_ref = SdkTransferRef(sdk_transfer_id=result.sdk_transfer_id or "")
-        if result.went_past is not None and result.sdk_transfer_id:
+        if result.went_past is not None and result.sdk_transfer_id:  # before any failure: a prepare may have left
             await self._reconcile_without_hold(sdk_ref, result.went_past, ErrorCode.SDK_MISCONFIGURED)
+        if result.failure:
+            await self._end_with_sdk_failure(result.failure)
         if result.sdk_state != "WAITING_FOR_PARTY_ACCEPTANCE" or not result.sdk_transfer_id:
             await self._end(S.ERROR_OCCURRED, ErrorCode.SDK_MISCONFIGURED)
         return sdk_ref
