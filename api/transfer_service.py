@@ -8,11 +8,16 @@ import asyncio
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -140,8 +145,17 @@ class TransferService:
             update, waiting = OutboundTransferWorkflow.accept_quote, TransferState.WAITING_FOR_QUOTE_ACCEPTANCE
         handle = self._client.get_workflow_handle(workflow_id)
         try:
-            result = await handle.execute_update(update, decision.model_copy(update={"wait_s": wait_s}))
+            result = await asyncio.wait_for(
+                handle.execute_update(
+                    update, decision.model_copy(update={"wait_s": wait_s}), rpc_timeout=timedelta(seconds=wait_s + 5)
+                ),
+                timeout=wait_s + 6,
+            )
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker answered: still waiting
+            return Outcome(view, status=202)
         except (WorkflowUpdateFailedError, RPCError) as error:
+            if isinstance(error, RPCError) and _is_timeout(error):
+                return Outcome(view, status=202)
             route = f"{ROUTE}/{view.transfer_id}"  # refused: the key may be used again once the state allows
             await self._db.forget_idempotency_key(headers.client_key, "PUT", route, headers.idempotent_request_key)
             if isinstance(error, WorkflowUpdateFailedError):
@@ -227,18 +241,25 @@ class TransferService:
                 return await asyncio.wait_for(
                     self._client.execute_update_with_start_workflow(
                         OutboundTransferWorkflow.wait_for_report, WaitRequest(wait_s=wait_s),
-                        start_workflow_operation=start,
+                        start_workflow_operation=start, rpc_timeout=timedelta(seconds=wait_s + 1),
                     ),
-                    timeout=wait_s + 5,
+                    timeout=wait_s + 2,
                 )  # fmt: skip
-            except TimeoutError:  # no worker picked it up in time: it is started, answer 202
+            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker picked it up in time: it is started, answer 202
                 saved = await self._db.get_transfer(transfer.transfer_id)
                 return saved or transfer.initial_view()
         except WorkflowAlreadyStartedError:
             saved = await self._db.get_transfer(transfer.transfer_id)
             return saved or transfer.initial_view()
-        except RPCError:
+        except RPCError as error:
+            if _is_timeout(error):  # no worker answered in time; the run is started: answer 202
+                saved = await self._db.get_transfer(transfer.transfer_id)
+                return saved or transfer.initial_view()
             raise _temporal_unavailable() from None
+
+
+def _is_timeout(error: RPCError) -> bool:
+    return error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
 
 
 def _auto_accept(bank: bool, caller: bool | None, settings: Settings) -> bool:

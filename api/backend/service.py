@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -261,15 +261,16 @@ class InboundService:
                     InboundTransferWorkflow.wait_for_reservation,
                     WaitRequest(wait_s=self._settings.inbound_reservation_wait_s),
                     start_workflow_operation=start,
+                    rpc_timeout=timedelta(seconds=self._settings.inbound_reservation_wait_s + 1),
                 ),
-                timeout=self._settings.inbound_reservation_wait_s + 5,
+                timeout=self._settings.inbound_reservation_wait_s + 2,
             )
         except WorkflowAlreadyStartedError:  # finished already (REJECT_DUPLICATE): answer what it came to
             stored = await self._db.get_transfer(transfer.transfer_id)
             if stored is None:
                 raise _unavailable("Temporal") from None
             return stored
-        except (TimeoutError, RPCError):
+        except (TimeoutError, RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
             raise _unavailable("the core banking system or Temporal") from None
         if view.current_state == TransferState.RECEIVED:  # the CBS did not answer in time; the run goes on
             raise _unavailable("the core banking system")
