@@ -245,7 +245,7 @@ class TransferService:
                     ),
                     timeout=wait_s + 2,
                 )  # fmt: skip
-            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker picked it up in time: it is started, answer 202
+            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker in time: started, 202
                 saved = await self._db.get_transfer(transfer.transfer_id)
                 return saved or transfer.initial_view()
         except WorkflowAlreadyStartedError:
