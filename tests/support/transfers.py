@@ -9,12 +9,15 @@ from typing import Any
 
 import httpx
 
+from mojaflow.temporal import outbound_workflow_id
+
 __all__ = [
     "account",
     "money_movement_headers",
     "new_payer",
     "set_fault",
     "sim_transfer",
+    "start_async",
     "transfer_body",
     "wait_for_state",
 ]
@@ -49,6 +52,14 @@ def transfer_body(
     }
     body.update(overrides)
     return body
+
+
+async def start_async(http: httpx.AsyncClient, api_url: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """`POST /transfers` with `Prefer: respond-async`: the 202's transfer and the workflow id it runs under."""
+    headers = money_movement_headers()
+    response = await http.post(f"{api_url}/transfers", json=body, headers={**headers, "Prefer": "respond-async"})
+    assert response.status_code == 202, response.text
+    return response.json(), outbound_workflow_id(headers["client_key"], headers["idempotent_request_key"])
 
 
 async def wait_for_state(

@@ -6,24 +6,16 @@ from __future__ import annotations
 
 import httpx
 
-from mojaflow.temporal import outbound_workflow_id
 from tests.conftest import Stack
 from tests.support.transfers import (
     account,
-    money_movement_headers,
     new_payer,
     set_fault,
     sim_transfer,
+    start_async,
     transfer_body,
     wait_for_state,
 )
-
-
-async def _start(stack: Stack, http: httpx.AsyncClient, body: dict) -> tuple[dict, str]:
-    headers = money_movement_headers()
-    response = await http.post(f"{stack.api_url}/transfers", json=body, headers={**headers, "Prefer": "respond-async"})
-    assert response.status_code == 202, response.text
-    return response.json(), outbound_workflow_id(headers["client_key"], headers["idempotent_request_key"])
 
 
 async def _cancel(stack: Stack, workflow_id: str) -> None:
@@ -34,7 +26,7 @@ async def test_a_cancel_while_waiting_for_the_party_ends_aborted_with_nothing_he
     stack: Stack, http: httpx.AsyncClient
 ) -> None:
     payer, account_id = await new_payer(http, stack.cbs_url)
-    transfer, workflow_id = await _start(stack, http, transfer_body(payer=payer, autoAcceptParty=False))
+    transfer, workflow_id = await start_async(http, stack.api_url, transfer_body(payer=payer, autoAcceptParty=False))
     await wait_for_state(http, stack.api_url, transfer["transferId"], {"WAITING_FOR_PARTY_ACCEPTANCE"})
 
     await _cancel(stack, workflow_id)
@@ -50,7 +42,7 @@ async def test_a_cancel_during_the_money_step_still_settles_as_the_switch_decide
     payer, account_id = await new_payer(http, stack.cbs_url)
     body = transfer_body(payer=payer, amount="10")
     await set_fault(http, stack.sdk_url, body["homeTransactionId"], moneyStepDelayS=3, switchOutcome="COMMITTED")
-    transfer, workflow_id = await _start(stack, http, body)
+    transfer, workflow_id = await start_async(http, stack.api_url, body)
     await wait_for_state(http, stack.api_url, transfer["transferId"], {"TRANSFERRING"})
 
     await _cancel(stack, workflow_id)
