@@ -43,7 +43,14 @@ from mojaflow.models import (
     WaitRequest,
 )
 from mojaflow.settings import Settings
-from mojaflow.temporal import CLIENT_KEY, DIRECTION, HOME_TRANSACTION_ID, MOJAFLOW_STATE, outbound_workflow_id
+from mojaflow.temporal import (
+    CLIENT_KEY,
+    DIRECTION,
+    HOME_TRANSACTION_ID,
+    MOJAFLOW_STATE,
+    outbound_workflow_id,
+    retrieve_start_outcome,
+)
 from workflows.outbound_transfer import OutboundTransferWorkflow
 
 __all__ = ["Outcome", "TransferService"]
@@ -248,6 +255,8 @@ class TransferService:
             except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker in time: started, 202
                 saved = await self._db.get_transfer(transfer.transfer_id)
                 return saved or transfer.initial_view()
+            finally:
+                retrieve_start_outcome(start)
         except WorkflowAlreadyStartedError:
             saved = await self._db.get_transfer(transfer.transfer_id)
             return saved or transfer.initial_view()

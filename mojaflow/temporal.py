@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from typing import Any
+
+from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import SearchAttributeKey
 
 from mojaflow.codec import data_converter, load_payload_key
@@ -18,6 +20,7 @@ __all__ = [
     "connect",
     "inbound_workflow_id",
     "outbound_workflow_id",
+    "retrieve_start_outcome",
 ]
 
 # Keyword search attributes, kept current by the workflows. None of them holds personal data.
@@ -46,3 +49,13 @@ def outbound_workflow_id(client_key: str, idempotency_key: str) -> str:
 def inbound_workflow_id(mojaloop_transfer_id: str) -> str:
     """Derived from the Mojaloop transferId, so a duplicate POST from the SDK cannot start a second run."""
     return f"inbound-{mojaloop_transfer_id}"
+
+
+def retrieve_start_outcome(start: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Mark the start half of an update-with-start as seen. When the start fails (the workflow already ran,
+    REJECT_DUPLICATE), the SDK both raises the error and keeps it on the operation's own future; a future whose
+    error is never read is logged at garbage collection as "Future exception was never retrieved". The SDK has no
+    public way to ask without waiting, hence the private attribute."""
+    future = start._workflow_handle
+    if future.done() and not future.cancelled():
+        future.exception()

@@ -37,7 +37,14 @@ from mojaflow.inbound_models import (
 )
 from mojaflow.models import Direction, PartyView, TransferState, TransferView, WaitRequest
 from mojaflow.settings import Settings
-from mojaflow.temporal import CLIENT_KEY, DIRECTION, MOJAFLOW_STATE, SDK_TRANSFER_ID, inbound_workflow_id
+from mojaflow.temporal import (
+    CLIENT_KEY,
+    DIRECTION,
+    MOJAFLOW_STATE,
+    SDK_TRANSFER_ID,
+    inbound_workflow_id,
+    retrieve_start_outcome,
+)
 from workflows.inbound_transfer import InboundTransferWorkflow
 
 __all__ = ["InboundService"]
@@ -272,6 +279,8 @@ class InboundService:
             return stored
         except (TimeoutError, RPCError, WorkflowUpdateRPCTimeoutOrCancelledError):
             raise _unavailable("the core banking system or Temporal") from None
+        finally:
+            retrieve_start_outcome(start)
         if view.current_state == TransferState.RECEIVED:  # the CBS did not answer in time; the run goes on
             raise _unavailable("the core banking system")
         return view
