@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     temporal_dev_server: bool = True  # `make run` starts the dev server at temporal_address
     task_queue: str = "mojaflow-transfers"
     workflow_sandbox: bool = False  # the tests replay every workflow through the sandbox instead (see worker.py)
+    # A real cluster or Temporal Cloud (mojaflow/temporal.py): TLS is on when any of these is set ("auto"), or
+    # forced on/off; the CA defaults to the system's; cert + key make it mutual TLS. The API key is sent as
+    # `authorization: Bearer` and only ever over TLS.
+    temporal_tls: Literal["auto", "true", "false"] = "auto"
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: SecretStr | None = None
 
     # App database (SQLite in the data dir unless a URL is given, e.g. postgresql+asyncpg://...)
     database_url: str | None = None
@@ -89,6 +98,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator(
+        "temporal_tls_ca", "temporal_tls_cert", "temporal_tls_key", "temporal_tls_server_name", "temporal_api_key",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:  # compose's `${VAR:-}` passes an empty string
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("temporal_tls", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def resolved_database_url(self) -> str:
