@@ -7,18 +7,17 @@ shows it through our codec endpoint (`api.codec_server`), and nowhere else.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from mojaflow.keys import load_key
 from mojaflow.settings import Settings
 
 __all__ = ["EncryptionCodec", "data_converter", "load_payload_key"]
@@ -66,19 +65,7 @@ class EncryptionCodec(PayloadCodec):
 
 def load_payload_key(settings: Settings) -> bytes:
     """The key from `MOJAFLOW_PAYLOAD_KEY`, else from the data dir, generated there on first use."""
-    if settings.payload_key is not None:
-        return base64.b64decode(settings.payload_key.get_secret_value())
-    path: Path = settings.data_dir / "payload.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process of ours made it first
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(base64.b64encode(os.urandom(32)).decode())
-    return base64.b64decode(path.read_text().strip())
+    return load_key(settings.payload_key, settings.data_dir / "payload.key", name="MOJAFLOW_PAYLOAD_KEY")
 
 
 def data_converter(key: bytes) -> DataConverter:

@@ -8,6 +8,7 @@ we do not use (`extensionList`, `ilpPacket`, `geoCode`, ...) and validate the on
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -235,9 +236,11 @@ class InboundTransferInput(BaseModel):
         return view
 
 
-def party_key(id_type: str, id_value: str, id_sub_value: str | None) -> str:
-    """A one-way key of a party id, so quote and transfer can be matched without storing the id."""
-    return hashlib.sha256(f"{id_type}\x1f{id_value}\x1f{id_sub_value or ''}".encode()).hexdigest()
+def party_key(hash_key: bytes, id_type: str, id_value: str, id_sub_value: str | None) -> str:
+    """A one-way key of a party id, so quote and transfer can be matched without storing the id. Keyed (HMAC):
+    an unkeyed hash of an MSISDN is reversed by trying every number."""
+    message = f"{id_type}\x1f{id_value}\x1f{id_sub_value or ''}".encode()
+    return hmac.new(hash_key, message, hashlib.sha256).hexdigest()
 
 
 class CbsRefusal(BaseModel):

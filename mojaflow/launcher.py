@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mojaflow.codec import load_payload_key
+from mojaflow.keys import load_party_hash_key
 from mojaflow.database import Database
 from mojaflow.settings import Settings
 from mojaflow.temporal import SEARCH_ATTRIBUTES
@@ -129,7 +130,8 @@ async def run(settings: Settings) -> int:
     if taken:
         print("mojaflow cannot start: " + "; ".join(taken), file=sys.stderr)
         return 2
-    load_payload_key(settings)  # generate it once, before any child races to
+    load_payload_key(settings)  # generate the keys once, before any child races to
+    load_party_hash_key(settings)
     database = Database(settings.resolved_database_url)
     await database.create_schema()
     await database.close()

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
 
     # Secrets and personal data
     payload_key: SecretStr | None = None
+    party_hash_key: SecretStr | None = None  # HMAC key of the one-way party ids that match a quote to its transfer
 
     @field_validator("codec_cors_origins", mode="before")
     @classmethod

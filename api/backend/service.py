@@ -36,6 +36,7 @@ from mojaflow.inbound_models import (
     party_key,
 )
 from mojaflow.models import Direction, PartyView, TransferState, TransferView, WaitRequest
+from mojaflow.keys import load_party_hash_key
 from mojaflow.settings import Settings
 from mojaflow.temporal import (
     CLIENT_KEY,
@@ -72,6 +73,7 @@ class InboundService:
         self._db = database
         self._cbs = cbs
         self._settings = settings
+        self._party_hash_key = load_party_hash_key(settings)
 
     # -- parties and quotes: the CBS directly --------------------------------------------------------
 
@@ -124,7 +126,7 @@ class InboundService:
             commission=mojaloop_amount(commission),
             expiration=expiration,
             account_id=holder.account_id,
-            payee_key=party_key(payee.id_type, payee.id_value, payee.id_sub_value),
+            payee_key=party_key(self._party_hash_key, payee.id_type, payee.id_value, payee.id_sub_value),
             payee_name=holder.display_name,
         )
         await self._db.save_quote(saved.quote_id, saved.transaction_id, saved.model_dump(mode="json"))
@@ -232,7 +234,7 @@ class InboundService:
             quoted_transfer_amount=request.quote.transfer_amount,
             quoted_currency=request.quote.transfer_amount_currency,
             quoted_expiration=request.quote.expiration,
-            payee_key=party_key(payee.id_type, payee.id_value, payee.id_sub_value),
+            payee_key=party_key(self._party_hash_key, payee.id_type, payee.id_value, payee.id_sub_value),
             payer=PartyView(name=payer.name(), fsp_id=payer.fsp_id),
             payee_fsp_id=payee.fsp_id,
             saved_quote=quote,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -279,3 +282,23 @@ async def test_fee_and_commission_policy_in_the_quote(stack: Stack, http: httpx.
     assert too_small.value.status_code == "5100"
     assert saved is not None and saved["payee_receive_amount"] == "8.75"
     assert payee.msisdn not in str(saved)  # matched by a one-way key, not kept in clear
+
+
+async def test_the_payee_id_is_matched_by_a_keyed_hash_not_a_plain_one(stack: Stack, http: httpx.AsyncClient) -> None:
+    """An unkeyed SHA-256 of an MSISDN is reversed by trying every number: the stored key is an HMAC under the
+    party-hash key (here generated into the stack's data dir), and the quote still matches its transfer."""
+    payee = await new_payee(http, stack.cbs_url)
+    quote = await http.post(f"{stack.backend_url}/quoterequests", json=quote_request(payee))
+    assert quote.status_code == 200, quote.text
+    database = Database(Settings(data_dir=stack.data_dir).resolved_database_url)
+    saved = await database.get_quote(quote.json()["quoteId"])
+    await database.close()
+    hash_key = base64.b64decode((stack.data_dir / "party-hash.key").read_text())
+    message = f"MSISDN\x1f{payee.msisdn}\x1f".encode()
+
+    assert saved is not None
+    assert saved["payee_key"] == hmac.new(hash_key, message, hashlib.sha256).hexdigest()
+    assert saved["payee_key"] != hashlib.sha256(message).hexdigest()
+    transfer = await http.post(f"{stack.backend_url}/transfers", json=transfer_request(payee, quote.json()))
+    assert transfer.status_code == 200, transfer.text
+    assert transfer.json()["transferState"] == "RESERVED"
