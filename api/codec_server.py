@@ -1,11 +1,14 @@
 """The codec endpoint the Temporal Web UI calls to show our encrypted payloads (`--ui-codec-endpoint`).
 
-Only browsers on the configured UI origins may use it (CORS, plus an `Origin` check so a page elsewhere cannot
-ask for plaintext); behind a real deployment it belongs behind the UI's authentication.
+It decrypts personal data, so it answers only on the machine itself: a caller whose address is not loopback is
+refused (also when the client API listens on all interfaces for the CBS), and only browsers on the configured UI
+origins may use it (CORS, plus an `Origin` check so a page elsewhere cannot ask for plaintext). That is the dev
+server's Web UI on the same machine (`make run`); a real deployment's UI needs the token check of the security work.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,6 +26,8 @@ def codec_router(codec: EncryptionCodec, allowed_origins: list[str]) -> APIRoute
     router = APIRouter(prefix="/codec", tags=["codec"], include_in_schema=False)
 
     async def _transform(request: Request, decode: bool) -> JSONResponse:
+        if not _is_loopback(request):
+            raise Problem(403, "codec_local_only", "Forbidden", "the codec endpoint answers on this machine only")
         if request.headers.get("origin") not in allowed_origins:
             raise Problem(403, "forbidden_origin", "Forbidden", "the codec endpoint serves the Temporal Web UI only")
         try:
@@ -45,3 +50,12 @@ def codec_router(codec: EncryptionCodec, allowed_origins: list[str]) -> APIRoute
         return await _transform(request, decode=False)
 
     return router
+
+
+def _is_loopback(request: Request) -> bool:
+    if request.client is None:
+        return False
+    try:
+        return ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:  # not an address (e.g. a unix socket's peer name)
+        return False

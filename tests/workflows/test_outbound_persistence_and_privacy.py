@@ -5,10 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 from google.protobuf import json_format
+from pydantic import SecretStr
+from temporalio.api.common.v1 import Payload, Payloads
 
+from api.codec_server import codec_router
+from api.problems import install_problem_handlers
+from mojaflow.codec import EncryptionCodec, load_payload_key
+from mojaflow.settings import Settings
 from tests.conftest import ROOT, Stack
 from tests.support.process import ServerProcess, free_port
 from tests.support.transfers import money_movement_headers, new_payer, transfer_body
@@ -124,3 +132,24 @@ async def test_no_party_id_in_any_log_line(stack: Stack, http: httpx.AsyncClient
     for name, text in logs.items():
         for party_id in (payer, "25633333333", "25600000404", "25699999999", "Test Payer", "Test Payee"):
             assert party_id not in text, f"{party_id} in {name}"
+
+
+async def test_the_codec_endpoint_answers_only_on_this_machine(stack: Stack, tmp_path: Path) -> None:
+    """Even when the client API listens on all interfaces for the CBS, plaintext is never served to another host.
+    (A loopback test cannot come from another address: the app is called in process as if it had.)"""
+    settings = Settings(data_dir=tmp_path, payload_key=SecretStr(stack.env["MOJAFLOW_PAYLOAD_KEY"]))
+    codec = EncryptionCodec(load_payload_key(settings))
+    body = json_format.MessageToJson(Payloads(payloads=await codec.encode([Payload(data=b"25633333333")])))
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(codec_router(codec, [UI_ORIGIN]))
+
+    answers = {}
+    for host in ("127.0.0.1", "::1", "10.1.2.3", "192.168.0.7"):
+        transport = httpx.ASGITransport(app=app, client=(host, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://mojaflow") as client:
+            answers[host] = await client.post("/codec/decode", content=body, headers={"Origin": UI_ORIGIN})
+
+    assert [answers[host].status_code for host in answers] == [200, 200, 403, 403]
+    assert answers["10.1.2.3"].json()["code"] == "codec_local_only"
+    assert "25633333333" not in answers["10.1.2.3"].text
