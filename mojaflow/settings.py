@@ -6,10 +6,11 @@ Built once per process by `Settings()` and passed in; nothing else reads the env
 from __future__ import annotations
 
 from decimal import Decimal
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -58,6 +59,17 @@ class Settings(BaseSettings):
     codec_cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"]
     )
+
+    # The backend API (SDK-facing). SDK 18.0.2 calls it over plain HTTP without credentials, so the network is its
+    # protection: its own interface, an allow-list of client (TCP peer) addresses, optional TLS / mutual TLS for a
+    # TLS sidecar next to the SDK. See the README, "Who may call the backend API".
+    backend_api_host: str = "127.0.0.1"
+    backend_allowed_clients: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")], min_length=1
+    )
+    backend_tls_cert: Path | None = None  # PEM certificate (chain) of the backend API; with backend_tls_key
+    backend_tls_key: Path | None = None
+    backend_tls_client_ca: Path | None = None  # when set, a client must present a certificate this CA signed
 
     # Outbound policy
     auto_accept_party: bool = True
@@ -108,6 +120,24 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:  # compose's `${VAR:-}` passes an empty string
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("backend_allowed_clients", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("backend_tls_cert", "backend_tls_key", "backend_tls_client_ca", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _backend_tls_complete(self) -> Settings:
+        if (self.backend_tls_cert is None) != (self.backend_tls_key is None):
+            raise ValueError("MOJAFLOW_BACKEND_TLS_CERT and MOJAFLOW_BACKEND_TLS_KEY must be set together")
+        if self.backend_tls_client_ca is not None and self.backend_tls_cert is None:
+            raise ValueError("MOJAFLOW_BACKEND_TLS_CLIENT_CA needs MOJAFLOW_BACKEND_TLS_CERT and _KEY (mutual TLS)")
+        return self
+
     @field_validator("temporal_tls", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -120,3 +150,9 @@ class Settings(BaseSettings):
     @property
     def client_api_url(self) -> str:
         return f"http://{self.api_host}:{self.client_api_port}"
+
+    @property
+    def backend_api_url(self) -> str:
+        scheme = "https" if self.backend_tls_cert else "http"
+        host = f"[{self.backend_api_host}]" if ":" in self.backend_api_host else self.backend_api_host
+        return f"{scheme}://{host}:{self.backend_api_port}"
