@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from activities.core_banking import CoreBankingClient
+from api.backend import InboundService
+from mojaflow.database import Database
+from mojaflow.inbound_models import TransferBody
+from mojaflow.settings import Settings
 from mojaflow.temporal import inbound_workflow_id
 from tests.conftest import Stack
 from tests.inbound.flow import Payee, new_payee, notification, quote_request, transfer_request
@@ -325,3 +331,33 @@ async def test_no_party_id_in_clear_in_the_temporal_history(stack: Stack, http: 
         for secret in (party_id, "25611111111", "Remote Payer", "Inbound Payee"):
             assert secret not in exported
             assert secret.encode() not in raw
+
+
+async def test_a_duplicate_post_after_the_end_leaves_no_unhandled_future(stack: Stack, http: httpx.AsyncClient) -> None:
+    """The SDK's retry of a finished transfer finds the run ended (the start is refused): it is answered from our
+    database, and the refused start's error is read, not left on a future asyncio would log at collection
+    ("Future exception was never retrieved"). In process, so the collection can be forced and observed."""
+    payee = await new_payee(http, stack.cbs_url)
+    quote = await _quote(stack, http, payee, "2")
+    body = transfer_request(payee, quote)
+    await _reserve(stack, http, payee, quote)
+    await _notify(stack, http, quote["transactionId"], "COMMITTED")
+    await wait_for_state(http, stack.api_url, quote["transactionId"], {"COMMITTED"})
+    database = Database(Settings(data_dir=stack.data_dir).resolved_database_url)
+    unhandled: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: unhandled.append(context))
+    try:
+        async with httpx.AsyncClient(base_url=stack.cbs_url) as cbs:
+            service = InboundService(stack.client, database, CoreBankingClient(cbs), Settings(data_dir=stack.data_dir))
+            answer = await service.transfer(TransferBody.model_validate(body))
+        del service
+        gc.collect()
+        await asyncio.sleep(0)  # let asyncio report anything collected
+    finally:
+        loop.set_exception_handler(previous)
+        await database.close()
+
+    assert answer["transferState"] == "COMMITTED"
+    assert unhandled == []
