@@ -3,51 +3,29 @@
 
 The workflow runs in-process on its own worker with the real activities against the session's simulators and
 a database of its own. Times are asserted on what the workflow recorded (virtual time), not on the test's clock.
+The time-skipping server is the shared `skipping_temporal` fixture: one per test (skipped time stays skipped,
+and the simulators' quotes expire on the real clock), checked for Failed workflows when it stops.
 """
 
 from __future__ import annotations
 
-import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
 
-from mojaflow.codec import data_converter
 from mojaflow.models import OutboundTransferInput, TransferPolicy, TransferRequest
 from mojaflow.settings import Settings
-from mojaflow.temporal import SEARCH_ATTRIBUTES
 from tests.conftest import Stack
 from tests.support.transfers import account, new_payer, set_fault, sim_transfer, transfer_body
 from worker import build_worker, worker_resources
 from workflows.outbound_transfer import OutboundTransferWorkflow
 
-BIN = Path(sys.executable).parent
 DEFAULTS = Settings()  # the shipped defaults, not the test stack's shortened ones
-
-
-@pytest.fixture
-async def skipping(payload_key: bytes) -> AsyncIterator[WorkflowEnvironment]:
-    """One per test: skipped time stays skipped, and the simulators' quotes expire on the real clock."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=data_converter(payload_key)
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES},
-        )
-    )
-    yield env
-    await env.shutdown()
 
 
 async def _run(client: Client, stack: Stack, tmp_path: Path, body: dict, *, manual: bool) -> dict:
@@ -85,11 +63,11 @@ async def _run(client: Client, stack: Stack, tmp_path: Path, body: dict, *, manu
 
 
 async def test_no_decision_in_300_seconds_aborts(
-    skipping: WorkflowEnvironment, stack: Stack, http: httpx.AsyncClient, tmp_path: Path
+    skipping_temporal: WorkflowEnvironment, stack: Stack, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     payer, account_id = await new_payer(http, stack.cbs_url)
 
-    view = await _run(skipping.client, stack, tmp_path, transfer_body(payer=payer), manual=True)
+    view = await _run(skipping_temporal.client, stack, tmp_path, transfer_body(payer=payer), manual=True)
 
     assert (view["currentState"], view["lastError"]["code"]) == ("ABORTED", "acceptance_timeout")
     waited = datetime.fromisoformat(view["timestamps"]["finishedAt"]) - datetime.fromisoformat(
@@ -100,13 +78,13 @@ async def test_no_decision_in_300_seconds_aborts(
 
 
 async def test_a_lost_prepare_is_released_only_after_expiry_and_a_minute_of_grace(
-    skipping: WorkflowEnvironment, stack: Stack, http: httpx.AsyncClient, tmp_path: Path
+    skipping_temporal: WorkflowEnvironment, stack: Stack, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     payer, account_id = await new_payer(http, stack.cbs_url)
     body = transfer_body(payer=payer, amount="10")
     await set_fault(http, stack.sdk_url, body["homeTransactionId"], prepareLost=True, moneyStepDelayS=0.1)
 
-    view = await _run(skipping.client, stack, tmp_path, body, manual=False)
+    view = await _run(skipping_temporal.client, stack, tmp_path, body, manual=False)
 
     assert (view["currentState"], view["lastError"]["code"]) == ("ABORTED", "transfer_not_found")
     waited = datetime.fromisoformat(view["timestamps"]["finishedAt"]) - datetime.fromisoformat(
