@@ -1,11 +1,14 @@
-"""`python -m api`: serves the client API (3004) and the backend API (3003) from one process."""
+"""`python -m api`: serves the client API (3004, on `MOJAFLOW_API_HOST`) and the backend API (3003, on
+`MOJAFLOW_BACKEND_API_HOST`, optionally over TLS / mutual TLS) from one process."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
+import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -20,15 +23,43 @@ class _Server(uvicorn.Server):
         yield
 
 
+def backend_tls(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS options for the backend API: none (plain HTTP, as SDK 18.0.2 speaks), TLS, or mutual TLS
+    when a client CA is set (a client without a certificate it signed fails the handshake)."""
+    if settings.backend_tls_cert is None:
+        return {}
+    options: dict[str, Any] = {
+        "ssl_certfile": str(settings.backend_tls_cert),
+        "ssl_keyfile": str(settings.backend_tls_key),
+        # TLS 1.3 suites are not affected; for TLS 1.2 (Python's minimum) forward-secret AEAD suites only,
+        # instead of uvicorn's default "TLSv1" list
+        "ssl_ciphers": "ECDHE+AESGCM:ECDHE+CHACHA20",
+    }
+    if settings.backend_tls_client_ca is not None:
+        options.update(ssl_ca_certs=str(settings.backend_tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
+
+
 async def serve(settings: Settings) -> None:
     async with open_resources(settings) as resources:  # one database engine and one Temporal client for both
-        servers = [
-            _Server(uvicorn.Config(app, host=settings.api_host, port=port, log_config=None, lifespan="on"))
-            for app, port in (
-                (create_client_app(settings, resources), settings.client_api_port),
-                (create_backend_app(settings, resources), settings.backend_api_port),
-            )
-        ]
+        client_api = uvicorn.Config(
+            create_client_app(settings, resources),
+            host=settings.api_host,
+            port=settings.client_api_port,
+            log_config=None,
+            lifespan="on",
+        )
+        backend_api = uvicorn.Config(
+            create_backend_app(settings, resources),
+            host=settings.backend_api_host,
+            port=settings.backend_api_port,
+            log_config=None,
+            lifespan="on",
+            # the allow-list judges the TCP peer: no X-Forwarded-For rewriting of the client address
+            proxy_headers=False,
+            **backend_tls(settings),
+        )
+        servers = [_Server(client_api), _Server(backend_api)]
         loop = asyncio.get_running_loop()
 
         def stop() -> None:

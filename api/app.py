@@ -5,6 +5,7 @@ Both are thin: they validate input and talk to Temporal and our database through
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,27 +19,21 @@ from temporalio.client import Client
 from activities.core_banking import CoreBankingClient
 from api.backend import InboundService, install_backend_error_handlers
 from api.backend import router as backend_router
+from api.backend.network import AllowedClients
 from api.codec_server import codec_router
 from api.dependencies import HealthDep
 from api.health import HealthCheck
 from api.problems import install_problem_handlers
 from api.transfer_service import TransferService
 from api.transfers import router as transfers_router
-from mojaflow.codec import EncryptionCodec, data_converter, load_payload_key
+from mojaflow.codec import EncryptionCodec, load_payload_key
 from mojaflow.database import Database
 from mojaflow.settings import Settings
+from mojaflow.temporal import connect, describe_connection
 
 __all__ = ["Resources", "create_backend_app", "create_client_app", "open_resources"]
 
-
-async def _connect(settings: Settings) -> Client:
-    # lazy: the API starts (and /health says why it is unhealthy) even while Temporal is still coming up
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(load_payload_key(settings)),
-        lazy=True,
-    )
+log = logging.getLogger("mojaflow.api")
 
 
 @dataclass(frozen=True)
@@ -54,7 +49,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     database = Database(settings.resolved_database_url)
     await database.create_schema()
     try:
-        yield Resources(database=database, client=await _connect(settings))
+        log.info("API connecting to %s", describe_connection(settings))
+        # lazy: the API starts (and /health says why it is unhealthy) even while Temporal is still coming up;
+        # a TLS or API-key configuration Temporal refuses raises TemporalConnectError here, at start
+        client = await connect(settings, lazy=True)
+        yield Resources(database=database, client=client)
     finally:
         await database.close()
 
@@ -124,4 +123,6 @@ def create_backend_app(settings: Settings, resources: Resources | None = None) -
     app.include_router(backend_router)
     app.add_api_route("/", health, methods=["GET"], tags=["health"], summary="Health check (spec)")
     app.add_api_route("/health", health, methods=["GET"], tags=["health"])
+    # outermost: a client outside the allow-list reaches no route, not even the health check
+    app.add_middleware(AllowedClients, allowed=settings.backend_allowed_clients)
     return app

@@ -17,8 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mojaflow.codec import load_payload_key
-from mojaflow.keys import load_party_hash_key
 from mojaflow.database import Database
+from mojaflow.keys import load_party_hash_key
 from mojaflow.settings import Settings
 from mojaflow.temporal import SEARCH_ATTRIBUTES
 
@@ -78,10 +78,11 @@ def _taken_ports(settings: Settings, components: list[Component]) -> list[str]:
     wanted.append(("backend api", settings.backend_api_port))
     taken = []
     for name, port in wanted:
-        with socket.socket() as probe:
+        host = settings.backend_api_host if name == "backend api" else settings.api_host  # its own interface
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind((settings.api_host, port))
+                probe.bind((host, port))
             except OSError:
                 taken.append(f"port {port} ({name}) is already in use")
     return taken
@@ -156,7 +157,7 @@ async def run(settings: Settings) -> int:
                 await _wait_for_port(component.port, host, 60, component)
         print(
             f"mojaflow is up: client API {settings.client_api_url}/docs, backend API "
-            f"http://{settings.api_host}:{settings.backend_api_port}, Temporal Web UI "
+            f"{settings.backend_api_url}, Temporal Web UI "
             f"http://127.0.0.1:{settings.temporal_ui_port}  (Ctrl-C stops)",
             flush=True,
         )
