@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +25,7 @@ from activities.store import StoreActivities
 from mojaflow.database import Database
 from mojaflow.logs import configure_logging
 from mojaflow.settings import Settings
-from mojaflow.temporal import connect
+from mojaflow.temporal import TemporalConnectError, connect, describe_connection
 from workflows.inbound_transfer import InboundTransferWorkflow
 from workflows.outbound_transfer import OutboundTransferWorkflow
 
@@ -89,6 +90,7 @@ def workflow_runner(*, sandboxed: bool) -> WorkflowRunner:
 async def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
+    log.info("worker connecting to %s", describe_connection(settings))
     client = await connect(settings)
     async with worker_resources(settings) as activity_objects:
         worker = build_worker(client, settings, activity_objects)
@@ -96,11 +98,20 @@ async def main() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
+        log.info("worker polling task queue %s", settings.task_queue)
         async with worker:
             await stop.wait()
         log.info("worker stopped")
 
 
+def run() -> None:
+    """A configuration Temporal refuses is one line naming the setting, and exit 1: no traceback to dig through."""
+    try:
+        asyncio.run(main())
+    except TemporalConnectError as error:
+        print(f"mojaflow worker cannot start: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    run()

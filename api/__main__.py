@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import ssl
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import uvicorn
 from api.app import create_backend_app, create_client_app, open_resources
 from mojaflow.logs import configure_logging
 from mojaflow.settings import Settings
+from mojaflow.temporal import TemporalConnectError
 
 
 class _Server(uvicorn.Server):
@@ -74,7 +76,11 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except TemporalConnectError as error:  # one line naming the setting at fault, no traceback
+        print(f"mojaflow API cannot start: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import SearchAttributeKey
+from temporalio.service import TLSConfig
 
 from mojaflow.codec import data_converter, load_payload_key
 from mojaflow.settings import Settings
@@ -17,10 +20,14 @@ __all__ = [
     "MOJAFLOW_STATE",
     "SDK_TRANSFER_ID",
     "SEARCH_ATTRIBUTES",
+    "TemporalConnectError",
     "connect",
+    "describe_connection",
+    "explain_connect_failure",
     "inbound_workflow_id",
     "outbound_workflow_id",
     "retrieve_start_outcome",
+    "tls_config",
 ]
 
 # Keyword search attributes, kept current by the workflows. None of them holds personal data.
@@ -32,13 +39,164 @@ DIRECTION = SearchAttributeKey.for_keyword("Direction")
 SEARCH_ATTRIBUTES = (MOJAFLOW_STATE, HOME_TRANSACTION_ID, SDK_TRANSFER_ID, CLIENT_KEY, DIRECTION)
 
 
-async def connect(settings: Settings) -> Client:
-    """The Temporal client for worker and API alike: our encrypted pydantic data converter."""
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(load_payload_key(settings)),
+class TemporalConnectError(Exception):
+    """A process cannot reach Temporal as configured, at start. The message is one line that begins with the
+    setting at fault and never holds a secret: entry points print it and exit, without a traceback."""
+
+
+def tls_config(settings: Settings) -> TLSConfig | None:
+    """The TLS of the Temporal connection, None for plaintext (the dev server). `MOJAFLOW_TEMPORAL_TLS=auto` means
+    TLS as soon as any TLS setting or an API key is given. Files are read here, so a missing one fails at start."""
+    configured = [name for name, value in _tls_settings(settings).items() if value is not None]
+    if settings.temporal_tls == "false":
+        if settings.temporal_api_key is not None:
+            raise TemporalConnectError(
+                "MOJAFLOW_TEMPORAL_API_KEY is only ever sent over TLS, but MOJAFLOW_TEMPORAL_TLS=false"
+            )
+        if configured:
+            raise TemporalConnectError(f"MOJAFLOW_TEMPORAL_TLS=false, but {', '.join(configured)} is set")
+        return None
+    if not _tls_on(settings):
+        return None
+    if (settings.temporal_tls_cert is None) != (settings.temporal_tls_key is None):
+        raise TemporalConnectError(
+            "MOJAFLOW_TEMPORAL_TLS_CERT and MOJAFLOW_TEMPORAL_TLS_KEY go together (mutual TLS): set both or neither"
+        )
+    return TLSConfig(
+        server_root_ca_cert=_read_pem("MOJAFLOW_TEMPORAL_TLS_CA", settings.temporal_tls_ca, "CERTIFICATE"),
+        client_cert=_read_pem("MOJAFLOW_TEMPORAL_TLS_CERT", settings.temporal_tls_cert, "CERTIFICATE"),
+        client_private_key=_read_pem("MOJAFLOW_TEMPORAL_TLS_KEY", settings.temporal_tls_key, "PRIVATE KEY"),
+        domain=settings.temporal_tls_server_name,
     )
+
+
+def _tls_settings(settings: Settings) -> dict[str, object]:
+    return {
+        "MOJAFLOW_TEMPORAL_TLS_CA": settings.temporal_tls_ca,
+        "MOJAFLOW_TEMPORAL_TLS_CERT": settings.temporal_tls_cert,
+        "MOJAFLOW_TEMPORAL_TLS_KEY": settings.temporal_tls_key,
+        "MOJAFLOW_TEMPORAL_TLS_SERVER_NAME": settings.temporal_tls_server_name,
+    }
+
+
+def _tls_on(settings: Settings) -> bool:
+    if settings.temporal_tls != "auto":
+        return settings.temporal_tls == "true"
+    return settings.temporal_api_key is not None or any(v is not None for v in _tls_settings(settings).values())
+
+
+def _read_pem(setting: str, path: Path | None, kind: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise TemporalConnectError(f"{setting}: cannot read {path}: {error.strerror or error}") from None
+    if f"{kind}-----".encode() not in data:  # PEM armour: "-----BEGIN CERTIFICATE-----", "... PRIVATE KEY-----"
+        raise TemporalConnectError(f"{setting}: {path} holds no PEM {kind.lower()}")
+    return data
+
+
+def describe_connection(settings: Settings) -> str:
+    """Where and how we connect, for the log line at start: file paths, never the key or a file's content."""
+    if not _tls_on(settings):
+        how = "plaintext"
+    else:
+        ca = f"CA {settings.temporal_tls_ca}" if settings.temporal_tls_ca else "the system's CAs"
+        name = f", server name {settings.temporal_tls_server_name}" if settings.temporal_tls_server_name else ""
+        mutual = f", client certificate {settings.temporal_tls_cert}" if settings.temporal_tls_cert else ""
+        how = f"{'mutual TLS' if mutual else 'TLS'}: {ca}{name}{mutual}"
+    if settings.temporal_api_key is not None:
+        how += ", API key"
+    return f"Temporal at {settings.temporal_address}, namespace {settings.temporal_namespace} ({how})"
+
+
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    """The Temporal client for worker and API alike: our encrypted pydantic data converter, TLS and the API key
+    from the settings. Raises `TemporalConnectError`.
+
+    `lazy` (the API) connects on first use, so the API starts, and its /health says why, while Temporal is still
+    coming up. With TLS or an API key it tries once at start all the same, so a certificate or a key that Temporal
+    or we refuse stops the process at start instead of failing every call; only "nobody answers" goes lazy."""
+    tls = tls_config(settings)
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key is not None else None
+    converter = data_converter(load_payload_key(settings))
+
+    async def attempt(*, lazy: bool) -> Client:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=converter,
+            tls=tls if tls is not None else False,  # never the SDK's own default (TLS whenever a key is set)
+            api_key=api_key,
+            lazy=lazy,
+        )
+
+    if lazy and tls is None:
+        return await attempt(lazy=True)
+    try:
+        return await attempt(lazy=False)
+    except RuntimeError as error:  # the SDK's core reports every connect failure as one RuntimeError
+        setting, problem = explain_connect_failure(settings, str(error))
+        if lazy and setting == "MOJAFLOW_TEMPORAL_ADDRESS":  # not answering yet: the API starts anyway
+            return await attempt(lazy=True)
+        raise TemporalConnectError(f"{setting}: {problem}") from None
+
+
+# What the core's (rustls / tonic) error text says, in the order to test it, and the setting it points at.
+_FAILURES: list[tuple[tuple[str, ...], str, str]] = [
+    (("NotValidForName",), "MOJAFLOW_TEMPORAL_TLS_SERVER_NAME", "the certificate of {where} is not valid for {name}"),
+    (("InvalidCertificate(",), "MOJAFLOW_TEMPORAL_TLS_CA", "the certificate of {where} is not trusted by {ca} ({why})"),
+    (
+        ("CertificateRequired", "BadCertificate", "UnknownCA", "AlertReceived("),
+        "MOJAFLOW_TEMPORAL_TLS_CERT",
+        "{where} refused our client certificate ({why})",
+    ),
+    (
+        ("InvalidContentType", "CorruptMessage", "InvalidMessage("),
+        "MOJAFLOW_TEMPORAL_TLS",
+        "{where} does not speak TLS (a dev server?): set MOJAFLOW_TEMPORAL_TLS=false, or the right address",
+    ),
+    (("code: Unauthenticated", "code: PermissionDenied"), "{credential}", "{where} refused our credentials ({why})"),
+]
+
+
+def explain_connect_failure(settings: Settings, message: str) -> tuple[str, str]:
+    """(the setting at fault, one line of why) for a connect failure's text from the SDK's core."""
+    where = f"Temporal at {settings.temporal_address}"
+    tls = _tls_on(settings)
+    values = {
+        "where": where,
+        "name": repr(settings.temporal_tls_server_name or settings.temporal_address.rpartition(":")[0]),
+        "ca": f"the CA in {settings.temporal_tls_ca}" if settings.temporal_tls_ca else "the system's CAs",
+        "why": _reason(message),
+        "credential": "MOJAFLOW_TEMPORAL_API_KEY"
+        if settings.temporal_api_key is not None or settings.temporal_tls_cert is None
+        else "MOJAFLOW_TEMPORAL_TLS_CERT",
+    }
+    for needles, setting, problem in _FAILURES:
+        if any(needle in message for needle in needles):
+            return setting.format(**values), problem.format(**values)
+    if "after connection" in message:  # TCP (and TLS) went through, then the first call found the line dead
+        if not tls:
+            return (
+                "MOJAFLOW_TEMPORAL_TLS",
+                f"{where} hung up on plaintext: if it wants TLS, set MOJAFLOW_TEMPORAL_TLS=true",
+            )
+        if settings.temporal_tls_cert is None:
+            return "MOJAFLOW_TEMPORAL_TLS_CERT", f"{where} hung up after the TLS handshake: does it want mutual TLS?"
+        return "MOJAFLOW_TEMPORAL_TLS_CERT", f"{where} hung up after the TLS handshake: does it trust our certificate?"
+    return "MOJAFLOW_TEMPORAL_ADDRESS", f"cannot reach {where}: {values['why']}"
+
+
+def _reason(message: str) -> str:
+    """The most specific part of a core error, on one line: `InvalidCertificate(Kind)` / `AlertReceived(Kind)`'s
+    kind, else its innermost `message: "..."` (e.g. "Connection refused"), else all of it."""
+    kind = re.search(r"(?:InvalidCertificate|AlertReceived)\((\w+)", message)
+    if kind:
+        return kind.group(1)
+    quoted = re.findall(r'(?:message|error): "([^"]+)"', message) or re.findall(r'"([^"]+)"', message)
+    return quoted[-1] if quoted else " ".join(message.split())
 
 
 def outbound_workflow_id(client_key: str, idempotency_key: str) -> str:
