@@ -5,8 +5,6 @@ database. Owns the Temporal client and the database; routes stay a few lines eac
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,6 +26,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.headers import MoneyMovementHeaders
+from api.idempotency import decision_fingerprint, decision_taken, decision_update_id, key_reused, request_hash
 from api.problems import Problem
 from mojaflow.database import Database
 from mojaflow.models import (
@@ -67,10 +66,6 @@ class Outcome:
         self.replayed = replayed
 
 
-def _hash(body: object) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def _not_found(transfer_id: str) -> Problem:
     return Problem(404, "transfer_not_found", "Transfer not found", f"no transfer with id {transfer_id}")
 
@@ -87,7 +82,7 @@ class TransferService:
 
     async def create(self, headers: MoneyMovementHeaders, request: TransferRequest, wait_s: float) -> Outcome:
         """Start the transfer once per idempotency key; a replay answers the same transfer, never a second."""
-        body_hash = _hash(request.model_dump(mode="json", by_alias=True, exclude_none=True))
+        body_hash = request_hash(request.model_dump(mode="json", by_alias=True, exclude_none=True))
         claim = await self._db.claim_idempotency_key(
             client_key=headers.client_key,
             method="POST",
@@ -97,12 +92,7 @@ class TransferService:
             transfer_id=str(uuid.uuid4()),
         )
         if not claim.created and claim.request_hash != body_hash:
-            raise Problem(
-                422,
-                "idempotency_key_reused",
-                "Idempotency key reused",
-                "idempotent_request_key was already used with a different request body",
-            )
+            raise key_reused()
         transfer = self._workflow_input(claim.transfer_id, headers, request)
         workflow_id = outbound_workflow_id(headers.client_key, headers.idempotent_request_key)
         initial = TransferRecord(
@@ -125,12 +115,19 @@ class TransferService:
     async def decide(
         self, headers: MoneyMovementHeaders, transfer_id: str, decision: AcceptanceDecision, wait_s: float
     ) -> Outcome:
-        """Deliver the CBS's acceptance to the workflow (an update whose validator checks the state)."""
+        """Deliver the CBS's acceptance to the workflow, at most once per idempotency key, whatever failed before.
+
+        The key is bound to its body at once (another body under it is 422, for ever), but only the workflow says
+        whether the decision was taken: the update's id is derived from the key, so Temporal answers a re-sent
+        update from the first one (also while it still waits for a worker), and the saved `decisions` answer once
+        the run is gone. A retry after a crash, a timeout or a lost answer delivers what never arrived, and
+        replays what did.
+        """
         stored = await self._db.find_transfer(transfer_id)
         if stored is None or stored.view.direction != Direction.OUTBOUND or stored.client_key != headers.client_key:
             raise _not_found(transfer_id)
         view, workflow_id = stored.view, stored.workflow_id
-        body_hash = _hash(decision.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"wait_s"}))
+        body_hash = decision_fingerprint(decision)
         claim = await self._db.claim_idempotency_key(
             client_key=headers.client_key,
             method="PUT",
@@ -139,12 +136,10 @@ class TransferService:
             request_hash=body_hash,
             transfer_id=view.transfer_id,
         )
-        if not claim.created:
-            if claim.request_hash != body_hash:
-                raise Problem(
-                    422, "idempotency_key_reused", "Idempotency key reused",
-                    "idempotent_request_key was already used with a different request body",
-                )  # fmt: skip
+        if not claim.created and claim.request_hash != body_hash:
+            raise key_reused()
+        update_id = decision_update_id(headers.client_key, headers.idempotent_request_key)
+        if not claim.created and decision_taken(view, update_id, decision):
             return Outcome(view, status=200, replayed=True)
         if decision.accept_party is not None:
             update, waiting = OutboundTransferWorkflow.accept_party, TransferState.WAITING_FOR_PARTY_ACCEPTANCE
@@ -154,23 +149,34 @@ class TransferService:
         try:
             result = await asyncio.wait_for(
                 handle.execute_update(
-                    update, decision.model_copy(update={"wait_s": wait_s}), rpc_timeout=timedelta(seconds=wait_s + 5)
+                    update,
+                    decision.model_copy(update={"wait_s": wait_s}),
+                    id=update_id,
+                    rpc_timeout=timedelta(seconds=wait_s + 5),
                 ),
                 timeout=wait_s + 6,
             )
-        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker answered: still waiting
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # no worker answered: may be delivered
             return Outcome(view, status=202)
         except (WorkflowUpdateFailedError, RPCError) as error:
             if isinstance(error, RPCError) and _is_timeout(error):
                 return Outcome(view, status=202)
-            route = f"{ROUTE}/{view.transfer_id}"  # refused: the key may be used again once the state allows
-            await self._db.forget_idempotency_key(headers.client_key, "PUT", route, headers.idempotent_request_key)
+            if isinstance(error, RPCError) and error.status != RPCStatusCode.NOT_FOUND:
+                raise _temporal_unavailable() from None
+            # Refused by the validator, or the run is over (finished, or continued as new): a run that does not
+            # know this update id may still have taken the decision in an earlier run. Its saved view says.
+            current = await self._db.find_transfer(view.transfer_id)
+            view = current.view if current is not None else view
+            if decision_taken(view, update_id, decision):
+                return Outcome(view, status=200, replayed=True)
             if isinstance(error, WorkflowUpdateFailedError):
                 raise Problem(409, "invalid_state", "Transfer not in that state", _reason(error, view)) from None
-            if error.status == RPCStatusCode.NOT_FOUND:  # the workflow has finished
-                detail = f"the transfer is {view.current_state}: nothing awaits a decision"
-                raise Problem(409, "invalid_state", "Transfer not in that state", detail) from None
-            raise _temporal_unavailable() from None
+            detail = f"the transfer is {view.current_state}: nothing awaits a decision"
+            raise Problem(409, "invalid_state", "Transfer not in that state", detail) from None
+        if not claim.created:  # Temporal may have answered from the first delivery, long ago: what is saved now
+            current = await self._db.find_transfer(view.transfer_id)
+            if current is not None and decision_taken(current.view, update_id, decision):
+                return Outcome(current.view, status=200, replayed=True)
         moved_on = result.current_state in REPORTABLE_STATES and result.current_state != waiting
         return Outcome(result, status=200 if moved_on else 202)
 

@@ -2,7 +2,7 @@
 
 * `transfers`: the latest saved state of every transfer (outbound and inbound), so `GET /transfers/...` answers
   after the workflow history is gone, and the back office can list and filter them.
-* `idempotency_keys`: (client_key, method, route, key) → the transfer it created, with a hash of the body.
+* `idempotency_keys`: (client_key, method, route, key) → the transfer it names, with a hash of the body.
 * `inbound_quotes`: the quotes we gave the SDK, so an inbound transfer can be checked against its quote.
 
 SQLite (WAL) in the data dir by default; PostgreSQL by `MOJAFLOW_DATABASE_URL`. SQLAlchemy 2 Core, async.
@@ -227,7 +227,9 @@ class Database:
     async def claim_idempotency_key(
         self, *, client_key: str, method: str, route: str, key: str, request_hash: str, transfer_id: str
     ) -> IdempotencyClaim:
-        """Record the key for this transfer, or return who has it. Concurrent claims: exactly one wins."""
+        """Bind the key to this body and transfer, or return what it is bound to. Concurrent claims: exactly one
+        wins. A key is never freed: a claim says "this body", not "done" (a decision's outcome is the workflow's
+        record, `TransferView.decisions`), so a retry can always tell a replay from another request."""
         statement = (
             self._insert(idempotency_keys)
             .values(
@@ -256,18 +258,6 @@ class Database:
                 )
             ).one()
         return IdempotencyClaim(created=False, transfer_id=row.transfer_id, request_hash=row.request_hash)
-
-    async def forget_idempotency_key(self, client_key: str, method: str, route: str, key: str) -> None:
-        """Free a key whose request was refused (4xx), so the caller may retry it once the state allows."""
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                idempotency_keys.delete().where(
-                    (idempotency_keys.c.client_key == client_key)
-                    & (idempotency_keys.c.method == method)
-                    & (idempotency_keys.c.route == route)
-                    & (idempotency_keys.c.idempotency_key == key)
-                )
-            )
 
     # -- inbound quotes ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ __all__ = [
     "AcceptanceDecision",
     "Amount",
     "CamelModel",
+    "DecisionRecord",
     "Direction",
     "FINAL_STATES",
     "OutboundTransferInput",
@@ -287,6 +288,19 @@ class PhaseTimestamps(CamelModel):
     finished_at: datetime | None = None
 
 
+class DecisionRecord(CamelModel):
+    """One decision the CBS took with `PUT /transfers/{id}`, as the workflow recorded it when it applied it.
+
+    `update_id` is the Temporal update's id, derived from the request's idempotency key: a retry of the same
+    request finds here (or Temporal finds by that id) whether its decision was taken, whatever failed between.
+    """
+
+    state: TransferState  # the state that awaited the decision
+    accepted: bool
+    update_id: str
+    decided_at: datetime
+
+
 class TransferView(CamelModel):
     """The transfer resource, as `GET /transfers/{transferId}` answers it."""
 
@@ -303,6 +317,7 @@ class TransferView(CamelModel):
     sdk_transfer_id: str | None = None
     last_error: TransferError | None = None
     timestamps: PhaseTimestamps = Field(default_factory=PhaseTimestamps)
+    decisions: list[DecisionRecord] = Field(default_factory=list)  # the CBS's acceptances, in order
 
 
 class TransferRecord(BaseModel):

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from mojaflow.models import (
         REPORTABLE_STATES,
         AcceptanceDecision,
+        DecisionRecord,
         OutboundTransferInput,
         QuoteView,
         ReconciliationCheckpoint,
@@ -415,9 +416,14 @@ class OutboundTransferWorkflow(SavedTransferState):
 
     # -- updates and queries: the CBS decides, or waits for news -----------------------------------
 
+    # Each decision is recorded with its update's id (the API derives it from the request's idempotency key):
+    # Temporal answers a re-sent update with that id from the first one, without running the validator again,
+    # and once the run is gone (continued as new, finished) the saved `decisions` tell the API what was taken.
+
     @workflow.update
     async def accept_party(self, decision: AcceptanceDecision) -> TransferView:
         self._party_decision = decision.accept_party
+        self._record_decision(S.WAITING_FOR_PARTY_ACCEPTANCE, bool(decision.accept_party))
         await self._wait_for_report(decision.wait_s, leaving=S.WAITING_FOR_PARTY_ACCEPTANCE)
         return self._published
 
@@ -431,6 +437,7 @@ class OutboundTransferWorkflow(SavedTransferState):
     @workflow.update
     async def accept_quote(self, decision: AcceptanceDecision) -> TransferView:
         self._quote_decision = decision.accept_quote
+        self._record_decision(S.WAITING_FOR_QUOTE_ACCEPTANCE, bool(decision.accept_quote))
         await self._wait_for_report(decision.wait_s, leaving=S.WAITING_FOR_QUOTE_ACCEPTANCE)
         return self._published
 
@@ -452,6 +459,14 @@ class OutboundTransferWorkflow(SavedTransferState):
         return self._published
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _record_decision(self, state: TransferState, accepted: bool) -> None:
+        """Kept in the view: shown to callers, and saved, with the next state change (which follows at once)."""
+        update = workflow.current_update_info()  # always set inside an update handler
+        update_id = update.id if update is not None else ""
+        self._view.decisions.append(
+            DecisionRecord(state=state, accepted=accepted, update_id=update_id, decided_at=workflow.now())
+        )
 
     async def _wait_for_report(self, wait_s: float, leaving: TransferState | None = None) -> None:
         """Until the CBS must act or the transfer is final (other than `leaving`), at most `wait_s`."""
