@@ -1,0 +1,79 @@
+"""In-process workers for tests that need a worker the stack's process cannot be: one that falls behind.
+
+    async with backlogged_worker(client, settings):
+        ...  # workflows run, local activities (CBS calls, saves) too, but no activity task is ever started
+
+A backlogged worker is our own worker (same workflows, same activities, same task queue) with
+`no_remote_activities=True`: it is what a worker whose activity slots are all taken looks like from the
+server, a scheduled activity that nobody starts. Hand-offs are polled (`wait_for_pending_activity`), not timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.workflow.v1 import PendingActivityInfo
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from mojaflow.settings import Settings
+from worker import WORKFLOWS, worker_resources, workflow_runner
+
+__all__ = ["backlogged_worker", "settings_of", "wait_for_pending_activity"]
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings a worker process started with `env` (the stack's `MOJAFLOW_*` variables) would read: these
+    only, not this process's environment or `.env`."""
+    return Settings.model_validate({name.removeprefix("MOJAFLOW_").lower(): value for name, value in env.items()})
+
+
+def _activity_methods(objects: list[object]) -> list[Callable[..., Any]]:
+    return [
+        getattr(instance, name)
+        for instance in objects
+        for name in dir(type(instance))
+        if hasattr(getattr(type(instance), name), "__temporal_activity_definition")
+    ]
+
+
+@asynccontextmanager
+async def backlogged_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """Our worker on `settings.task_queue` that runs workflow tasks and local activities only."""
+    async with worker_resources(settings) as objects:
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=WORKFLOWS,
+            activities=_activity_methods(objects),
+            workflow_runner=workflow_runner(sandboxed=settings.workflow_sandbox),
+            no_remote_activities=True,
+        )
+        async with worker:
+            yield worker
+
+
+async def wait_for_pending_activity(
+    client: Client,
+    workflow_id: str,
+    activity_type: str,
+    state: PendingActivityState.ValueType = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED,
+    timeout_s: float = 30,
+) -> PendingActivityInfo:
+    """Poll the workflow's description until `activity_type` is pending in `state`; fail with what was seen."""
+    deadline = time.monotonic() + timeout_s
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        description = await client.get_workflow_handle(workflow_id).describe()
+        pending = description.raw_description.pending_activities
+        seen = [f"{p.activity_type.name} {PendingActivityState.Name(p.state)}" for p in pending]
+        for activity in pending:
+            if activity.activity_type.name == activity_type and activity.state == state:
+                return activity
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{activity_type} never pending in {PendingActivityState.Name(state)}; seen {seen}")
