@@ -9,21 +9,27 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from temporalio.client import Client
 
 from activities.core_banking import CoreBankingClient
 from api.backend import InboundService, install_backend_error_handlers
 from api.backend import router as backend_router
+from api.backend.errors import ErrorResponse, error_responses
 from api.backend.network import AllowedClients
 from api.codec_server import codec_router
 from api.dependencies import HealthDep
+from api.headers import _RULES as HEADER_RULES  # the one statement of each header's rule
+from api.headers import PAYMENT_CHANNELS, PRODUCTS
 from api.health import HealthCheck
-from api.problems import install_problem_handlers
+from api.openapi import publish_openapi
+from api.problems import ProblemDetails, install_problem_handlers
 from api.transfer_service import TransferService
 from api.transfers import router as transfers_router
 from mojaflow.codec import EncryptionCodec, load_payload_key
@@ -67,11 +73,36 @@ async def _resources(settings: Settings, shared: Resources | None) -> AsyncItera
             yield own
 
 
+class HealthStatus(BaseModel):
+    status: Literal["ok", "unavailable"]
+    reason: str | None = None
+
+
+_HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": HealthStatus, "description": "Temporal answers and a worker polls the task queue"},
+    503: {"model": HealthStatus, "description": "`unavailable`, and the `reason`"},
+}
+
+
 async def health(check: HealthDep) -> JSONResponse:
     problem = await check.problem()
     if problem:
         return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+def _money_movement_header_docs() -> dict[str, dict[str, Any]]:
+    """Required in the published document (validated by hand, so that a missing one is a 400, not FastAPI's 422)."""
+    enums = {"product": PRODUCTS, "payment_channel": PAYMENT_CHANNELS}
+    docs: dict[str, dict[str, Any]] = {}
+    for name, (rule, pattern) in HEADER_RULES.items():
+        schema = (
+            {"type": "string", "enum": list(enums[name])}
+            if name in enums
+            else {"type": "string", "pattern": pattern.pattern}
+        )
+        docs[name] = {"required": True, "description": f"Money Movement header: {rule}", "schema": schema}
+    return docs
 
 
 def create_client_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
@@ -90,12 +121,20 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    publish_openapi(app, [ProblemDetails], headers=_money_movement_header_docs())
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.codec_cors_origins, allow_methods=["POST"], allow_headers=["*"]
     )
     app.include_router(transfers_router)
     app.include_router(codec_router(EncryptionCodec(load_payload_key(settings)), settings.codec_cors_origins))
-    app.add_api_route("/health", health, methods=["GET"], tags=["health"], summary="Temporal and a worker are up")
+    app.add_api_route(
+        "/health",
+        health,
+        methods=["GET"],
+        tags=["health"],
+        summary="Temporal and a worker are up",
+        responses=_HEALTH_RESPONSES,
+    )
     return app
 
 
@@ -120,9 +159,11 @@ def create_backend_app(settings: Settings, resources: Resources | None = None) -
         lifespan=lifespan,
     )
     install_backend_error_handlers(app)
+    publish_openapi(app, [ErrorResponse])
     app.include_router(backend_router)
-    app.add_api_route("/", health, methods=["GET"], tags=["health"], summary="Health check (spec)")
-    app.add_api_route("/health", health, methods=["GET"], tags=["health"])
+    responses = {**_HEALTH_RESPONSES, 403: error_responses({})[403]}  # the allow-list answers before any route
+    app.add_api_route("/", health, methods=["GET"], tags=["health"], summary="Health check (spec)", responses=responses)
+    app.add_api_route("/health", health, methods=["GET"], tags=["health"], responses=responses)
     # outermost: a client outside the allow-list reaches no route, not even the health check
     app.add_middleware(AllowedClients, allowed=settings.backend_allowed_clients)
     return app

@@ -1,25 +1,59 @@
 """RFC 9457 problem details for our client API, with a stable `code`; one handler renders them all.
 
-Bad input is a 4xx naming the field or header; never a 500 and never a stack trace.
+Bad input is a 4xx naming the field or header; never a 500 and never a stack trace. Every answer is a
+`ProblemDetails`, and each route documents the statuses and codes it can answer with `problem_responses`,
+so the published OpenAPI says what the API really sends (tests/api/test_openapi_conformance.py checks it).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["Problem", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_CODES",
+    "PROBLEM_JSON",
+    "FieldProblem",
+    "Problem",
+    "ProblemDetails",
+    "install_problem_handlers",
+    "problem_response",
+    "problem_responses",
+]
 
 log = logging.getLogger("mojaflow.api")
 
 PROBLEM_JSON = "application/problem+json"
+_TYPE_PREFIX = "urn:mojaflow:problem:"
 # What FastAPI raises (an HTTPException 400) when decoding the body fails other than by a JSONDecodeError.
 _BODY_NOT_PARSED = "There was an error parsing the body"
+
+# Every `code` the client API answers, and when (the README's table says the same).
+PROBLEM_CODES: dict[str, str] = {
+    "invalid_header": "a Money Movement header is missing or breaks its rule; `errors` names each header",
+    "malformed_json": "the body is not JSON, or is nested too deep to parse",
+    "invalid_cursor": "`cursor` is not one this API returned",
+    "validation_error": "the body or a parameter fails the schema or a rule; `errors` names each field",
+    "idempotency_key_reused": "`idempotent_request_key` was already used with a different body",
+    "transfer_not_found": "no transfer with that id (on PUT: none of this client's outbound transfers)",
+    "invalid_state": "the transfer does not (or no longer) await that decision",
+    "temporal_unavailable": "the workflow service did not answer: retry with the same idempotency key",
+    "internal_error": "unexpected; retry with the same idempotency key (a transfer never starts twice)",
+    "not_found": "no such URL",
+    "method_not_allowed": "the URL exists, not with that method",
+    "forbidden_origin": "the codec endpoint serves the Temporal Web UI's origins only",
+    "undecodable": "the payloads were not encrypted with this key",
+    "http_error": "any other HTTP error",
+}
 
 
 class Problem(Exception):
@@ -36,17 +70,72 @@ class Problem(Exception):
         self.errors = errors
 
 
+class FieldProblem(BaseModel):
+    """One rejected input: a header, a body field (dotted path, e.g. `from.idValue`) or a parameter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """An error answer (RFC 9457 `application/problem+json`) with our stable `code`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(pattern=rf"^{_TYPE_PREFIX}[a-z_]+$", description=f"`{_TYPE_PREFIX}` + `code`")
+    title: str = Field(description="Short summary of the problem type")
+    status: int = Field(ge=400, le=599, description="The HTTP status code")
+    detail: str = Field(description="What was wrong with this request, naming the field or header")
+    code: str = Field(pattern=r"^[a-z_]+$", description="Stable error code (see the README's table)")
+    errors: list[FieldProblem] | SkipJsonSchema[None] = Field(  # absent when None: never sent as null
+        default=None, description="Each rejected input (`invalid_header`, `validation_error`)"
+    )
+
+
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"urn:mojaflow:problem:{problem.code}",
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        "code": problem.code,
-    }
-    if problem.errors:
-        body["errors"] = problem.errors
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
+    # Constructed without validation: an error handler must answer, whatever it was given.
+    errors = [FieldProblem.model_construct(field=e["field"], message=e["message"]) for e in problem.errors or []]
+    body = ProblemDetails.model_construct(
+        type=f"{_TYPE_PREFIX}{problem.code}",
+        title=problem.title,
+        status=problem.status,
+        detail=problem.detail,
+        code=problem.code,
+        errors=errors or None,
+    )
+    content = body.model_dump(mode="json", exclude_none=True)
+    return JSONResponse(content, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_responses(codes: Mapping[int, Sequence[str]]) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: for each status, a `ProblemDetails` whose `code` is one of those listed.
+
+    `problem_responses({404: ["transfer_not_found"]})`; raises `ValueError` for a code missing from
+    `PROBLEM_CODES`, so the catalogue stays complete. Every route may also answer 500 `internal_error`.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, listed in sorted({**codes, 500: ["internal_error"]}.items()):
+        unknown = [code for code in listed if code not in PROBLEM_CODES]
+        if unknown:
+            raise ValueError(f"undocumented problem codes {unknown}: add them to PROBLEM_CODES")
+        narrowed = {
+            "type": "object",
+            "properties": {
+                "status": {"const": status},
+                "code": {"enum": list(listed)},
+                "type": {"enum": [f"{_TYPE_PREFIX}{code}" for code in listed]},
+            },
+        }
+        responses[status] = {
+            "description": f"{HTTPStatus(status).phrase}: "
+            + "; ".join(f"`{code}`: {PROBLEM_CODES[code]}" for code in listed),
+            "content": {
+                PROBLEM_JSON: {"schema": {"allOf": [{"$ref": "#/components/schemas/ProblemDetails"}, narrowed]}}
+            },
+        }
+    return responses
 
 
 def _field(location: tuple[Any, ...]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from api.dependencies import TransfersDep
 from api.headers import MoneyMovementHeadersDep
 from api.prefer import WaitPreference, parse_prefer
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.transfer_service import Outcome
 from mojaflow.models import AcceptanceDecision, CamelModel, Direction, TransferRequest, TransferState, TransferView
 
@@ -27,6 +27,33 @@ def _wait(request: Request) -> WaitPreference:
 
 
 WaitDep = Annotated[WaitPreference, Depends(_wait)]
+
+# What the published document says about `Prefer` and the headers `_answer` sets (read by hand, so undeclared).
+_PREFER = {
+    "parameters": [
+        {
+            "name": "Prefer",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "RFC 7240: `wait=N` (seconds, at most 60) or `respond-async`; "
+            "without it, MOJAFLOW_DEFAULT_WAIT_S",
+        }
+    ]
+}
+_LOCATION = {"description": "`/transfers/{transferId}`", "required": True, "schema": {"type": "string"}}
+_PREFERENCE_APPLIED = {
+    "description": "The `Prefer` honoured: `wait=N` or `respond-async`",
+    "schema": {"type": "string"},
+}
+_REPLAYED = {"description": "`true`: the answer to a request already made with this key", "schema": {"const": "true"}}
+
+
+def _documented(description: str, *, replay: bool = False) -> dict[str, Any]:
+    """A 200/201/202 answer: a `TransferView` with its headers (`Idempotent-Replayed` always there on a replay)."""
+    replayed = {**_REPLAYED, "required": True} if replay else _REPLAYED
+    headers = {"Location": _LOCATION, "Preference-Applied": _PREFERENCE_APPLIED, "Idempotent-Replayed": replayed}
+    return {"model": TransferView, "description": description, "headers": headers}
 
 
 def _answer(outcome: Outcome, wait: WaitPreference | None = None) -> JSONResponse:
@@ -43,7 +70,19 @@ def _answer(outcome: Outcome, wait: WaitPreference | None = None) -> JSONRespons
     "",
     response_model=TransferView,
     status_code=201,
-    responses={200: {"description": "Idempotent replay"}, 202: {"description": "Accepted, still in progress"}},
+    openapi_extra=_PREFER,
+    responses={
+        200: _documented("Idempotent replay: the transfer this key started, as it stands now", replay=True),
+        201: _documented("Started; within the wait it came to need a decision (`WAITING_FOR_…`) or ended"),
+        202: _documented("Started, not yet in a state worth answering: poll `Location` or await the webhooks"),
+        **problem_responses(
+            {
+                400: ["invalid_header", "malformed_json"],
+                422: ["validation_error", "idempotency_key_reused"],
+                503: ["temporal_unavailable"],
+            }
+        ),
+    },
 )
 async def create_transfer(
     body: TransferRequest, headers: MoneyMovementHeadersDep, wait: WaitDep, transfers: TransfersDep
@@ -52,7 +91,24 @@ async def create_transfer(
     return _answer(await transfers.create(headers, body, wait.wait_s), wait)
 
 
-@router.put("/{transfer_id}", response_model=TransferView)
+@router.put(
+    "/{transfer_id}",
+    response_model=TransferView,
+    openapi_extra=_PREFER,
+    responses={
+        200: _documented("Decided: the next state worth answering (or, with `Idempotent-Replayed`, a replay)"),
+        202: _documented("The decision is delivered (or being delivered); its next state is not known yet"),
+        **problem_responses(
+            {
+                400: ["invalid_header", "malformed_json"],
+                404: ["transfer_not_found"],
+                409: ["invalid_state"],
+                422: ["validation_error", "idempotency_key_reused"],
+                503: ["temporal_unavailable"],
+            }
+        ),
+    },
+)
 async def decide_transfer(
     transfer_id: str,
     body: AcceptanceDecision,
@@ -68,7 +124,12 @@ async def decide_transfer(
     return _answer(await transfers.decide(headers, transfer_id, body, wait.wait_s), wait)
 
 
-@router.get("/{transfer_id}", response_model=TransferView, response_model_exclude_none=True)
+@router.get(
+    "/{transfer_id}",
+    response_model=TransferView,
+    response_model_exclude_none=True,
+    responses=problem_responses({404: ["transfer_not_found"]}),
+)
 async def get_transfer(transfer_id: str, transfers: TransfersDep) -> TransferView:
     """A transfer by our transferId or the SDK's; answered from our database, also after Temporal's retention."""
     return await transfers.get(transfer_id)
@@ -91,7 +152,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise Problem(400, "invalid_cursor", "Invalid cursor", "cursor is not one this API returned") from None
 
 
-@router.get("", response_model=TransferPage, response_model_exclude_none=True)
+@router.get(
+    "",
+    response_model=TransferPage,
+    response_model_exclude_none=True,
+    responses=problem_responses({400: ["invalid_cursor"], 422: ["validation_error"]}),
+)
 async def list_transfers(
     transfers: TransfersDep,
     direction: Direction | None = None,

@@ -8,13 +8,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from api.backend.errors import BackendError
+from api.backend.errors import BackendError, error_responses
 from api.backend.service import InboundService
 from mojaflow.inbound_models import NotificationBody, QuoteRequestBody, TransferBody
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["backend"])
+
+# The error answers of each route (`{statusCode, message}`), as the published document shows them.
+_CBS_REFUSALS = ["3100", "5100", "5106", "5200", "5400"]
+_PARTY_ERRORS = error_responses({400: _CBS_REFUSALS, 404: ["3204"], 503: ["2003"]})
+_QUOTE_ERRORS = error_responses({400: ["3101", *_CBS_REFUSALS], 404: ["3204"], 503: ["2003"]})
+_TRANSFER_ERRORS = error_responses({400: ["3101", *_CBS_REFUSALS, "5105"], 404: ["3204"], 503: ["2003"]})
+_NOTIFICATION_ERRORS = error_responses({400: ["3100", "3101"], 404: ["3208"], 503: ["2003"]})
+_READ_ERRORS = error_responses({400: ["3100"], 404: ["3208"]})
 
 _ID_TYPE = re.compile(r"^[A-Z_]{1,32}$")
 _ID_VALUE = re.compile(r"^(?!\.+$)[A-Za-z0-9_.@+:-]{1,128}$")
@@ -44,14 +52,14 @@ def _check_transfer_id(transfer_id: str) -> None:
         raise BackendError(400, "3100", "transferId: must be a UUID or ULID")
 
 
-@router.get("/parties/{idType}/{idValue}")
+@router.get("/parties/{idType}/{idValue}", responses=_PARTY_ERRORS)
 async def get_party(idType: str, idValue: str, inbound: InboundDep) -> dict[str, Any]:  # noqa: N803 - spec names
     """The account holder behind a party id (`transferParty`); 404 3204 when unknown, 5400 when blocked."""
     _check_party_path(idType, idValue, None)
     return await inbound.party(idType, idValue, None)
 
 
-@router.get("/parties/{idType}/{idValue}/{idSubValue}")
+@router.get("/parties/{idType}/{idValue}/{idSubValue}", responses=_PARTY_ERRORS)
 async def get_party_with_sub_id(
     idType: str,
     idValue: str,
@@ -63,19 +71,19 @@ async def get_party_with_sub_id(
     return await inbound.party(idType, idValue, idSubValue)
 
 
-@router.post("/quoterequests")
+@router.post("/quoterequests", responses=_QUOTE_ERRORS)
 async def post_quote_request(body: QuoteRequestBody, inbound: InboundDep) -> dict[str, Any]:
     """The payee-side quote (fee/commission policy), saved by quoteId; 5106 / 5200 / 5400 when refused."""
     return await inbound.quote(body)
 
 
-@router.post("/transfers")
+@router.post("/transfers", responses=_TRANSFER_ERRORS)
 async def post_transfer(body: TransferBody, inbound: InboundDep) -> dict[str, Any]:
     """Reserve the credit (idempotent by transferId): `{homeTransactionId, transferState: RESERVED}`."""
     return await inbound.transfer(body)
 
 
-@router.put("/transfers/{transferId}")
+@router.put("/transfers/{transferId}", responses=_NOTIFICATION_ERRORS)
 async def put_transfer(transferId: str, body: NotificationBody, inbound: InboundDep) -> JSONResponse:  # noqa: N803
     """The SDK's final notification: commit on COMMITTED, release on ABORTED, reconcile otherwise.
     Answered at once; a repeated notification changes nothing."""
@@ -84,7 +92,7 @@ async def put_transfer(transferId: str, body: NotificationBody, inbound: Inbound
     return JSONResponse({}, status_code=200)
 
 
-@router.get("/transfers/{transferId}")
+@router.get("/transfers/{transferId}", responses=_READ_ERRORS)
 async def get_transfer(transferId: str, inbound: InboundDep) -> dict[str, Any]:  # noqa: N803
     """An inbound transfer's state (`transferDetailsResponse`), from our database."""
     _check_transfer_id(transferId)
