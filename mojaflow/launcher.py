@@ -20,7 +20,7 @@ from mojaflow.codec import load_payload_key
 from mojaflow.database import Database
 from mojaflow.keys import load_party_hash_key
 from mojaflow.settings import Settings
-from mojaflow.temporal import SEARCH_ATTRIBUTES
+from mojaflow.temporal import SEARCH_ATTRIBUTES, tls_enabled
 
 __all__ = ["main"]
 
@@ -125,6 +125,13 @@ async def _stop(components: list[Component]) -> None:
 
 
 async def run(settings: Settings) -> int:
+    if settings.temporal_dev_server and tls_enabled(settings):
+        print(
+            "mojaflow cannot start: MOJAFLOW_TEMPORAL_DEV_SERVER=true starts a plaintext dev server, but Temporal "
+            "TLS or an API key is set: set MOJAFLOW_TEMPORAL_DEV_SERVER=false to use your cluster",
+            file=sys.stderr,
+        )
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     components = _components(settings)
     taken = _taken_ports(settings, components)

@@ -28,6 +28,7 @@ __all__ = [
     "outbound_workflow_id",
     "retrieve_start_outcome",
     "tls_config",
+    "tls_enabled",
 ]
 
 # Keyword search attributes, kept current by the workflows. None of them holds personal data.
@@ -56,7 +57,7 @@ def tls_config(settings: Settings) -> TLSConfig | None:
         if configured:
             raise TemporalConnectError(f"MOJAFLOW_TEMPORAL_TLS=false, but {', '.join(configured)} is set")
         return None
-    if not _tls_on(settings):
+    if not tls_enabled(settings):
         return None
     if (settings.temporal_tls_cert is None) != (settings.temporal_tls_key is None):
         raise TemporalConnectError(
@@ -79,7 +80,8 @@ def _tls_settings(settings: Settings) -> dict[str, object]:
     }
 
 
-def _tls_on(settings: Settings) -> bool:
+def tls_enabled(settings: Settings) -> bool:
+    """Whether we speak TLS to Temporal: `MOJAFLOW_TEMPORAL_TLS`, or under `auto` any TLS setting or the API key."""
     if settings.temporal_tls != "auto":
         return settings.temporal_tls == "true"
     return settings.temporal_api_key is not None or any(v is not None for v in _tls_settings(settings).values())
@@ -99,7 +101,7 @@ def _read_pem(setting: str, path: Path | None, kind: str) -> bytes | None:
 
 def describe_connection(settings: Settings) -> str:
     """Where and how we connect, for the log line at start: file paths, never the key or a file's content."""
-    if not _tls_on(settings):
+    if not tls_enabled(settings):
         how = "plaintext"
     else:
         ca = f"CA {settings.temporal_tls_ca}" if settings.temporal_tls_ca else "the system's CAs"
@@ -164,7 +166,7 @@ _FAILURES: list[tuple[tuple[str, ...], str, str]] = [
 def explain_connect_failure(settings: Settings, message: str) -> tuple[str, str]:
     """(the setting at fault, one line of why) for a connect failure's text from the SDK's core."""
     where = f"Temporal at {settings.temporal_address}"
-    tls = _tls_on(settings)
+    tls = tls_enabled(settings)
     values = {
         "where": where,
         "name": repr(settings.temporal_tls_server_name or settings.temporal_address.rpartition(":")[0]),

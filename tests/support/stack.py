@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from temporalio.client import Client
@@ -62,6 +62,46 @@ class Stack:
             log_path=self.data_dir / "worker.log",
         )
 
+    def api_process(self) -> ServerProcess:
+        """A fresh API process of this stack, up once it serves (its /health also needs a worker)."""
+        return ServerProcess(
+            "api",
+            [sys.executable, "-m", "api"],
+            health_url=f"{self.api_url}/openapi.json",
+            env=self.env,
+            cwd=str(ROOT),
+            log_path=self.data_dir / "api.log",
+        )
+
+    @contextmanager
+    def sibling(self, data_dir: Path, **env: str) -> Iterator[Stack]:
+        """A second API and worker on the same Temporal server and simulators, with a data dir, ports and task
+        queue of their own and `env` on top (e.g. another MOJAFLOW_TEMPORAL_ADDRESS); both stopped on exit."""
+        client_port, backend_port = free_port(), free_port()
+        own = {
+            "MOJAFLOW_DATA_DIR": str(data_dir),
+            "MOJAFLOW_TASK_QUEUE": f"tests-{uuid.uuid4()}",
+            "MOJAFLOW_CLIENT_API_PORT": str(client_port),
+            "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
+        }
+        sibling = replace(
+            self,
+            env={**self.env, **own, **env},
+            data_dir=data_dir,
+            api_url=f"http://127.0.0.1:{client_port}",
+            backend_url=f"http://127.0.0.1:{backend_port}",
+            extra={},
+        )
+        api = sibling.api = sibling.api_process().start()
+        worker: ServerProcess | None = None
+        try:
+            worker = sibling.worker = sibling.worker_process().start()
+            yield sibling
+        finally:
+            for process in (worker, api):
+                if process is not None:
+                    process.stop()
+
 
 def _simulator(name: str, module: str, data_dir: Path, *extra: str) -> ServerProcess:
     port = free_port()
@@ -92,26 +132,18 @@ def running_stack(temporal: WorkflowEnvironment, payload_key: bytes, data_dir: P
             "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
             **SHORTENED_SETTINGS,
         }
-        api_url = f"http://127.0.0.1:{client_port}"
-        api = ServerProcess(
-            "api",
-            [sys.executable, "-m", "api"],
-            health_url=f"{api_url}/openapi.json",  # up; /health needs the worker, started next
-            env=env,
-            cwd=str(ROOT),
-            log_path=data_dir / "api.log",
-        ).start()
         stack = Stack(
             client=temporal.client,
             env=env,
             data_dir=data_dir,
             sdk_url=sdk_url,
             cbs_url=cbs_url,
-            api_url=api_url,
+            api_url=f"http://127.0.0.1:{client_port}",
             backend_url=f"http://127.0.0.1:{backend_port}",
-            api=api,
+            api=None,  # type: ignore[arg-type]
             worker=None,  # type: ignore[arg-type]
         )
+        api = stack.api = stack.api_process().start()  # up; /health needs the worker, started next
         stack.worker = stack.worker_process().start()
         yield stack
     finally:
