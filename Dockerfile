@@ -11,8 +11,13 @@ COPY api ./api
 COPY simulators ./simulators
 COPY migrations ./migrations
 COPY worker.py cbs-contract.openapi.yaml ./
-RUN useradd --system --uid 10001 mojaflow && mkdir -p /data && chown mojaflow /data
-USER mojaflow
-ENV MOJAFLOW_DATA_DIR=/data MOJAFLOW_API_HOST=0.0.0.0
+# Not root: a numeric uid (so an orchestrator's runAsNonRoot can check it), no home, no shell; the code stays
+# root-owned and read-only to it, only /data is its own.
+RUN groupadd --system --gid 10001 mojaflow \
+    && useradd --system --uid 10001 --gid mojaflow --no-create-home --shell /usr/sbin/nologin mojaflow \
+    && mkdir -p /data && chown mojaflow:mojaflow /data && chmod 0700 /data
+USER 10001:10001
+# Loopback by default, as everywhere: docker-compose.yml opens 0.0.0.0 inside its own network only.
+ENV MOJAFLOW_DATA_DIR=/data
 EXPOSE 3003 3004
 CMD ["python", "-m", "api"]
