@@ -23,7 +23,6 @@ __all__ = [
     "TemporalConnectError",
     "connect",
     "describe_connection",
-    "explain_connect_failure",
     "inbound_workflow_id",
     "outbound_workflow_id",
     "retrieve_start_outcome",
@@ -139,7 +138,7 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     try:
         return await attempt(lazy=False)
     except RuntimeError as error:  # the SDK's core reports every connect failure as one RuntimeError
-        setting, problem = explain_connect_failure(settings, str(error))
+        setting, problem = _explain_connect_failure(settings, str(error))
         if lazy and setting == "MOJAFLOW_TEMPORAL_ADDRESS":  # not answering yet: the API starts anyway
             return await attempt(lazy=True)
         raise TemporalConnectError(f"{setting}: {problem}") from None
@@ -163,7 +162,7 @@ _FAILURES: list[tuple[tuple[str, ...], str, str]] = [
 ]
 
 
-def explain_connect_failure(settings: Settings, message: str) -> tuple[str, str]:
+def _explain_connect_failure(settings: Settings, message: str) -> tuple[str, str]:
     """(the setting at fault, one line of why) for a connect failure's text from the SDK's core."""
     where = f"Temporal at {settings.temporal_address}"
     tls = tls_enabled(settings)
