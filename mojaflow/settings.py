@@ -61,11 +61,11 @@ class Settings(BaseSettings):
     )
 
     # Who may call the client API (README "Authentication"): API keys (`mojaflow keys create`), stored as an
-    # HMAC-SHA256 under api_key_hash_key; a verified key is remembered for api_key_cache_s, so a revoked key
-    # stops working within that long. `none` is for local experiments only (the client_key header decides).
+    # HMAC-SHA256 under a key derived from the secrets key ring; a verified key is remembered for api_key_cache_s,
+    # so a revoked key stops working within that long. `none`: local experiments only (the client_key header
+    # decides).
     auth: Literal["api_key", "none"] = "api_key"
     send_money_auth: Literal["api_key", "none"] = "api_key"  # for the Send Money routes (not built yet)
-    api_key_hash_key: SecretStr | None = None
     api_key_cache_s: float = Field(default=5.0, ge=0, le=60)
 
     # The backend API (SDK-facing). SDK 18.0.2 calls it over plain HTTP without credentials, so the network is its
