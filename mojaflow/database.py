@@ -4,6 +4,8 @@
   after the workflow history is gone, and the back office can list and filter them.
 * `idempotency_keys`: (client_key, method, route, key) → the transfer it names, with a hash of the body.
 * `inbound_quotes`: the quotes we gave the SDK, so an inbound transfer can be checked against its quote.
+* `api_keys`: the client API's keys by their public id, each stored as an HMAC only (`mojaflow.api_keys`).
+* `audit_log`: who decided what and when (append-only: the database refuses UPDATE and DELETE on it).
 
 SQLite (WAL) in the data dir by default; PostgreSQL by `MOJAFLOW_DATABASE_URL`. SQLAlchemy 2 Core, async.
 """
@@ -21,6 +23,7 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -65,6 +68,7 @@ transfers = Table(
     Index("ix_transfers_sdk_transfer_id", "sdk_transfer_id"),
     Index("ix_transfers_listing", "direction", "current_state", "created_at"),
     Index("ix_transfers_created", "created_at", "transfer_id"),
+    Index("ix_transfers_client", "client_key", "created_at", "transfer_id"),  # a client's own listing
 )
 
 idempotency_keys = Table(
@@ -86,6 +90,32 @@ inbound_quotes = Table(
     Column("transaction_id", String(64)),
     Column("quote", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),  # the key's public part (`mf_<key_id>_<secret>`)
+    Column("client_key", String(16), nullable=False),
+    Column("name", String(100)),
+    Column("operator", Boolean, nullable=False),
+    Column("key_hash", String(64), nullable=False),  # HMAC-SHA256 of the whole key, under a key derived from
+    Column("hash_key_id", String(64), nullable=False),  # this key of the secrets ring
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(80), nullable=False),  # `api_key:<key_id>`, a token's subject, or `cli`
+    Column("client_key", String(16)),
+    Column("action", String(40), nullable=False),
+    Column("transfer_id", String(64)),
+    Column("detail", String(200)),  # the outcome; never personal data
+    Index("ix_audit_log_transfer_id", "transfer_id"),
 )
 
 
@@ -200,11 +230,15 @@ class Database:
         direction: str | None = None,
         state: str | None = None,
         home_transaction_id: str | None = None,
+        client_key: str | None = None,
         limit: int = 50,
         after: tuple[datetime, str] | None = None,
     ) -> Sequence[tuple[TransferView, datetime]]:
-        """Newest first; `after` is the (created_at, transfer_id) of the last row of the previous page."""
+        """Newest first; `after` is the (created_at, transfer_id) of the last row of the previous page;
+        `client_key`: that client's transfers only."""
         query = select(transfers.c.resource, transfers.c.created_at, transfers.c.transfer_id)
+        if client_key is not None:
+            query = query.where(transfers.c.client_key == client_key)
         if direction:
             query = query.where(transfers.c.direction == direction)
         if state:
