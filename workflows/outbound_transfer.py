@@ -461,7 +461,8 @@ class OutboundTransferWorkflow(SavedTransferState):
     # -- helpers -----------------------------------------------------------------------------------
 
     def _record_decision(self, state: TransferState, accepted: bool) -> None:
-        """Kept in the view: shown to callers, and saved, with the next state change (which follows at once)."""
+        """Kept in the view: saved, then shown to callers, with the next state change (the final one at the
+        latest). Until then Temporal knows it by the update's id."""
         update = workflow.current_update_info()  # always set inside an update handler
         update_id = update.id if update is not None else ""
         self._view.decisions.append(
