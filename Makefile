@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint bench lock clean
+.PHONY: install run test lint bench lock clean record-histories
 
 $(INSTALLED): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mojaflow needs Python 3.11 or newer: set PYTHON=python3.11")'
@@ -26,6 +26,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Re-record tests/histories/ (one history per workflow path) against the real stack: only while nothing is
+# deployed (README, "Re-recording the history corpus").
+record-histories: install
+	$(PY) -m tests.histories.record
 
 bench: install
 	$(PY) bench/bench.py $(BENCH_ARGS)

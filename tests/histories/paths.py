@@ -1,0 +1,319 @@
+"""The paths the corpus records: each drives the real stack over HTTP, as the CBS and the SDK would (the
+simulators' fault switches pick the path), waits until the transfer's workflow is closed, and returns its id.
+
+Every driver waits for a condition, never for a fixed time; the waits are bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from temporalio.client import WorkflowExecutionStatus
+
+from mojaflow.temporal import inbound_workflow_id, outbound_workflow_id
+from tests.inbound.flow import new_payee, notification, quote_request, transfer_request
+from tests.support.stack import Stack
+from tests.support.transfers import (
+    money_movement_headers,
+    new_payer,
+    set_fault,
+    sim_transfer,
+    start_async,
+    transfer_body,
+    wait_for_state,
+)
+
+__all__ = ["PATHS", "Driver"]
+
+OUTBOUND_FINAL = {"COMPLETED", "ABORTED", "ERROR_OCCURRED"}
+INBOUND_FINAL = {"COMMITTED", "ABORTED", "ERROR_OCCURRED"}
+PARTY_NOT_FOUND, PARTY_TIMEOUT, UNKNOWN_PAYER = "25600000404", "25600000408", "25699999999"
+QUOTE_REJECTED, TRANSFER_REJECTED = "500", "600"  # the SDK simulator's magic amounts
+
+
+@dataclass
+class Driver:
+    stack: Stack
+    http: httpx.AsyncClient
+
+    # -- outbound ----------------------------------------------------------------------------------
+
+    async def outbound(
+        self, *, balance: str = "1000.00", fault: dict[str, Any] | None = None, wait: bool = False, **overrides: Any
+    ) -> tuple[str, str]:
+        """Start a transfer from a payer of its own: (transferId, workflow id). `wait`: as most CBS calls do, with
+        the API's default wait (update-with-start); else `Prefer: respond-async` (a plain start)."""
+        payer, _ = await new_payer(self.http, self.stack.cbs_url, balance=balance)
+        body = transfer_body(**{"payer": payer, **overrides})
+        if fault:
+            await set_fault(self.http, self.stack.sdk_url, body["homeTransactionId"], **fault)
+        if not wait:
+            transfer, workflow_id = await start_async(self.http, self.stack.api_url, body)
+            return transfer["transferId"], workflow_id
+        headers = money_movement_headers()
+        response = await self.http.post(f"{self.stack.api_url}/transfers", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        return response.json()["transferId"], outbound_workflow_id(
+            headers["client_key"], headers["idempotent_request_key"]
+        )
+
+    async def state(self, transfer_id: str, *states: str, timeout_s: float = 60) -> dict[str, Any]:
+        return await wait_for_state(self.http, self.stack.api_url, transfer_id, set(states), timeout_s=timeout_s)
+
+    async def decide(self, transfer_id: str, **decision: bool) -> None:
+        url = f"{self.stack.api_url}/transfers/{transfer_id}"
+        response = await self.http.put(url, json=decision, headers=money_movement_headers())
+        assert response.status_code == 200, response.text
+
+    async def outbound_to_end(self, *, expect: str, **kwargs: Any) -> str:
+        transfer_id, workflow_id = await self.outbound(**kwargs)
+        await self.state(transfer_id, expect, *OUTBOUND_FINAL)
+        return await self.closed(workflow_id, transfer_id, expect)
+
+    async def closed(self, workflow_id: str, transfer_id: str, expect: str, *, inbound: bool = False) -> str:
+        """Once the transfer is in `expect` (else fail with what it is) and its last run has closed."""
+        final = INBOUND_FINAL if inbound else OUTBOUND_FINAL
+        view = await self.state(transfer_id, *final)
+        assert view["currentState"] == expect, f"{workflow_id}: {view['currentState']}, not {expect}: {view}"
+        handle = self.stack.client.get_workflow_handle(workflow_id)
+        await _until(lambda: _closed(handle), f"{workflow_id} never closed")
+        return workflow_id
+
+    async def runs(self, workflow_id: str, count: int) -> None:
+        """Until the workflow has continued as new into its `count`-th run."""
+        query = f"WorkflowId = '{workflow_id}'"
+
+        async def enough() -> bool:
+            return (await self.stack.client.count_workflows(query)).count >= count
+
+        await _until(enough, f"{workflow_id} never reached {count} runs", timeout_s=60)
+
+    async def switch_says(self, sdk_transfer_id: str, state: str) -> None:
+        url = f"{self.stack.sdk_url}/_sim/switch/{sdk_transfer_id}"
+        (await self.http.put(url, json={"transferState": state})).raise_for_status()
+
+    async def cancel(self, workflow_id: str) -> None:
+        await self.stack.client.get_workflow_handle(workflow_id).cancel()
+
+    # -- inbound -----------------------------------------------------------------------------------
+
+    async def inbound_reserved(self, amount: str = "25", **quote_options: Any) -> str:
+        """A party lookup, a quote and a reserved transfer, as the SDK sends them: the Mojaloop transferId."""
+        payee = await new_payee(self.http, self.stack.cbs_url)
+        party = await self.http.get(f"{self.stack.backend_url}/parties/MSISDN/{payee.msisdn}")
+        assert party.status_code == 200, party.text
+        quote = await self.quote(payee, amount, **quote_options)
+        response = await self.http.post(f"{self.stack.backend_url}/transfers", json=transfer_request(payee, quote))
+        assert response.status_code == 200, response.text
+        return str(quote["transactionId"])
+
+    async def quote(self, payee: Any, amount: str, **options: Any) -> dict[str, Any]:
+        response = await self.http.post(
+            f"{self.stack.backend_url}/quoterequests", json=quote_request(payee, amount, **options)
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def notify(self, transfer_id: str, state: str | None, **kwargs: Any) -> None:
+        body = notification(transfer_id, state, **kwargs)
+        response = await self.http.put(f"{self.stack.backend_url}/transfers/{transfer_id}", json=body)
+        assert response.status_code == 200, response.text
+
+    async def inbound_closed(self, transfer_id: str, expect: str) -> str:
+        return await self.closed(inbound_workflow_id(transfer_id), transfer_id, expect, inbound=True)
+
+
+async def _closed(handle: Any) -> bool:
+    return bool((await handle.describe()).status != WorkflowExecutionStatus.RUNNING)
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], message: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.1)
+
+
+# -- the outbound paths ------------------------------------------------------------------------------
+
+
+async def _manual(d: Driver, **decisions: bool) -> tuple[str, str]:
+    transfer_id, workflow_id = await d.outbound(autoAcceptParty=False, autoAcceptQuote=False)
+    await d.state(transfer_id, "WAITING_FOR_PARTY_ACCEPTANCE")
+    await d.decide(transfer_id, acceptParty=decisions["party"])
+    if "quote" in decisions:
+        await d.state(transfer_id, "WAITING_FOR_QUOTE_ACCEPTANCE")
+        await d.decide(transfer_id, acceptQuote=decisions["quote"])
+    return transfer_id, workflow_id
+
+
+async def manual_accepted(d: Driver) -> str:
+    transfer_id, workflow_id = await _manual(d, party=True, quote=True)
+    return await d.closed(workflow_id, transfer_id, "COMPLETED")
+
+
+async def quote_declined(d: Driver) -> str:
+    transfer_id, workflow_id = await _manual(d, party=True, quote=False)
+    return await d.closed(workflow_id, transfer_id, "ABORTED")
+
+
+async def party_rejected(d: Driver) -> str:
+    transfer_id, workflow_id = await _manual(d, party=False)
+    return await d.closed(workflow_id, transfer_id, "ABORTED")
+
+
+async def acceptance_timeout(d: Driver) -> str:
+    """No decision within MOJAFLOW_ACCEPTANCE_TIMEOUT_S (6 s in the test stack): a durable timer fires."""
+    return await d.outbound_to_end(expect="ABORTED", autoAcceptParty=False)
+
+
+async def worker_crash_reconciled(d: Driver) -> str:
+    """The worker SIGKILLed while the money step is in flight; the new worker reconciles with the switch."""
+    fault = {"moneyStepDelayS": 60, "switchOutcome": "COMMITTED"}
+    transfer_id, workflow_id = await d.outbound(amount="10", fault=fault)
+    in_flight = await d.state(transfer_id, "TRANSFERRING")
+
+    async def prepared() -> bool:
+        return int((await sim_transfer(d.http, d.stack.sdk_url, in_flight["sdkTransferId"]))["prepareCount"]) >= 1
+
+    await _until(prepared, "the money step never reached the switch")
+    d.stack.worker.kill()
+    d.stack.worker = d.stack.worker_process().start()
+    return await d.closed(workflow_id, transfer_id, "COMPLETED")
+
+
+async def _reconcile_across_runs(d: Driver, transfer_id: str, workflow_id: str) -> str:
+    """The switch says RESERVED until the reconciliation has continued as new twice, then COMMITTED."""
+    reconciling = await d.state(transfer_id, "RECONCILING")
+    await d.runs(workflow_id, 3)
+    await d.switch_says(reconciling["sdkTransferId"], "COMMITTED")
+    return await d.closed(workflow_id, transfer_id, "COMPLETED")
+
+
+async def reconcile_continue_as_new(d: Driver) -> str:
+    fault = {"moneyStepAnswer": "timeout", "moneyStepDelayS": 0.2, "switchOutcome": "RESERVED"}
+    transfer_id, workflow_id = await d.outbound(amount="10", fault=fault)
+    return await _reconcile_across_runs(d, transfer_id, workflow_id)
+
+
+async def cancel_waiting_for_party(d: Driver) -> str:
+    transfer_id, workflow_id = await d.outbound(autoAcceptParty=False)
+    await d.state(transfer_id, "WAITING_FOR_PARTY_ACCEPTANCE")
+    await d.cancel(workflow_id)
+    return await d.closed(workflow_id, transfer_id, "ABORTED")
+
+
+async def cancel_during_money_step(d: Driver) -> str:
+    transfer_id, workflow_id = await d.outbound(fault={"moneyStepDelayS": 3, "switchOutcome": "COMMITTED"})
+    await d.state(transfer_id, "TRANSFERRING")
+    await d.cancel(workflow_id)
+    return await d.closed(workflow_id, transfer_id, "COMPLETED")
+
+
+def _to_end(expect: str, **kwargs: Any) -> Callable[[Driver], Awaitable[str]]:
+    async def drive(d: Driver) -> str:
+        return await d.outbound_to_end(expect=expect, **kwargs)
+
+    return drive
+
+
+# -- the inbound paths -------------------------------------------------------------------------------
+
+
+async def inbound_committed(d: Driver) -> str:
+    """The switch decides, then the SDK relays its final notification (a COMMITTED one is confirmed with it)."""
+    transfer_id = await d.inbound_reserved()
+    await d.switch_says(transfer_id, "COMMITTED")
+    await d.notify(transfer_id, "COMMITTED")
+    return await d.inbound_closed(transfer_id, "COMMITTED")
+
+
+async def inbound_aborted(d: Driver) -> str:
+    transfer_id = await d.inbound_reserved()
+    await d.switch_says(transfer_id, "ABORTED")
+    await d.notify(transfer_id, "ABORTED")
+    return await d.inbound_closed(transfer_id, "ABORTED")
+
+
+async def inbound_reconciled_without_notification(d: Driver) -> str:
+    """No final notification by the quote's expiration (3 s) plus the grace: the switch is asked."""
+    transfer_id = await d.inbound_reserved(expires_in_s=3)
+    await d.switch_says(transfer_id, "COMMITTED")
+    return await d.inbound_closed(transfer_id, "COMMITTED")
+
+
+async def inbound_reconcile_continue_as_new(d: Driver) -> str:
+    """An ERROR_OCCURRED notification: the switch is asked at once; it says RESERVED across two continue-as-new."""
+    transfer_id = await d.inbound_reserved()
+    await d.switch_says(transfer_id, "RESERVED")
+    await d.notify(transfer_id, None, current_state="ERROR_OCCURRED")
+    await d.state(transfer_id, "RECONCILING")
+    await d.runs(inbound_workflow_id(transfer_id), 3)
+    await d.switch_says(transfer_id, "COMMITTED")
+    return await d.inbound_closed(transfer_id, "COMMITTED")
+
+
+async def inbound_credit_refused(d: Driver) -> str:
+    payee = await new_payee(d.http, d.stack.cbs_url)
+    quote = await d.quote(payee, "5")
+    blocked = await d.http.patch(f"{d.stack.cbs_url}/_sim/accounts/{payee.account_id}", json={"status": "blocked"})
+    blocked.raise_for_status()
+    response = await d.http.post(f"{d.stack.backend_url}/transfers", json=transfer_request(payee, quote))
+    assert response.status_code == 400, response.text
+    return await d.inbound_closed(quote["transactionId"], "ABORTED")
+
+
+async def inbound_quote_mismatch(d: Driver) -> str:
+    payee = await new_payee(d.http, d.stack.cbs_url)
+    quote = await d.quote(payee, "25")
+    body = transfer_request(payee, quote, amount="26")
+    response = await d.http.post(f"{d.stack.backend_url}/transfers", json=body)
+    assert response.status_code == 400, response.text
+    return await d.inbound_closed(quote["transactionId"], "ABORTED")
+
+
+# The file name of each path (`<name>.json`; a path that continues as new also writes `<name>_run<N>.json` for
+# its later runs), and how to drive it.
+PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
+    "outbound_auto_completed": _to_end("COMPLETED", wait=True),
+    "outbound_auto_completed_async": _to_end("COMPLETED"),
+    "outbound_manual_accepted": manual_accepted,
+    "outbound_quote_declined": quote_declined,
+    "outbound_party_rejected": party_rejected,
+    "outbound_acceptance_timeout": acceptance_timeout,
+    "outbound_payer_not_found": _to_end("ERROR_OCCURRED", wait=True, payer=UNKNOWN_PAYER),
+    "outbound_party_not_found_3204": _to_end("ERROR_OCCURRED", wait=True, payee=PARTY_NOT_FOUND),
+    "outbound_party_lookup_timeout": _to_end("ERROR_OCCURRED", payee=PARTY_TIMEOUT),
+    "outbound_quote_rejected_5101": _to_end("ERROR_OCCURRED", wait=True, amount=QUOTE_REJECTED),
+    "outbound_quote_over_fee_limit": _to_end("ABORTED", fault={"quoteFee": "6"}),  # MOJAFLOW_MAX_FEE=5
+    "outbound_insufficient_funds": _to_end("ABORTED", wait=True, balance="5.00", amount="10"),
+    "outbound_transfer_rejected_5105_released": _to_end("ERROR_OCCURRED", wait=True, amount=TRANSFER_REJECTED),
+    "outbound_abort_answer_contradicted_by_switch": _to_end(
+        "COMPLETED", fault={"moneyStepAnswer": "aborted_200", "switchOutcome": "COMMITTED"}
+    ),
+    "outbound_money_step_timeout_reconciled": _to_end(
+        "COMPLETED", fault={"moneyStepAnswer": "timeout", "moneyStepDelayS": 0.1}
+    ),
+    "outbound_prepare_lost_released_after_expiry": _to_end(
+        "ABORTED", fault={"prepareLost": True, "moneyStepDelayS": 0.2}
+    ),
+    "outbound_worker_crash_reconciled": worker_crash_reconciled,
+    "outbound_reconcile_continue_as_new": reconcile_continue_as_new,
+    "outbound_cancel_waiting_for_party": cancel_waiting_for_party,
+    "outbound_cancel_during_money_step": cancel_during_money_step,
+    "outbound_sdk_misconfigured": _to_end("COMPLETED", fault={"autoAccept": "both", "switchOutcome": "COMMITTED"}),
+    "outbound_sdk_misconfigured_after_party": _to_end(
+        "ABORTED", fault={"autoAccept": "quotes", "switchOutcome": "ABORTED"}
+    ),
+    "inbound_committed": inbound_committed,
+    "inbound_aborted": inbound_aborted,
+    "inbound_reconciled_without_notification": inbound_reconciled_without_notification,
+    "inbound_reconcile_continue_as_new": inbound_reconcile_continue_as_new,
+    "inbound_credit_refused": inbound_credit_refused,
+    "inbound_quote_mismatch": inbound_quote_mismatch,
+}

@@ -1,0 +1,99 @@
+"""Record the history corpus: `make record-histories`, or `.venv/bin/python -m tests.histories.record [path ...]`
+for some paths only (`--list` names them).
+
+Starts the real stack as the tests do (a Temporal dev server, the simulators, our API and worker, in a temporary
+directory; the corpus's own payload key), drives each path of tests/histories/paths.py in turn, and writes the
+history of each run to tests/histories/<path>.json (later runs of a workflow that continued as new to
+<path>_run<N>.json). Then it replays what it wrote, as tests/workflows/test_history_corpus.py will.
+
+Run it only while no history of the current workflow code is in a deployment that must go on replaying it:
+README, "Re-recording the history corpus".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client, WorkflowHistory
+
+from tests.histories.corpus import CORPUS_DIR, corpus_key, history_files, replay
+from tests.histories.paths import PATHS, Driver
+from tests.support.stack import running_stack
+from tests.support.temporal_env import local_temporal
+
+__all__ = ["main", "record"]
+
+
+async def record(names: list[str]) -> list[Path]:
+    """Drive each named path on a fresh stack and write its histories; the files written."""
+    key = corpus_key()
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="mojaflow-histories-") as data_dir:
+        async with local_temporal(key) as temporal:
+            with running_stack(temporal, key, Path(data_dir)) as stack:
+                async with httpx.AsyncClient(timeout=70) as http:
+                    driver = Driver(stack, http)
+                    for name in names:
+                        started = time.monotonic()
+                        workflow_id = await PATHS[name](driver)
+                        files = _write(name, await _runs(stack.client, workflow_id))
+                        written += files
+                        print(f"{name}: {len(files)} run(s) in {time.monotonic() - started:.1f} s", flush=True)
+    return written
+
+
+async def _runs(client: Client, workflow_id: str) -> list[WorkflowHistory]:
+    """Every run of the workflow, first to last, found by walking back from the last along continue-as-new."""
+    histories: list[WorkflowHistory] = []
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        if not run_id:
+            return histories[::-1]
+
+
+def _write(name: str, histories: list[WorkflowHistory]) -> list[Path]:
+    for stale in [CORPUS_DIR / f"{name}.json", *CORPUS_DIR.glob(f"{name}_run*.json")]:
+        stale.unlink(missing_ok=True)
+    files = []
+    for number, history in enumerate(histories, start=1):
+        path = CORPUS_DIR / (f"{name}.json" if number == 1 else f"{name}_run{number}.json")
+        path.write_text(history.to_json() + "\n")
+        files.append(path)
+    return files
+
+
+async def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.histories.record", description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="*", help="only these paths (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the paths and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(PATHS))
+        return 0
+    unknown = [name for name in args.paths if name not in PATHS]
+    if unknown:
+        parser.error(f"unknown paths {unknown}; --list names them")
+    names = args.paths or list(PATHS)
+    written = await record(names)
+    if not args.paths:  # a full recording: files of paths that no longer exist go
+        for stale in set(history_files()) - set(written):
+            print(f"removed {stale.name}: no path records it any more")
+            stale.unlink()
+    failures = {name: failure for name, failure in (await replay(written)).items() if failure is not None}
+    for name, failure in failures.items():
+        print(f"does not replay: {name}: {failure!r}", file=sys.stderr)
+    print(f"{len(written)} histories written to {CORPUS_DIR}, {len(failures)} do not replay")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))
