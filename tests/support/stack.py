@@ -74,12 +74,12 @@ class Stack:
         )
 
     @contextmanager
-    def sibling(self, data_dir: Path, **env: str) -> Iterator[Stack]:
-        """A second API and worker on the same Temporal server and simulators, with a data dir, ports and task
-        queue of their own and `env` on top (e.g. another MOJAFLOW_TEMPORAL_ADDRESS); both stopped on exit."""
+    def sibling(self, log_dir: Path, **env: str) -> Iterator[Stack]:
+        """A second API and worker on the same Temporal server, simulators, database and keys (as replicas of one
+        installation), with ports and a task queue of their own, `env` on top (e.g. another
+        MOJAFLOW_TEMPORAL_ADDRESS) and their logs in `log_dir` (the sibling's `data_dir`); both stopped on exit."""
         client_port, backend_port = free_port(), free_port()
         own = {
-            "MOJAFLOW_DATA_DIR": str(data_dir),
             "MOJAFLOW_TASK_QUEUE": f"tests-{uuid.uuid4()}",
             "MOJAFLOW_CLIENT_API_PORT": str(client_port),
             "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
@@ -87,7 +87,7 @@ class Stack:
         sibling = replace(
             self,
             env={**self.env, **own, **env},
-            data_dir=data_dir,
+            data_dir=log_dir,
             api_url=f"http://127.0.0.1:{client_port}",
             backend_url=f"http://127.0.0.1:{backend_port}",
             extra={},
