@@ -185,6 +185,9 @@ class InboundPolicy(BaseModel):
     reconcile_grace_s: float
     reconcile_max_interval_s: float
     reconcile_checks_per_run: int = 500
+    # Confirm a COMMITTED notification with the switch before the credit is committed. False when absent: a
+    # workflow started before this setting existed replays as it ran (its input has no such field).
+    confirm_commit: bool = False
 
 
 class InboundCheckpoint(BaseModel):
@@ -195,6 +198,7 @@ class InboundCheckpoint(BaseModel):
     reservation_id: str
     deadline: datetime
     interval_s: float
+    trust_notifications: bool = True  # False once a COMMITTED notification was contradicted: the switch decides
 
 
 class InboundTransferInput(BaseModel):

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     inbound_reservation_wait_s: float = Field(default=20.0, gt=0, le=60)
     inbound_fee: Decimal = Field(default=Decimal("0"), ge=0)  # payeeFspFee of every inbound quote
     inbound_commission: Decimal = Field(default=Decimal("0"), ge=0)  # payeeFspCommission of every inbound quote
+    # Before crediting on a COMMITTED notification, ask the switch (GET /transfers/{id} through the SDK): a forged
+    # PUT /transfers/{id} on the backend API then credits nothing
+    inbound_confirm_commit: bool = True
 
     # Secrets and personal data
     payload_key: SecretStr | None = None

@@ -4,19 +4,27 @@ The story, top to bottom in `_transfer`: check the transfer against the quote we
 the CBS (the API answers the SDK `RESERVED` from here); wait for the SDK's final notification until the
 transfer's expiration plus a grace period; without a final word, ask the switch until it has one; then commit
 the credit on COMMITTED, or release it. Never released after the switch committed, never committed twice.
+
+A COMMITTED notification is the one word that credits money, and the backend API cannot tell who sent it (SDK
+18.0.2 has no credentials). With `policy.confirm_commit` (MOJAFLOW_INBOUND_CONFIRM_COMMIT, on by default) it is
+confirmed with the switch first (`GET /transfers/{id}` through the SDK; only `fulfil.body.transferState` counts).
+If the switch does not say COMMITTED, the notification is logged as a security event and from then on only the
+switch decides: the transfer is RECONCILING until it says COMMITTED or ABORTED (or 3208 past the deadline).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from activities.core_banking import CoreBankingActivities, CreditRequest, ReservationRef
+    from activities.payment_manager import PaymentManagerActivities, SdkTransferRef, SwitchState
     from mojaflow.codes import ErrorCode
     from mojaflow.inbound_models import InboundCheckpoint, InboundNotification, InboundTransferInput, cbs_refusal
     from mojaflow.models import (
@@ -38,6 +46,13 @@ S = TransferState
 
 
 _FINAL_SWITCH_STATES = ("COMMITTED", "ABORTED")
+# The confirmation of a COMMITTED notification: a read at the switch, so a local activity (no round trip through
+# the server before the credit); asked once, any failure sends the transfer to the reconciliation loop.
+CONFIRM_CALL = workflow.LocalActivityConfig(
+    start_to_close_timeout=timedelta(seconds=90), retry_policy=RetryPolicy(maximum_attempts=1)
+)
+# Not logged again on replay; carries the workflow id, never personal data.
+security_log = workflow.LoggerAdapter(logging.getLogger("mojaflow.security"), None)
 
 
 def check_against_quote(transfer: InboundTransferInput, now: datetime) -> tuple[ErrorCode, str] | None:
@@ -73,6 +88,8 @@ class InboundTransferWorkflow(SavedTransferState):
             self._revision = transfer.resume.revision
         self._published = self._view.model_copy(deep=True)
         self._switch_says: str | None = None  # COMMITTED or ABORTED, from the SDK's final notification
+        # False once a COMMITTED notification was contradicted by the switch: later ones are not listened to
+        self._trust_notifications = transfer.resume.trust_notifications if transfer.resume else True
         self._ask_switch = False  # a notification without a final state (ERROR_OCCURRED): reconcile now
 
     @workflow.run
@@ -139,8 +156,40 @@ class InboundTransferWorkflow(SavedTransferState):
             except TimeoutError:
                 pass
         if self._switch_says is not None:
-            return self._switch_says
+            return await self._from_notification(reservation, deadline)
         await self._enter(S.RECONCILING)
+        return await self._ask_switch_until_final(reservation, deadline, timedelta(seconds=1))
+
+    async def _from_notification(self, reservation: ReservationRef, deadline: datetime) -> str:
+        """The SDK's final word; a COMMITTED one only once the switch confirms it (`policy.confirm_commit`).
+        Otherwise the switch alone decides, through the reconciliation loop."""
+        said = self._switch_says
+        assert said is not None
+        if said != "COMMITTED" or not self._input.policy.confirm_commit:
+            return said
+        ref = SdkTransferRef(sdk_transfer_id=self._input.transfer_id)
+        try:
+            answer = await workflow.execute_local_activity_method(
+                PaymentManagerActivities.get_switch_state, ref, **CONFIRM_CALL
+            )
+        except LOCAL_ACTIVITY_FAILURES:
+            answer = SwitchState(state="UNKNOWN")
+        if answer.state == "COMMITTED":
+            return "COMMITTED"
+        if answer.state == "UNKNOWN":  # no answer from the switch: nothing contradicts, nothing confirms
+            workflow.logger.info("a COMMITTED notification could not be confirmed yet: reconciling")
+        else:
+            security_log.warning(
+                "security: a COMMITTED notification for inbound transfer %s is contradicted by the switch (%s): "
+                "not credited; reconciling with the switch",
+                self._input.transfer_id,
+                answer.state,
+            )
+        if answer.state in ("RESERVED", "RECEIVED"):
+            self._switch_saw_prepare = True
+        self._trust_notifications = False
+        if self._view.current_state != S.RECONCILING:
+            await self._enter(S.RECONCILING)
         return await self._ask_switch_until_final(reservation, deadline, timedelta(seconds=1))
 
     async def _ask_switch_until_final(
@@ -149,12 +198,12 @@ class InboundTransferWorkflow(SavedTransferState):
         """The switch's answer, unless the SDK's final notification comes first; without either after
         `reconcile_checks_per_run` questions, the reconciliation goes on in a new run."""
         state, interval = await self._poll_switch(
-            self._input.transfer_id, deadline, interval, answered_otherwise=lambda: self._switch_says is not None
+            self._input.transfer_id, deadline, interval, answered_otherwise=self._notified
         )
         if state is None:
             await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._switch_says is not None:
-            return self._switch_says
+        if self._notified():
+            return await self._from_notification(reservation, deadline)
         if state is not None:
             return state
         checkpoint = InboundCheckpoint(
@@ -163,6 +212,7 @@ class InboundTransferWorkflow(SavedTransferState):
             reservation_id=reservation.reservation_id,
             deadline=deadline,
             interval_s=interval.total_seconds(),
+            trust_notifications=self._trust_notifications,
         )
         workflow.continue_as_new(self._input.model_copy(update={"resume": checkpoint}))
 
@@ -211,6 +261,10 @@ class InboundTransferWorkflow(SavedTransferState):
         return self._published
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _notified(self) -> bool:
+        """A final notification came, and notifications are still listened to."""
+        return self._switch_says is not None and self._trust_notifications
 
     def _deadline(self) -> datetime:
         """The transfer's expiration (the quote's, else received + expiry) plus the grace period."""

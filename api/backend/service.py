@@ -35,8 +35,8 @@ from mojaflow.inbound_models import (
     mojaloop_amount,
     party_key,
 )
-from mojaflow.models import Direction, PartyView, TransferState, TransferView, WaitRequest
 from mojaflow.keys import load_party_hash_key
+from mojaflow.models import Direction, PartyView, TransferState, TransferView, WaitRequest
 from mojaflow.settings import Settings
 from mojaflow.temporal import (
     CLIENT_KEY,
@@ -243,6 +243,7 @@ class InboundService:
                 reconcile_grace_s=settings.reconcile_grace_s,
                 reconcile_max_interval_s=settings.reconcile_max_interval_s,
                 reconcile_checks_per_run=settings.reconcile_checks_per_run,
+                confirm_commit=settings.inbound_confirm_commit,
             ),
             received_at=datetime.now(UTC),
         )

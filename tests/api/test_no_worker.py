@@ -16,7 +16,7 @@ from decimal import Decimal
 import httpx
 
 from tests.conftest import Stack
-from tests.inbound.flow import new_payee, notification, quote_request, transfer_request
+from tests.inbound.flow import new_payee, notification, quote_request, switch_records, transfer_request
 from tests.support.transfers import money_movement_headers, new_payer, transfer_body, wait_for_state
 
 WAIT_S = 2
@@ -100,6 +100,7 @@ async def test_without_a_worker_answers_are_bounded_and_transfers_complete_later
     assert retried.status_code == 200, retried.text
     assert retried.json()["transferState"] == "RESERVED"
     transfer_id = inbound["transferId"]
+    await switch_records(http, stack.sdk_url, transfer_id, "COMMITTED")  # the switch decided; the SDK relays it
     committed = await http.put(
         f"{stack.backend_url}/transfers/{transfer_id}", json=notification(transfer_id, "COMMITTED")
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["Payee", "new_payee", "notification", "quote_request", "transfer_request"]
+__all__ = ["Payee", "new_payee", "notification", "quote_request", "switch_records", "transfer_request"]
 
 
 class Payee:
@@ -127,3 +127,11 @@ def notification(transfer_id: str, transfer_state: str | None, current_state: st
     else:
         body["lastError"] = {"httpStatusCode": 500, "mojaloopError": {"errorInformation": {"errorCode": "2001"}}}
     return body
+
+
+async def switch_records(http: httpx.AsyncClient, sdk_url: str, transfer_id: str, transfer_state: str) -> None:
+    """The switch's own record of an inbound transfer, kept by the SDK simulator's fake switch: what the SDK's
+    `GET /transfers/{id}` answers about it. The real switch knows every transfer it forwarded to us, and has
+    decided (COMMITTED or ABORTED) before the SDK relays its final notification: record that first."""
+    response = await http.put(f"{sdk_url}/_sim/switch/{transfer_id}", json={"transferState": transfer_state})
+    assert response.status_code == 200, response.text

@@ -11,7 +11,7 @@ from decimal import Decimal
 import httpx
 
 from tests.conftest import Stack
-from tests.inbound.flow import new_payee, notification, quote_request, transfer_request
+from tests.inbound.flow import new_payee, notification, quote_request, switch_records, transfer_request
 from tests.support.transfers import wait_for_state
 
 FINAL = {"COMMITTED", "ABORTED", "ERROR_OCCURRED"}
@@ -58,6 +58,7 @@ async def test_worker_killed_while_the_reservation_is_in_flight_credits_once(
     _restart_worker(stack)
     await posting  # answered or not in time: the SDK would be told by the switch either way
     await wait_for_state(http, stack.api_url, transfer_id, {"RESERVED"})
+    await switch_records(http, stack.sdk_url, transfer_id, "COMMITTED")
     response = await http.put(
         f"{stack.backend_url}/transfers/{transfer_id}", json=notification(transfer_id, "COMMITTED")
     )
@@ -75,6 +76,7 @@ async def test_worker_killed_while_the_commit_is_in_flight_credits_once(stack: S
     response = await http.post(f"{stack.backend_url}/transfers", json=transfer_request(payee, quote))
     assert response.status_code == 200, response.text
     before = await _slow_down(http, stack, "commit_credit")
+    await switch_records(http, stack.sdk_url, transfer_id, "COMMITTED")
     response = await http.put(
         f"{stack.backend_url}/transfers/{transfer_id}", json=notification(transfer_id, "COMMITTED")
     )

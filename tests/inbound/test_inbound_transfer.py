@@ -17,7 +17,7 @@ from mojaflow.inbound_models import TransferBody
 from mojaflow.settings import Settings
 from mojaflow.temporal import inbound_workflow_id
 from tests.conftest import Stack
-from tests.inbound.flow import Payee, new_payee, notification, quote_request, transfer_request
+from tests.inbound.flow import Payee, new_payee, notification, quote_request, switch_records, transfer_request
 from tests.support.transfers import wait_for_state
 
 ZERO = Decimal("0")
@@ -35,7 +35,13 @@ async def _reserve(stack: Stack, http: httpx.AsyncClient, payee: Payee, quote: d
     return response.json()
 
 
-async def _notify(stack: Stack, http: httpx.AsyncClient, transfer_id: str, state: str | None, **kw: Any) -> None:
+async def _notify(
+    stack: Stack, http: httpx.AsyncClient, transfer_id: str, state: str | None, *, forged: bool = False, **kw: Any
+) -> None:
+    """The SDK's final notification, once the switch decided (recorded at the simulator's switch first, which
+    MOJAFLOW_INBOUND_CONFIRM_COMMIT asks); `forged`: a notification the switch's record does not back."""
+    if state in ("COMMITTED", "ABORTED") and not forged:
+        await switch_records(http, stack.sdk_url, transfer_id, state)
     response = await http.put(
         f"{stack.backend_url}/transfers/{transfer_id}", json=notification(transfer_id, state, **kw)
     )
@@ -121,7 +127,7 @@ async def test_duplicate_post_and_duplicate_put_change_nothing(stack: Stack, htt
     await _notify(stack, http, transfer_id, "COMMITTED")
     await wait_for_state(http, stack.api_url, transfer_id, {"COMMITTED"})
     await _notify(stack, http, transfer_id, "COMMITTED")  # after the run ended: still 200, no change
-    await _notify(stack, http, transfer_id, "ABORTED")
+    await _notify(stack, http, transfer_id, "ABORTED", forged=True)
     replay = await http.post(f"{stack.backend_url}/transfers", json=body)
 
     assert replay.status_code == 200
@@ -136,7 +142,7 @@ async def test_aborted_then_committed_keeps_the_first_word(stack: Stack, http: h
     await _reserve(stack, http, payee, quote)
 
     await _notify(stack, http, quote["transactionId"], "ABORTED")
-    await _notify(stack, http, quote["transactionId"], "COMMITTED")
+    await _notify(stack, http, quote["transactionId"], "COMMITTED", forged=True)
 
     done = await wait_for_state(http, stack.api_url, quote["transactionId"], {"COMMITTED", "ABORTED"})
     assert done["currentState"] == "ABORTED"
