@@ -6,52 +6,15 @@ from __future__ import annotations
 
 import socket
 import ssl
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Stack
+from tests.conftest import Stack
 from tests.inbound.flow import new_payee
-from tests.support.process import ServerProcess, free_port
+from tests.support.api_process import api_process
 from tests.support.tls_proxy import make_certificates
-
-
-@dataclass
-class Api:
-    process: ServerProcess
-    client_url: str
-    backend_port: int
-
-    def security_lines(self) -> list[str]:
-        return [line for line in self.process.log_path.read_text().splitlines() if "mojaflow.security" in line]
-
-
-@contextmanager
-def api_process(stack: Stack, tmp_path: Path, **settings: str) -> Iterator[Api]:
-    """`python -m api` with the stack's settings plus `settings` (MOJAFLOW_ names), on ports of its own."""
-    client_port, backend_port = free_port(), free_port()
-    env = {
-        **stack.env,
-        "MOJAFLOW_CLIENT_API_PORT": str(client_port),
-        "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
-        **settings,
-    }
-    client_url = f"http://127.0.0.1:{client_port}"
-    process = ServerProcess(
-        "api-under-test",
-        [sys.executable, "-m", "api"],
-        health_url=f"{client_url}/openapi.json",
-        env=env,
-        cwd=str(ROOT),
-        log_path=tmp_path / "api.log",
-    )
-    with process:
-        yield Api(process, client_url, backend_port)
 
 
 async def test_a_client_outside_the_allow_list_gets_403_and_one_security_log_line(
