@@ -22,6 +22,7 @@ __all__ = [
     "AcceptanceDecision",
     "Amount",
     "CamelModel",
+    "DecisionInput",
     "DecisionRecord",
     "Direction",
     "FINAL_STATES",
@@ -253,6 +254,13 @@ class AcceptanceDecision(CamelModel):
     wait_s: float = Field(default=0, ge=0, le=60)
 
 
+class DecisionInput(AcceptanceDecision):
+    """What the API hands the workflow's `accept_party` / `accept_quote` update: the decision and who took it,
+    set from the caller's credential (never from the body: `AcceptanceDecision` refuses an `actor` field)."""
+
+    actor: str | None = None
+
+
 class WaitRequest(BaseModel):
     wait_s: float = Field(ge=0, le=60)
 
@@ -299,6 +307,7 @@ class DecisionRecord(CamelModel):
     accepted: bool
     update_id: str
     decided_at: datetime
+    actor: str | None = None  # who decided: `api_key:<key_id>`, a token's subject, `anonymous` (MOJAFLOW_AUTH=none)
 
 
 class TransferView(CamelModel):

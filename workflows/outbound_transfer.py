@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from mojaflow.ilp import fulfilment_matches, is_fulfilment_shaped
     from mojaflow.models import (
         REPORTABLE_STATES,
-        AcceptanceDecision,
+        DecisionInput,
         DecisionRecord,
         OutboundTransferInput,
         QuoteView,
@@ -421,28 +421,28 @@ class OutboundTransferWorkflow(SavedTransferState):
     # and once the run is gone (continued as new, finished) the saved `decisions` tell the API what was taken.
 
     @workflow.update
-    async def accept_party(self, decision: AcceptanceDecision) -> TransferView:
+    async def accept_party(self, decision: DecisionInput) -> TransferView:
         self._party_decision = decision.accept_party
-        self._record_decision(S.WAITING_FOR_PARTY_ACCEPTANCE, bool(decision.accept_party))
+        self._record_decision(S.WAITING_FOR_PARTY_ACCEPTANCE, bool(decision.accept_party), decision.actor)
         await self._wait_for_report(decision.wait_s, leaving=S.WAITING_FOR_PARTY_ACCEPTANCE)
         return self._published
 
     @accept_party.validator
-    def _party_awaits_decision(self, decision: AcceptanceDecision) -> None:
+    def _party_awaits_decision(self, decision: DecisionInput) -> None:
         if decision.accept_party is None or decision.accept_quote is not None:
             raise ValueError("send exactly one of acceptParty or acceptQuote")
         if self._published.current_state != S.WAITING_FOR_PARTY_ACCEPTANCE or self._party_decision is not None:
             raise ValueError(f"no party awaits acceptance (state {self._published.current_state})")
 
     @workflow.update
-    async def accept_quote(self, decision: AcceptanceDecision) -> TransferView:
+    async def accept_quote(self, decision: DecisionInput) -> TransferView:
         self._quote_decision = decision.accept_quote
-        self._record_decision(S.WAITING_FOR_QUOTE_ACCEPTANCE, bool(decision.accept_quote))
+        self._record_decision(S.WAITING_FOR_QUOTE_ACCEPTANCE, bool(decision.accept_quote), decision.actor)
         await self._wait_for_report(decision.wait_s, leaving=S.WAITING_FOR_QUOTE_ACCEPTANCE)
         return self._published
 
     @accept_quote.validator
-    def _quote_awaits_decision(self, decision: AcceptanceDecision) -> None:
+    def _quote_awaits_decision(self, decision: DecisionInput) -> None:
         if decision.accept_quote is None or decision.accept_party is not None:
             raise ValueError("send exactly one of acceptParty or acceptQuote")
         if self._published.current_state != S.WAITING_FOR_QUOTE_ACCEPTANCE or self._quote_decision is not None:
@@ -460,13 +460,13 @@ class OutboundTransferWorkflow(SavedTransferState):
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _record_decision(self, state: TransferState, accepted: bool) -> None:
+    def _record_decision(self, state: TransferState, accepted: bool, actor: str | None) -> None:
         """Kept in the view: saved, then shown to callers, with the next state change (the final one at the
         latest). Until then Temporal knows it by the update's id."""
         update = workflow.current_update_info()  # always set inside an update handler
         update_id = update.id if update is not None else ""
         self._view.decisions.append(
-            DecisionRecord(state=state, accepted=accepted, update_id=update_id, decided_at=workflow.now())
+            DecisionRecord(state=state, accepted=accepted, update_id=update_id, decided_at=workflow.now(), actor=actor)
         )
 
     async def _wait_for_report(self, wait_s: float, leaving: TransferState | None = None) -> None:
