@@ -50,7 +50,11 @@ PROBLEM_CODES: dict[str, str] = {
     "internal_error": "unexpected; retry with the same idempotency key (a transfer never starts twice)",
     "not_found": "no such URL",
     "method_not_allowed": "the URL exists, not with that method",
+    "unauthorized": "no credential, or one unknown, revoked or malformed (`WWW-Authenticate` says which)",
+    "client_key_mismatch": "the client_key header names another client than the credential's",
     "forbidden_origin": "the codec endpoint serves the Temporal Web UI's origins only",
+    "codec_local_only": "the codec endpoint answers on this machine only",
+    "unknown_key_id": "the payloads name a key id this deployment does not hold",
     "undecodable": "the payloads were not encrypted with this key",
     "http_error": "any other HTTP error",
 }
@@ -60,7 +64,14 @@ class Problem(Exception):
     """Raise to answer with a problem document."""
 
     def __init__(
-        self, status: int, code: str, title: str, detail: str, *, errors: list[dict[str, str]] | None = None
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -68,6 +79,7 @@ class Problem(Exception):
         self.title = title
         self.detail = detail
         self.errors = errors
+        self.headers = headers  # e.g. `WWW-Authenticate` on a 401
 
 
 class FieldProblem(BaseModel):
@@ -146,7 +158,7 @@ def _field(location: tuple[Any, ...]) -> str:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, problem: Problem) -> JSONResponse:
-        return problem_response(problem)
+        return problem_response(problem, problem.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:

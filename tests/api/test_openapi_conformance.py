@@ -1,0 +1,325 @@
+"""The published OpenAPI documents describe the real answers.
+
+Each answer of the running stack, success or error, is checked against `/openapi.json` as that API serves it:
+its status is documented for the route, its media type too (`application/problem+json` for the client API's
+errors), and its body and headers are valid against the documented schema, where each error status narrows
+`code` (client API) or `statusCode` (backend API, except 400) to the codes the route documents. A tampered copy
+of the document shows the checks do fail when the document lies. A short generated run (schemathesis, fixed
+seed) then sends the client API requests of its own: no 5xx, every answer as documented.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import BaseSchema, Case, GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.errors import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.conftest import Stack
+from tests.inbound.flow import new_payee, notification, quote_request, transfer_request
+from tests.support.transfers import money_movement_headers, new_payer, transfer_body, wait_for_state
+
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_headers_conformance,
+               response_schema_conformance]  # fmt: skip
+TRANSFER = "/transfers/{transfer_id}"
+INBOUND_TRANSFER = "/transfers/{transferId}"
+UNKNOWN = "3f1c0f6e-0000-4000-8000-000000000000"
+TOO_DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON syntax, deeper than the parser goes
+MANUAL = {"autoAcceptParty": False, "autoAcceptQuote": False}
+
+
+@dataclass
+class Published:
+    """One API as it runs, and the document it publishes."""
+
+    base_url: str
+    document: dict[str, Any]
+
+    @property
+    def schema(self) -> BaseSchema:
+        return schemathesis.openapi.from_dict(self.document)
+
+    async def answer(
+        self, http: httpx.AsyncClient, method: str, template: str, path: dict[str, str] | None = None, **request: Any
+    ) -> httpx.Response:
+        """Send the request, then check its answer against the published document."""
+        response = await http.request(method, self.base_url + template.format(**(path or {})), **request)
+        self.check(response, method, template, path)
+        return response
+
+    def check(
+        self, response: httpx.Response, method: str, template: str, path: dict[str, str] | None = None,
+        schema: BaseSchema | None = None,
+    ) -> None:  # fmt: skip
+        case = (schema or self.schema)[template][method].Case(path_parameters=path or {})
+        case.validate_response(response, checks=CONFORMANCE)
+
+
+@pytest.fixture(scope="module")
+def client_api(stack: Stack) -> Published:
+    return Published(stack.api_url, httpx.get(f"{stack.api_url}/openapi.json").raise_for_status().json())
+
+
+@pytest.fixture(scope="module")
+def backend_api(stack: Stack) -> Published:
+    return Published(stack.backend_url, httpx.get(f"{stack.backend_url}/openapi.json").raise_for_status().json())
+
+
+def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert (response.status_code, response.headers["content-type"]) == (status, "application/problem+json"), (
+        response.text
+    )
+    problem = response.json()
+    assert (problem["status"], problem["code"]) == (status, code)
+    return problem
+
+
+def _error(response: httpx.Response, status: int, status_code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["statusCode"] == status_code
+
+
+# -- the client API ----------------------------------------------------------------------------------------------
+
+
+async def test_transfer_answers_201_200_202_and_reads_are_as_documented(
+    stack: Stack, client_api: Published, http: httpx.AsyncClient
+) -> None:
+    payer, _ = await new_payer(http, stack.cbs_url)
+    body, headers = transfer_body(payer=payer), money_movement_headers()
+
+    created = await client_api.answer(http, "POST", "/transfers", json=body, headers=headers)
+    replayed = await client_api.answer(http, "POST", "/transfers", json=body, headers=headers)
+    reused = await client_api.answer(http, "POST", "/transfers", json={**body, "amount": "11"}, headers=headers)
+    pending = await client_api.answer(
+        http, "POST", "/transfers", json=transfer_body(payer=payer, **MANUAL),
+        headers={**money_movement_headers(), "Prefer": "respond-async"},
+    )  # fmt: skip
+
+    assert created.status_code == 201, created.text
+    assert created.json()["currentState"] == "COMPLETED"
+    assert (replayed.status_code, replayed.headers["Idempotent-Replayed"]) == (200, "true")
+    _problem(reused, 422, "idempotency_key_reused")
+    assert (pending.status_code, pending.headers["Preference-Applied"]) == (202, "respond-async")
+    transfer_id = created.json()["transferId"]
+    read = await client_api.answer(http, "GET", TRANSFER, {"transfer_id": transfer_id})
+    assert read.json()["transferId"] == transfer_id
+    page = await client_api.answer(http, "GET", "/transfers", params={"homeTransactionId": body["homeTransactionId"]})
+    assert [item["transferId"] for item in page.json()["items"]] == [transfer_id]
+    await wait_for_state(http, stack.api_url, pending.json()["transferId"], {"WAITING_FOR_PARTY_ACCEPTANCE"})
+
+
+async def test_decisions_and_their_refusals_are_as_documented(
+    stack: Stack, client_api: Published, http: httpx.AsyncClient
+) -> None:
+    payer, _ = await new_payer(http, stack.cbs_url)
+    started = await client_api.answer(
+        http, "POST", "/transfers", json=transfer_body(payer=payer, **MANUAL), headers=money_movement_headers()
+    )
+    assert started.json()["currentState"] == "WAITING_FOR_PARTY_ACCEPTANCE", started.text
+    path = {"transfer_id": started.json()["transferId"]}
+
+    def put(body: dict[str, Any]) -> Any:
+        return client_api.answer(http, "PUT", TRANSFER, path, json=body, headers=money_movement_headers())
+
+    too_early = await put({"acceptQuote": True})
+    both = await put({"acceptParty": True, "acceptQuote": True})
+    accepted = await put({"acceptParty": True})
+    declined = await put({"acceptQuote": False})
+
+    assert _problem(too_early, 409, "invalid_state")["type"] == "urn:mojaflow:problem:invalid_state"
+    _problem(both, 422, "validation_error")
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["currentState"] == "WAITING_FOR_QUOTE_ACCEPTANCE"
+    assert (declined.status_code, declined.json()["currentState"]) == (200, "ABORTED")
+
+    # The checks are not vacuous: against a document without the 409, with another code or another media type
+    # for it, the same answer fails.
+    no_409, other_code, other_media = (copy.deepcopy(client_api.document) for _ in range(3))
+    del no_409["paths"][TRANSFER]["put"]["responses"]["409"]
+    conflict = other_code["paths"][TRANSFER]["put"]["responses"]["409"]["content"]["application/problem+json"]
+    conflict["schema"]["allOf"][1]["properties"]["code"]["enum"] = ["transfer_not_found"]
+    content = other_media["paths"][TRANSFER]["put"]["responses"]["409"]["content"]
+    content["application/json"] = content.pop("application/problem+json")
+    for document in (no_409, other_code, other_media):
+        with pytest.raises(FailureGroup):
+            client_api.check(too_early, "PUT", TRANSFER, path, schema=schemathesis.openapi.from_dict(document))
+
+
+async def test_bad_requests_are_documented_problems(client_api: Published, http: httpx.AsyncClient) -> None:
+    headers = money_movement_headers()
+    without_key = {name: value for name, value in headers.items() if name != "idempotent_request_key"}
+    json_headers = {**headers, "content-type": "application/json"}
+
+    malformed = await client_api.answer(http, "POST", "/transfers", content=b'{"amount": ', headers=json_headers)
+    too_deep = await client_api.answer(http, "POST", "/transfers", content=TOO_DEEP, headers=json_headers)
+    no_header = await client_api.answer(http, "POST", "/transfers", json=transfer_body(), headers=without_key)
+    no_header_put = await client_api.answer(
+        http, "PUT", TRANSFER, {"transfer_id": UNKNOWN}, json={"acceptParty": True}, headers=without_key
+    )
+    invalid = await client_api.answer(
+        http, "POST", "/transfers", json=transfer_body(currency="ZZZ"), headers=money_movement_headers()
+    )
+    unknown_get = await client_api.answer(http, "GET", TRANSFER, {"transfer_id": UNKNOWN})
+    unknown_put = await client_api.answer(
+        http, "PUT", TRANSFER, {"transfer_id": UNKNOWN}, json={"acceptParty": True}, headers=headers
+    )
+    bad_cursor = await client_api.answer(http, "GET", "/transfers", params={"cursor": "not-ours"})
+    bad_limit = await client_api.answer(http, "GET", "/transfers", params={"limit": "0"})
+
+    _problem(malformed, 400, "malformed_json")
+    _problem(too_deep, 400, "malformed_json")
+    assert [error["field"] for error in _problem(no_header, 400, "invalid_header")["errors"]] == [
+        "idempotent_request_key"
+    ]
+    _problem(no_header_put, 400, "invalid_header")
+    assert [error["field"] for error in _problem(invalid, 422, "validation_error")["errors"]] == ["currency"]
+    _problem(unknown_get, 404, "transfer_not_found")
+    _problem(unknown_put, 404, "transfer_not_found")
+    _problem(bad_cursor, 400, "invalid_cursor")
+    _problem(bad_limit, 422, "validation_error")
+
+
+async def test_the_documents_promise_no_default_422_and_the_real_error_shapes(
+    client_api: Published, backend_api: Published
+) -> None:
+    for api, media_type, error_model in (
+        (client_api, "application/problem+json", "ProblemDetails"),
+        (backend_api, "application/json", "ErrorResponse"),
+    ):
+        schemas = api.document["components"]["schemas"]
+        assert "HTTPValidationError" not in schemas
+        for path, operations in api.document["paths"].items():
+            for method, operation in operations.items():
+                for status, answer in operation["responses"].items():
+                    if status.startswith(("4", "5")) and path not in ("/", "/health"):
+                        assert list(answer["content"]) == [media_type], (method, path, status)
+                        assert error_model in str(answer["content"][media_type]["schema"]), (method, path, status)
+    assert set(client_api.document["paths"]["/transfers"]["post"]["responses"]) == {
+        "200", "201", "202", "400", "422", "500", "503",
+    }  # fmt: skip
+
+
+async def test_health_is_as_documented(client_api: Published, backend_api: Published, http: httpx.AsyncClient) -> None:
+    for api, path in ((client_api, "/health"), (backend_api, "/"), (backend_api, "/health")):
+        answer = await api.answer(http, "GET", path)
+        assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
+
+
+# -- the backend API ---------------------------------------------------------------------------------------------
+
+
+async def test_backend_success_answers_are_as_documented(
+    stack: Stack, backend_api: Published, http: httpx.AsyncClient
+) -> None:
+    payee = await new_payee(http, stack.cbs_url)
+
+    party = await backend_api.answer(
+        http, "GET", "/parties/{idType}/{idValue}", {"idType": "MSISDN", "idValue": payee.msisdn}
+    )
+    quote = await backend_api.answer(http, "POST", "/quoterequests", json=quote_request(payee))
+    assert (party.status_code, quote.status_code) == (200, 200), quote.text
+    reserved = await backend_api.answer(http, "POST", "/transfers", json=transfer_request(payee, quote.json()))
+    assert reserved.status_code == 200, reserved.text
+    assert reserved.json()["transferState"] == "RESERVED"
+    path = {"transferId": quote.json()["transactionId"]}
+    notified = await backend_api.answer(
+        http, "PUT", INBOUND_TRANSFER, path, json=notification(path["transferId"], "COMMITTED")
+    )
+    assert notified.status_code == 200, notified.text
+    read = await backend_api.answer(http, "GET", INBOUND_TRANSFER, path)  # the commit may still be under way
+    assert (read.status_code, read.json()["transferState"]) in {(200, "RESERVED"), (200, "COMMITTED")}, read.text
+
+
+async def test_backend_errors_are_documented(stack: Stack, backend_api: Published, http: httpx.AsyncClient) -> None:
+    payee = await new_payee(http, stack.cbs_url)
+    party_path = "/parties/{idType}/{idValue}"
+    json_headers = {"content-type": "application/json"}
+
+    bad_id_type = await backend_api.answer(http, "GET", party_path, {"idType": "lowercase", "idValue": "x"})
+    unknown_party = await backend_api.answer(http, "GET", party_path, {"idType": "MSISDN", "idValue": "25600000000"})
+    malformed = await backend_api.answer(http, "POST", "/quoterequests", content=b"{", headers=json_headers)
+    too_deep = await backend_api.answer(http, "POST", "/transfers", content=TOO_DEEP, headers=json_headers)
+    invalid = await backend_api.answer(http, "POST", "/quoterequests", json={**quote_request(payee), "amount": "x"})
+    unknown = await backend_api.answer(http, "GET", INBOUND_TRANSFER, {"transferId": UNKNOWN})
+    unknown_put = await backend_api.answer(
+        http, "PUT", INBOUND_TRANSFER, {"transferId": UNKNOWN}, json=notification(UNKNOWN, "COMMITTED")
+    )
+    bad_id = await backend_api.answer(http, "GET", INBOUND_TRANSFER, {"transferId": "not-a-uuid"})
+
+    _error(bad_id_type, 400, "3100")
+    _error(unknown_party, 404, "3204")
+    _error(malformed, 400, "3101")
+    _error(too_deep, 400, "3101")
+    _error(invalid, 400, "3100")
+    _error(unknown, 404, "3208")
+    _error(unknown_put, 404, "3208")
+    _error(bad_id, 400, "3100")
+
+
+# -- generated requests ------------------------------------------------------------------------------------------
+
+GENERATED = settings(
+    max_examples=15,
+    derandomize=True,  # the same requests every run: a failure is reproducible, never a flake
+    database=None,
+    deadline=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "mode"),
+    [
+        *[(method, template, mode) for method, template in (("POST", "/transfers"), ("PUT", TRANSFER),
+                                                            ("GET", "/transfers")) for mode in GenerationMode],
+        ("GET", TRANSFER, GenerationMode.POSITIVE),  # any string is a valid id: nothing negative to send
+    ],
+)  # fmt: skip
+def test_generated_requests_get_documented_answers_and_no_5xx(
+    stack: Stack, client_api: Published, payer: str, method: str, template: str, mode: GenerationMode
+) -> None:
+    operation = client_api.schema[template][method]
+
+    @GENERATED
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Case) -> None:
+        _own_payer_and_no_wait(case, payer)
+        response = case.call(base_url=client_api.base_url, timeout=20)
+        case.validate_response(response, checks=[not_a_server_error, *CONFORMANCE])
+
+    run()
+
+
+def _own_payer_and_no_wait(case: Case, payer: str) -> None:
+    """Any transfer a generated request starts debits this test's own payer, and the request does not wait for it.
+    Positive requests get valid Money Movement headers (the documented pattern admits a timestamp like month 13)
+    with a fresh key, so that they reach the body and are not all replays of the first."""
+    headers = dict(case.headers or {})
+    if case.meta is not None and case.meta.generation.mode.is_positive:
+        headers.update(money_movement_headers())
+    case.headers = {**headers, "Prefer": "respond-async"}
+    if isinstance(case.body, dict) and isinstance(case.body.get("from"), dict):
+        case.body["from"].update(idType="MSISDN", idValue=payer)
+
+
+@pytest.fixture(scope="module")
+async def payer(stack: Stack) -> str:
+    """A payer of the generated run's own, so that it drains no other test's account."""
+    async with httpx.AsyncClient() as http:
+        msisdn, _ = await new_payer(http, stack.cbs_url)
+    return msisdn
