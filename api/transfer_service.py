@@ -32,6 +32,7 @@ from mojaflow.database import Database
 from mojaflow.models import (
     REPORTABLE_STATES,
     AcceptanceDecision,
+    DecisionInput,
     Direction,
     OutboundTransferInput,
     TransferPolicy,
@@ -150,7 +151,7 @@ class TransferService:
             result = await asyncio.wait_for(
                 handle.execute_update(
                     update,
-                    decision.model_copy(update={"wait_s": wait_s}),
+                    DecisionInput(**decision.model_dump(exclude={"wait_s"}), wait_s=wait_s),
                     id=update_id,
                     rpc_timeout=timedelta(seconds=wait_s + 5),
                 ),
