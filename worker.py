@@ -23,7 +23,9 @@ from activities.core_banking import CoreBankingActivities, CoreBankingClient
 from activities.payment_manager import PaymentManagerActivities
 from activities.store import StoreActivities
 from mojaflow.database import Database
+from mojaflow.keys import load_secrets_ring
 from mojaflow.logs import configure_logging
+from mojaflow.retention import purge_in_background
 from mojaflow.settings import Settings
 from mojaflow.temporal import TemporalConnectError, connect, describe_connection
 from workflows.inbound_transfer import InboundTransferWorkflow
@@ -39,7 +41,7 @@ log = logging.getLogger("mojaflow.worker")
 @asynccontextmanager
 async def worker_resources(settings: Settings) -> AsyncIterator[list[object]]:
     """The activity objects with their HTTP clients and database, closed on exit."""
-    database = Database(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url, secrets=load_secrets_ring(settings))
     await database.create_schema()
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     async with (
@@ -92,7 +94,7 @@ async def main() -> None:
     configure_logging(settings.log_level)
     log.info("worker connecting to %s", describe_connection(settings))
     client = await connect(settings)
-    async with worker_resources(settings) as activity_objects:
+    async with worker_resources(settings) as activity_objects, purge_in_background(settings):
         worker = build_worker(client, settings, activity_objects)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

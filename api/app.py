@@ -32,8 +32,9 @@ from api.openapi import publish_openapi
 from api.problems import ProblemDetails, install_problem_handlers
 from api.transfer_service import TransferService
 from api.transfers import router as transfers_router
-from mojaflow.codec import EncryptionCodec, load_payload_key
+from mojaflow.codec import EncryptionCodec, load_payload_ring
 from mojaflow.database import Database
+from mojaflow.keys import load_secrets_ring
 from mojaflow.settings import Settings
 from mojaflow.temporal import connect, describe_connection
 
@@ -52,7 +53,7 @@ class Resources:
 
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
-    database = Database(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url, secrets=load_secrets_ring(settings))
     await database.create_schema()
     try:
         log.info("API connecting to %s", describe_connection(settings))
@@ -126,7 +127,7 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
         CORSMiddleware, allow_origins=settings.codec_cors_origins, allow_methods=["POST"], allow_headers=["*"]
     )
     app.include_router(transfers_router)
-    app.include_router(codec_router(EncryptionCodec(load_payload_key(settings)), settings.codec_cors_origins))
+    app.include_router(codec_router(EncryptionCodec(load_payload_ring(settings)), settings.codec_cors_origins))
     app.add_api_route(
         "/health",
         health,

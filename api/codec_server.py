@@ -4,6 +4,8 @@ It decrypts personal data, so it answers only on the machine itself: a caller wh
 refused (also when the client API listens on all interfaces for the CBS), and only browsers on the configured UI
 origins may use it (CORS, plus an `Origin` check so a page elsewhere cannot ask for plaintext). That is the dev
 server's Web UI on the same machine (`make run`); a real deployment's UI needs the token check of the security work.
+It decodes with the payload key ring (any key of `MOJAFLOW_PAYLOAD_KEYS`); a payload of a key id the ring does not
+hold is answered 400 `unknown_key_id`, naming that id and the setting.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from api.problems import Problem
-from mojaflow.codec import EncryptionCodec
+from mojaflow.codec import EncryptionCodec, PayloadDecryptError, UnknownKeyError
 
 __all__ = ["codec_router"]
 
@@ -36,6 +38,10 @@ def codec_router(codec: EncryptionCodec, allowed_origins: list[str]) -> APIRoute
             raise Problem(400, "malformed_json", "Malformed payloads", 'body must be {"payloads": [...]}') from None
         try:
             result = await (codec.decode(payloads.payloads) if decode else codec.encode(payloads.payloads))
+        except UnknownKeyError as error:  # names the key id and the setting: what the operator must add
+            raise Problem(400, "unknown_key_id", "Unknown payload key", str(error)) from None
+        except PayloadDecryptError as error:
+            raise Problem(400, "undecodable", "Cannot decode", str(error)) from None
         except Exception:
             raise Problem(400, "undecodable", "Cannot decode", "payloads were not encrypted with this key") from None
         body: dict[str, Any] = json_format.MessageToDict(Payloads(payloads=result))

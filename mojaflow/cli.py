@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import typer
 
+from mojaflow import key_rotation
+
 __all__ = ["app", "keys_app", "main"]
 
 app = typer.Typer(help="mojaflow: a durable Mojaloop core connector. Operators' tools.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of the client API, and the keys mojaflow encrypts with.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+
+# The rings mojaflow encrypts with (README "Keys and rotation"): mojaflow/key_rotation.py
+keys_app.command("rotate-payload")(key_rotation.rotate_payload)
+keys_app.command("rotate-secrets")(key_rotation.rotate_secrets)
 
 
 def main() -> None:

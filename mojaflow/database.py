@@ -7,12 +7,15 @@
 * `api_keys`: the client API's keys by their public id, each stored as an HMAC only (`mojaflow.api_keys`).
 * `audit_log`: who decided what and when (append-only: the database refuses UPDATE and DELETE on it).
 
-SQLite (WAL) in the data dir by default; PostgreSQL by `MOJAFLOW_DATABASE_URL`. SQLAlchemy 2 Core, async.
+SQLite (WAL) in the data dir by default, its file 0600; PostgreSQL by `MOJAFLOW_DATABASE_URL`. SQLAlchemy 2 Core,
+async. Personal data (names, party ids, accounts) is stored only sealed with the secrets ring
+(`mojaflow.personal_data`): a Database given no ring stores none and reads none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +42,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from mojaflow.keys import KeyRing
 from mojaflow.models import TransferRecord, TransferView
+from mojaflow.personal_data import Sealer, seal_quote, seal_transfer, unseal_quote, unseal_transfer
 
 __all__ = [
     "Database",
@@ -143,9 +148,11 @@ def _insert_for(engine: AsyncEngine) -> Any:
 class Database:
     """Async access to the app database; one instance per process, built from the URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, secrets: KeyRing | None = None) -> None:
         self.engine = create_async_engine(url, pool_pre_ping=True)
+        self.sealer = Sealer(secrets) if secrets is not None else None
         if self.engine.dialect.name == "sqlite":
+            _private_file(self.engine.url.database)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._insert = _insert_for(self.engine)
         # Built once: the hot path (a save per state change) then only binds values to a cached compilation.
@@ -195,7 +202,7 @@ class Database:
             "sdk_transfer_id": view.sdk_transfer_id,
             "current_state": view.current_state.value,
             "revision": record.revision,
-            "resource": view.model_dump(mode="json", by_alias=True),
+            "resource": seal_transfer(view.model_dump(mode="json", by_alias=True), self.sealer),
             "created_at": now,
             "updated_at": now,
         }
@@ -218,7 +225,7 @@ class Database:
         if row is None:
             return None
         return StoredTransfer(
-            view=TransferView.model_validate(row.resource),
+            view=TransferView.model_validate(unseal_transfer(row.resource, self.sealer)),
             workflow_id=row.workflow_id,
             client_key=row.client_key,
             revision=row.revision,
@@ -254,7 +261,9 @@ class Database:
         query = query.order_by(transfers.c.created_at.desc(), transfers.c.transfer_id.desc()).limit(limit)
         async with self.engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-        return [(TransferView.model_validate(row.resource), row.created_at) for row in rows]
+        return [
+            (TransferView.model_validate(unseal_transfer(row.resource, self.sealer)), row.created_at) for row in rows
+        ]
 
     # -- idempotency ---------------------------------------------------------------------------------
 
@@ -298,7 +307,10 @@ class Database:
     async def save_quote(self, quote_id: str, transaction_id: str | None, quote: dict[str, Any]) -> None:
         """Save (or replace, when the SDK asks again) the quote we answered for `quote_id`."""
         statement = self._insert(inbound_quotes).values(
-            quote_id=quote_id, transaction_id=transaction_id, quote=quote, created_at=datetime.now(UTC)
+            quote_id=quote_id,
+            transaction_id=transaction_id,
+            quote=seal_quote(quote_id, quote, self.sealer),
+            created_at=datetime.now(UTC),
         )
         statement = statement.on_conflict_do_update(
             index_elements=[inbound_quotes.c.quote_id],
@@ -312,7 +324,7 @@ class Database:
             row = (
                 await connection.execute(select(inbound_quotes.c.quote).where(inbound_quotes.c.quote_id == quote_id))
             ).first()
-        return dict(row.quote) if row else None
+        return unseal_quote(quote_id, dict(row.quote), self.sealer) if row else None
 
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -324,6 +336,18 @@ def _upgrade_to_head(connection: Connection) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     alembic_command.upgrade(config, "head")
+
+
+def _private_file(database: str | None) -> None:
+    """The SQLite file holds sealed personal data and hashes: created 0600 like our keys (its -wal and -shm files
+    take its mode), and an older, wider one is narrowed."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

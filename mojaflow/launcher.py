@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mojaflow.codec import load_payload_key
 from mojaflow.database import Database
-from mojaflow.keys import load_party_hash_key
+from mojaflow.keys import load_party_hash_ring, load_payload_ring, load_secrets_ring
 from mojaflow.settings import Settings
 from mojaflow.temporal import SEARCH_ATTRIBUTES, tls_enabled
 
@@ -138,8 +137,12 @@ async def run(settings: Settings) -> int:
     if taken:
         print("mojaflow cannot start: " + "; ".join(taken), file=sys.stderr)
         return 2
-    load_payload_key(settings)  # generate the keys once, before any child races to
-    load_party_hash_key(settings)
+    try:
+        for load_ring in (load_payload_ring, load_secrets_ring, load_party_hash_ring):
+            load_ring(settings)  # generate the data-dir rings once (when not set), before any child races to
+    except ValueError as error:  # a malformed ring: the message names its setting, never a key
+        print(f"mojaflow cannot start: {error}", file=sys.stderr)
+        return 2
     database = Database(settings.resolved_database_url)
     await database.create_schema()
     await database.close()

@@ -112,9 +112,26 @@ class Settings(BaseSettings):
     # PUT /transfers/{id} on the backend API then credits nothing
     inbound_confirm_commit: bool = True
 
-    # Secrets and personal data
-    payload_key: SecretStr | None = None
-    party_hash_key: SecretStr | None = None  # HMAC key of the one-way party ids that match a quote to its transfer
+    # Secrets and personal data. Key rings `id:base64,id:base64` (mojaflow/keys.py): the first encrypts, all decrypt.
+    # Unset: the ring files in the data dir, generated on first use (`make run`); several processes must set them.
+    payload_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)  # the payload codec's
+    payload_key: SecretStr | None = None  # a one-key payload ring (earlier versions); key id sha256(key)[:16]
+    secrets_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)  # secrets, personal data at rest
+    # HMAC keys of the one-way party ids that match a quote to its transfer (the first makes them, all match)
+    party_hash_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    party_hash_key: SecretStr | None = None  # a one-key party-hash ring (earlier versions)
+    personal_data_retention_days: float = Field(default=90, ge=0)  # then a final transfer's names and ids are purged
+    personal_data_purge_interval_s: float = Field(default=3600, gt=0)  # how often each worker runs that purge
+
+    @field_validator("payload_keys", "secrets_keys", "party_hash_keys", mode="before")
+    @classmethod
+    def _split_ring(cls, value: object) -> object:  # never echoes the value: it holds keys
+        return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("payload_key", "party_hash_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("codec_cors_origins", mode="before")
     @classmethod

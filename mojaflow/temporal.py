@@ -10,7 +10,7 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import SearchAttributeKey
 from temporalio.service import TLSConfig
 
-from mojaflow.codec import data_converter, load_payload_key
+from mojaflow.codec import data_converter, load_payload_ring
 from mojaflow.settings import Settings
 
 __all__ = [
@@ -121,7 +121,10 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     or we refuse stops the process at start instead of failing every call; only "nobody answers" goes lazy."""
     tls = tls_config(settings)
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key is not None else None
-    converter = data_converter(load_payload_key(settings))
+    try:
+        converter = data_converter(load_payload_ring(settings))
+    except ValueError as error:  # a malformed ring: one line naming its setting, never key material
+        raise TemporalConnectError(str(error)) from None
 
     async def attempt(*, lazy: bool) -> Client:
         return await Client.connect(

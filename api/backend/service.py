@@ -24,6 +24,7 @@ from activities.errors import CoreBankingRefused, CoreBankingUnavailable
 from api.backend.errors import BackendError
 from mojaflow.database import Database
 from mojaflow.inbound_models import (
+    BackendParty,
     InboundNotification,
     InboundPolicy,
     InboundQuote,
@@ -35,7 +36,7 @@ from mojaflow.inbound_models import (
     mojaloop_amount,
     party_key,
 )
-from mojaflow.keys import load_party_hash_key
+from mojaflow.keys import load_party_hash_ring
 from mojaflow.models import Direction, PartyView, TransferState, TransferView, WaitRequest
 from mojaflow.settings import Settings
 from mojaflow.temporal import (
@@ -73,7 +74,7 @@ class InboundService:
         self._db = database
         self._cbs = cbs
         self._settings = settings
-        self._party_hash_key = load_party_hash_key(settings)
+        self._party_hash_ring = load_party_hash_ring(settings)  # the first key makes payee keys, all match
 
     # -- parties and quotes: the CBS directly --------------------------------------------------------
 
@@ -126,7 +127,7 @@ class InboundService:
             commission=mojaloop_amount(commission),
             expiration=expiration,
             account_id=holder.account_id,
-            payee_key=party_key(self._party_hash_key, payee.id_type, payee.id_value, payee.id_sub_value),
+            payee_key=party_key(self._party_hash_ring.primary, payee.id_type, payee.id_value, payee.id_sub_value),
             payee_name=holder.display_name,
         )
         await self._db.save_quote(saved.quote_id, saved.transaction_id, saved.model_dump(mode="json"))
@@ -234,7 +235,7 @@ class InboundService:
             quoted_transfer_amount=request.quote.transfer_amount,
             quoted_currency=request.quote.transfer_amount_currency,
             quoted_expiration=request.quote.expiration,
-            payee_key=party_key(self._party_hash_key, payee.id_type, payee.id_value, payee.id_sub_value),
+            payee_key=self._payee_key(payee, quote),
             payer=PartyView(name=payer.name(), fsp_id=payer.fsp_id),
             payee_fsp_id=payee.fsp_id,
             saved_quote=quote,
@@ -247,6 +248,12 @@ class InboundService:
             ),
             received_at=datetime.now(UTC),
         )
+
+    def _payee_key(self, payee: BackendParty, quote: InboundQuote | None) -> str:
+        """The payee's key under the ring key its quote was saved with (a rotation in between still matches);
+        under the first key when no key of the ring gives the quote's (the workflow then refuses the mismatch)."""
+        keys = [party_key(key, payee.id_type, payee.id_value, payee.id_sub_value) for key in self._party_hash_ring.keys]
+        return next((key for key in keys if quote is not None and key == quote.payee_key), keys[0])
 
     async def _start_and_wait(self, transfer: InboundTransferInput) -> TransferView:
         start = WithStartWorkflowOperation(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from activities.core_banking import CoreBankingClient
 from api.backend import BackendError, InboundService
 from mojaflow.database import Database
 from mojaflow.inbound_models import QuoteRequestBody
+from mojaflow.keys import load_party_hash_ring
 from mojaflow.settings import Settings
 from tests.conftest import Stack
 from tests.inbound.flow import new_payee, quote_request, transfer_request
@@ -293,7 +293,7 @@ async def test_the_payee_id_is_matched_by_a_keyed_hash_not_a_plain_one(stack: St
     database = Database(Settings(data_dir=stack.data_dir).resolved_database_url)
     saved = await database.get_quote(quote.json()["quoteId"])
     await database.close()
-    hash_key = base64.b64decode((stack.data_dir / "party-hash.key").read_text())
+    hash_key = load_party_hash_ring(Settings(data_dir=stack.data_dir)).primary  # the ring file there
     message = f"MSISDN\x1f{payee.msisdn}\x1f".encode()
 
     assert saved is not None

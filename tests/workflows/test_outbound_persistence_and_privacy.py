@@ -15,7 +15,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from api.codec_server import codec_router
 from api.problems import install_problem_handlers
-from mojaflow.codec import EncryptionCodec, load_payload_key
+from mojaflow.codec import EncryptionCodec, load_payload_ring
 from mojaflow.settings import Settings
 from tests.conftest import ROOT, Stack
 from tests.support.process import ServerProcess, free_port
@@ -138,7 +138,7 @@ async def test_the_codec_endpoint_answers_only_on_this_machine(stack: Stack, tmp
     """Even when the client API listens on all interfaces for the CBS, plaintext is never served to another host.
     (A loopback test cannot come from another address: the app is called in process as if it had.)"""
     settings = Settings(data_dir=tmp_path, payload_key=SecretStr(stack.env["MOJAFLOW_PAYLOAD_KEY"]))
-    codec = EncryptionCodec(load_payload_key(settings))
+    codec = EncryptionCodec(load_payload_ring(settings))
     body = json_format.MessageToJson(Payloads(payloads=await codec.encode([Payload(data=b"25633333333")])))
     app = FastAPI()
     install_problem_handlers(app)
