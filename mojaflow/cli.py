@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import typer
 
-from mojaflow import key_rotation
+from mojaflow import api_key_commands, key_rotation
 
 __all__ = ["app", "keys_app", "main"]
 
 app = typer.Typer(help="mojaflow: a durable Mojaloop core connector. Operators' tools.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of the client API, and the keys mojaflow encrypts with.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+
+# The client API's keys (README "Authentication"): mojaflow/api_key_commands.py
+keys_app.command("create")(api_key_commands.create_key)
+keys_app.command("list")(api_key_commands.list_keys)
+keys_app.command("revoke")(api_key_commands.revoke_key)
 
 # The rings mojaflow encrypts with (README "Keys and rotation"): mojaflow/key_rotation.py
 keys_app.command("rotate-payload")(key_rotation.rotate_payload)

@@ -1,0 +1,66 @@
+"""The audit log: who did what to which transfer, and when. Append-only (the database refuses UPDATE and DELETE).
+
+An actor is `api_key:<key_id>` (a client API key), a token's subject (`token:<sub>`, once tokens exist), `cli`
+(the `mojaflow` command) or `anonymous` (`MOJAFLOW_AUTH=none`). `detail` says the outcome in our vocabulary
+(states, codes, key ids): never names, party ids or accounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from mojaflow.database import Database, audit_log
+
+__all__ = ["AuditEntry", "audit_entries", "record_action"]
+
+_DETAIL_MAX = 200
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    client_key: str | None
+    action: str
+    transfer_id: str | None
+    detail: str | None
+
+
+async def record_action(
+    database: Database,
+    *,
+    actor: str,
+    action: str,
+    client_key: str | None = None,
+    transfer_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Append one entry (now)."""
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            audit_log.insert().values(
+                at=datetime.now(UTC),
+                actor=actor,
+                client_key=client_key,
+                action=action,
+                transfer_id=transfer_id,
+                detail=detail[:_DETAIL_MAX] if detail else detail,
+            )
+        )
+
+
+async def audit_entries(database: Database, *, transfer_id: str | None = None, limit: int = 100) -> list[AuditEntry]:
+    """The latest entries (of one transfer, if given), oldest first."""
+    query = select(
+        audit_log.c.at, audit_log.c.actor, audit_log.c.client_key, audit_log.c.action, audit_log.c.transfer_id,
+        audit_log.c.detail,
+    )  # fmt: skip
+    if transfer_id is not None:
+        query = query.where(audit_log.c.transfer_id == transfer_id)
+    query = query.order_by(audit_log.c.id.desc()).limit(limit)
+    async with database.engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return [AuditEntry(*row) for row in reversed(rows)]
