@@ -10,7 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from api.backend.network import client_allowed
+from mojaflow.settings import Settings
 from tests.conftest import Stack
 from tests.inbound.flow import new_payee
 from tests.support.api_process import api_process
@@ -133,3 +136,39 @@ async def test_tls_without_a_client_ca_serves_any_https_client(
             served = await client.get(f"https://127.0.0.1:{api.backend_port}/health")
 
     assert served.status_code == 200, served.text
+
+
+@pytest.mark.parametrize(
+    ("peer", "allowed"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),  # an IPv4 client of a dual-stack listener
+        ("127.0.0.2", False),
+        ("10.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("fe80::1%eth0", False),
+        ("not-an-address", False),
+        (None, False),  # e.g. a Unix socket: no peer address
+    ],
+)
+def test_the_default_allow_list_is_loopback_only(peer: str | None, allowed: bool) -> None:
+    assert client_allowed(peer, Settings(_env_file=None).backend_allowed_clients) is allowed
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MOJAFLOW_BACKEND_ALLOWED_CLIENTS": "10.0.0.1/8"}, "not a valid IPv4 or IPv6 network"),
+        ({"MOJAFLOW_BACKEND_ALLOWED_CLIENTS": " , "}, "at least 1 item"),
+        ({"MOJAFLOW_BACKEND_TLS_CERT": "/some/cert.pem"}, "must be set together"),
+        ({"MOJAFLOW_BACKEND_TLS_CLIENT_CA": "/some/ca.pem"}, "needs MOJAFLOW_BACKEND_TLS_CERT"),
+    ],
+)
+def test_bad_backend_network_settings_refuse_to_start(
+    env: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None)
