@@ -13,17 +13,18 @@ from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from temporalio.client import Client
 
 from activities.core_banking import CoreBankingClient
+from api.auth import ApiKeyVerifier, Authenticator
 from api.backend import InboundService, install_backend_error_handlers
 from api.backend import router as backend_router
 from api.backend.errors import ErrorResponse, error_responses
 from api.backend.network import AllowedClients
 from api.codec_server import codec_router
+from api.cors import PrefixCORS
 from api.dependencies import HealthDep
 from api.headers import _RULES as HEADER_RULES  # the one statement of each header's rule
 from api.headers import PAYMENT_CHANNELS, PRODUCTS
@@ -32,6 +33,7 @@ from api.openapi import publish_openapi
 from api.problems import ProblemDetails, install_problem_handlers
 from api.transfer_service import TransferService
 from api.transfers import router as transfers_router
+from mojaflow.api_keys import ApiKeyStore
 from mojaflow.codec import EncryptionCodec, load_payload_ring
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
@@ -113,6 +115,7 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
             app.state.settings = settings
             app.state.transfers = TransferService(opened.client, opened.database, settings)
             app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)
+            app.state.authenticator = _authenticator(settings, opened.database)
             yield
 
     app = FastAPI(
@@ -123,9 +126,11 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
     )
     install_problem_handlers(app)
     publish_openapi(app, [ProblemDetails], headers=_money_movement_header_docs())
+    # Browsers only ever need the codec endpoint (the Temporal Web UI's origin); never /transfers.
     app.add_middleware(
-        CORSMiddleware, allow_origins=settings.codec_cors_origins, allow_methods=["POST"], allow_headers=["*"]
-    )
+        PrefixCORS, prefix="/codec", allow_origins=settings.codec_cors_origins, allow_methods=["POST"],
+        allow_headers=["*"],
+    )  # fmt: skip
     app.include_router(transfers_router)
     app.include_router(codec_router(EncryptionCodec(load_payload_ring(settings)), settings.codec_cors_origins))
     app.add_api_route(
@@ -137,6 +142,17 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
         responses=_HEALTH_RESPONSES,
     )
     return app
+
+
+def _authenticator(settings: Settings, database: Database) -> Authenticator:
+    """Who may call the client API (api.auth): API keys, or nobody checked at all with MOJAFLOW_AUTH=none."""
+    if settings.auth == "none":
+        log.warning(
+            "MOJAFLOW_AUTH=none: the client API authenticates nobody; the client_key header decides and every "
+            "caller reads every transfer. For local experiments only."
+        )
+    store = ApiKeyStore(database, load_secrets_ring(settings))
+    return Authenticator(settings.auth, [ApiKeyVerifier(store, settings.api_key_cache_s)])
 
 
 def create_backend_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
