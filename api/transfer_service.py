@@ -5,6 +5,7 @@ database. Owns the Temporal client and the database; routes stay a few lines eac
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,6 +14,7 @@ from typing import Any
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -124,6 +126,7 @@ class TransferService:
         the run is gone. A retry after a crash, a timeout or a lost answer delivers what never arrived, and
         replays what did.
         """
+        started = time.monotonic()
         stored = await self._db.find_transfer(transfer_id)
         if stored is None or stored.view.direction != Direction.OUTBOUND or stored.client_key != headers.client_key:
             raise _not_found(transfer_id)
@@ -174,12 +177,41 @@ class TransferService:
                 raise Problem(409, "invalid_state", "Transfer not in that state", _reason(error, view)) from None
             detail = f"the transfer is {view.current_state}: nothing awaits a decision"
             raise Problem(409, "invalid_state", "Transfer not in that state", detail) from None
-        if not claim.created:  # Temporal may have answered from the first delivery, long ago: what is saved now
-            current = await self._db.find_transfer(view.transfer_id)
-            if current is not None and decision_taken(current.view, update_id, decision):
-                return Outcome(current.view, status=200, replayed=True)
+        if not claim.created:  # taken under this key, maybe long ago: Temporal answered from the first delivery
+            remaining_s = max(0.0, wait_s - (time.monotonic() - started))
+            shown = await self._once_shown(handle, view.transfer_id, waiting, remaining_s, update_id, decision)
+            return Outcome(shown or result, status=200, replayed=True)
         moved_on = result.current_state in REPORTABLE_STATES and result.current_state != waiting
         return Outcome(result, status=200 if moved_on else 202)
+
+    async def _once_shown(
+        self,
+        handle: WorkflowHandle[Any, Any],
+        transfer_id: str,
+        waiting: TransferState,
+        wait_s: float,
+        update_id: str,
+        decision: AcceptanceDecision,
+    ) -> TransferView | None:
+        """The saved transfer once it shows the decision taken under `update_id` (saved with the state after
+        `waiting`), waiting up to `wait_s` for that as a first request would; None if not in time."""
+        current = await self._db.find_transfer(transfer_id)
+        if current is not None and decision_taken(current.view, update_id, decision):
+            return current.view
+        if wait_s <= 0:
+            return None
+        try:
+            return await asyncio.wait_for(
+                handle.execute_update(
+                    OutboundTransferWorkflow.wait_for_report,
+                    WaitRequest(wait_s=wait_s, leaving=waiting),
+                    rpc_timeout=timedelta(seconds=wait_s + 5),
+                ),
+                timeout=wait_s + 6,
+            )
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateFailedError, RPCError):
+            current = await self._db.find_transfer(transfer_id)  # e.g. the run ended meanwhile: saved at its end
+            return current.view if current is not None and decision_taken(current.view, update_id, decision) else None
 
     async def get(self, transfer_id: str) -> TransferView:
         view = await self._db.get_transfer(transfer_id)

@@ -263,6 +263,7 @@ class DecisionInput(AcceptanceDecision):
 
 class WaitRequest(BaseModel):
     wait_s: float = Field(ge=0, le=60)
+    leaving: TransferState | None = None  # wait past this state too (a decision's retry: the one it decided)
 
 
 class PartyView(CamelModel):

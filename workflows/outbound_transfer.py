@@ -450,8 +450,9 @@ class OutboundTransferWorkflow(SavedTransferState):
 
     @workflow.update
     async def wait_for_report(self, request: WaitRequest) -> TransferView:
-        """Answers once the transfer needs the CBS or is final, or after `wait_s`, with what is saved."""
-        await self._wait_for_report(request.wait_s)
+        """Answers once the transfer needs the CBS (other than in `leaving`) or is final, or after `wait_s`, with
+        what is saved."""
+        await self._wait_for_report(request.wait_s, leaving=request.leaving)
         return self._published
 
     @workflow.query
