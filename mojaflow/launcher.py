@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mojaflow.api_keys import ApiKeyStore, ensure_dev_key
 from mojaflow.database import Database
 from mojaflow.keys import load_party_hash_ring, load_payload_ring, load_secrets_ring
 from mojaflow.settings import Settings
@@ -123,6 +124,18 @@ async def _stop(components: list[Component]) -> None:
             await component.process.wait()
 
 
+async def _dev_key(settings: Settings, database: Database) -> None:
+    """The development API key (`mojaflow.api_keys.ensure_dev_key`): printed when made, on first start only."""
+    path = settings.data_dir / "dev-api-key"
+    outcome, key = await ensure_dev_key(ApiKeyStore(database, load_secrets_ring(settings)), path)
+    if outcome == "made":
+        print(f"mojaflow: development API key (client_key bank1, operator), also in {path} (0600): {key}", flush=True)
+    elif outcome == "refused":
+        print(f"mojaflow: {path} holds a key this database does not accept (revoked?): delete it for a new one")
+    else:
+        print(f"mojaflow: development API key in {path}", flush=True)
+
+
 async def run(settings: Settings) -> int:
     if settings.temporal_dev_server and tls_enabled(settings):
         print(
@@ -145,6 +158,8 @@ async def run(settings: Settings) -> int:
         return 2
     database = Database(settings.resolved_database_url)
     await database.create_schema()
+    if settings.auth == "api_key":
+        await _dev_key(settings, database)
     await database.close()
 
     stop_requested = asyncio.Event()

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.support.auth import client_api_auth
 from tests.support.stack import ROOT, Stack, running_stack
 from tests.support.temporal_env import assert_no_workflow_failed, local_temporal, time_skipping_temporal
 
@@ -50,5 +51,6 @@ def stack(
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=70) as client:
+    """Authenticated to our client APIs as tests/support/auth.py says; nothing added for other servers."""
+    async with httpx.AsyncClient(timeout=70, auth=client_api_auth) as client:
         yield client

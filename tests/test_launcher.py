@@ -55,6 +55,10 @@ def _wait_healthy(api: str, process: subprocess.Popen[bytes], log: Path, timeout
     raise AssertionError(f"mojaflow never became healthy:\n{log.read_text()[-3000:]}")
 
 
+def _read(api: str, transfer_id: str, auth: dict[str, str]) -> dict[str, object]:
+    return dict(httpx.get(f"{api}/transfers/{transfer_id}", headers=auth, timeout=10).json())
+
+
 def _stop(process: subprocess.Popen[bytes]) -> float:
     started = time.monotonic()
     os.kill(process.pid, signal.SIGTERM)
@@ -90,13 +94,18 @@ def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path
         output = log.read_text()
         for component in ("temporal", "sdk-sim", "cbs-sim", "worker", "api"):
             assert f"{component:>8} | " in output, f"no line prefixed by {component}"
+        key_file = tmp_path / "dev-api-key"  # the development key, made on first start
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+        assert httpx.get(f"{api}/transfers", timeout=10).status_code == 401
         body = transfer_body()
         httpx.put(f"{sdk}/_sim/faults/{body['homeTransactionId']}", json={"moneyStepDelayS": 30}).raise_for_status()
         created = httpx.post(
-            f"{api}/transfers", json=body, headers={**money_movement_headers(), "Prefer": "respond-async"}, timeout=10
-        ).json()
+            f"{api}/transfers", json=body, headers={**money_movement_headers(), **auth, "Prefer": "respond-async"},
+            timeout=10,
+        ).json()  # fmt: skip
         deadline = time.monotonic() + 30
-        while httpx.get(f"{api}/transfers/{created['transferId']}").json()["currentState"] != "TRANSFERRING":
+        while _read(api, created["transferId"], auth)["currentState"] != "TRANSFERRING":
             assert time.monotonic() < deadline, "the transfer never reached the money step"
             time.sleep(0.1)
     finally:
@@ -108,10 +117,11 @@ def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path
     try:
         _wait_healthy(api, second, log)
         deadline = time.monotonic() + 90
-        while (state := httpx.get(f"{api}/transfers/{created['transferId']}").json())["currentState"] != "COMPLETED":
+        while (state := _read(api, created["transferId"], auth))["currentState"] != "COMPLETED":
             assert time.monotonic() < deadline, f"not resumed: {state['currentState']}"
             time.sleep(0.2)
         sdk_view = httpx.get(f"{sdk}/_sim/transfers/{state['sdkTransferId']}").json()
         assert sdk_view["prepareCount"] == 1
     finally:
         _stop(second)
+    assert log.read_text().count(auth["Authorization"].removeprefix("Bearer ")) == 1  # printed at first start only

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.auth import register_client_api
 from tests.support.process import ServerProcess, free_port
 from tests.support.stack import ROOT, Stack
 
@@ -46,6 +47,7 @@ def api_process(stack: Stack, tmp_path: Path, **settings: str) -> Iterator[Api]:
         **settings,
     }
     client_url = f"http://127.0.0.1:{client_port}"
+    register_client_api(client_url, env)  # the tests' requests to it carry keys of its database
     process = ServerProcess(
         "api-under-test",
         [sys.executable, "-m", "api"],

@@ -20,6 +20,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from tests.support.auth import register_client_api
 from tests.support.process import ServerProcess, free_port
 
 __all__ = ["ROOT", "SHORTENED_SETTINGS", "Stack", "running_stack"]
@@ -50,6 +51,9 @@ class Stack:
     api: ServerProcess
     worker: ServerProcess
     extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # the tests' requests to its client API carry its keys (tests/support/auth.py)
+        register_client_api(self.api_url, self.env)
 
     def worker_process(self) -> ServerProcess:
         """A fresh worker process of this stack (same task queue), e.g. to replace a killed one."""

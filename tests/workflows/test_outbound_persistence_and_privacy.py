@@ -18,6 +18,7 @@ from api.problems import install_problem_handlers
 from mojaflow.codec import EncryptionCodec, load_payload_ring
 from mojaflow.settings import Settings
 from tests.conftest import ROOT, Stack
+from tests.support.auth import register_client_api
 from tests.support.process import ServerProcess, free_port
 from tests.support.transfers import money_movement_headers, new_payer, transfer_body
 
@@ -39,6 +40,7 @@ async def test_get_is_answered_from_our_database_without_any_history(stack: Stac
     env = {**stack.env, "MOJAFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "MOJAFLOW_CLIENT_API_PORT": str(port),
            "MOJAFLOW_BACKEND_API_PORT": str(free_port())}  # fmt: skip
     argv = [sys.executable, "-m", "api"]
+    register_client_api(f"http://127.0.0.1:{port}", env)  # the test's requests carry keys of the stack's database
     with ServerProcess("api-without-temporal", argv, health_url=f"http://127.0.0.1:{port}/openapi.json", env=env,
                        cwd=str(ROOT), log_path=stack.data_dir / "api-without-temporal.log").start():  # fmt: skip
         health = await http.get(f"http://127.0.0.1:{port}/health")
