@@ -2,7 +2,8 @@
 history file is read and replayed. Shared by the recorder (tests/histories/record.py) and the replay test
 (tests/workflows/test_history_corpus.py).
 
-Each `<path>.json` is `WorkflowHistory.to_json()` of one run (as `temporal workflow show --output json` writes
+Each `<path>.json` (and `deployed/<release>/<path>.json`, kept from a release: README, "Re-recording the
+history corpus") is `WorkflowHistory.to_json()` of one run (as `temporal workflow show --output json` writes
 it): payloads base64-encoded, and encrypted by our codec with `payload.key`, a key for this synthetic test data
 only.
 """
@@ -10,18 +11,20 @@ only.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import WorkflowHistory
+from temporalio.converter import DefaultFailureConverter
 from temporalio.worker import Replayer
 
 from mojaflow.codec import data_converter
 from worker import WORKFLOWS, workflow_runner
 
-__all__ = ["CORPUS_DIR", "corpus_key", "history_files", "load_history", "replay", "replayer"]
+__all__ = ["CORPUS_DIR", "corpus_key", "corpus_name", "history_files", "load_history", "replay", "replayer"]
 
 CORPUS_DIR = Path(__file__).resolve().parent
 KEY_FILE = CORPUS_DIR / "payload.key"
@@ -33,7 +36,13 @@ def corpus_key() -> bytes:
 
 
 def history_files() -> list[Path]:
-    return sorted(CORPUS_DIR.glob("*.json"))
+    """This code's recordings (`<path>.json`), and those of deployed releases kept in `deployed/<release>/`."""
+    return sorted(CORPUS_DIR.rglob("*.json"))
+
+
+def corpus_name(path: Path) -> str:
+    """`outbound_auto_completed.json`, `deployed/<release>/outbound_auto_completed.json`."""
+    return path.relative_to(CORPUS_DIR).as_posix()
 
 
 def load_history(path: Path) -> WorkflowHistory:
@@ -44,18 +53,16 @@ def load_history(path: Path) -> WorkflowHistory:
 
 
 def replayer(workflows: Sequence[type] = WORKFLOWS) -> Replayer:
-    """A replayer as strict as the worker can be: our workflows through the sandbox, our encrypted converter."""
-    return Replayer(
-        workflows=workflows,
-        workflow_runner=workflow_runner(sandboxed=True),
-        data_converter=data_converter(corpus_key()),
-    )
+    """A replayer as strict as the worker can be: our workflows through the sandbox, our encrypted converter.
+    Failures it raises itself keep their message in clear (synthetic data): a replay failure must be readable."""
+    converter = dataclasses.replace(data_converter(corpus_key()), failure_converter_class=DefaultFailureConverter)
+    return Replayer(workflows=workflows, workflow_runner=workflow_runner(sandboxed=True), data_converter=converter)
 
 
 async def replay(files: Sequence[Path], workflows: Sequence[type] = WORKFLOWS) -> dict[str, Exception | None]:
-    """Replay each file (one replayer for all); by file name, the replay failure or None."""
+    """Replay each file (one replayer for all); by its name in the corpus, the replay failure or None."""
     outcomes: dict[str, Exception | None] = {}
-    names = iter([path.name for path in files])
+    names = iter([corpus_name(path) for path in files])
 
     async def histories() -> AsyncIterator[WorkflowHistory]:
         for path in files:

@@ -4,7 +4,8 @@ for some paths only (`--list` names them).
 Starts the real stack as the tests do (a Temporal dev server, the simulators, our API and worker, in a temporary
 directory; the corpus's own payload key), drives each path of tests/histories/paths.py in turn, and writes the
 history of each run to tests/histories/<path>.json (later runs of a workflow that continued as new to
-<path>_run<N>.json). Then it replays what it wrote, as tests/workflows/test_history_corpus.py will.
+<path>_run<N>.json), never touching tests/histories/deployed/. Then it replays what it wrote, as
+tests/workflows/test_history_corpus.py will.
 
 Run it only while no history of the current workflow code is in a deployment that must go on replaying it:
 README, "Re-recording the history corpus".
@@ -22,7 +23,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client, WorkflowHistory
 
-from tests.histories.corpus import CORPUS_DIR, corpus_key, history_files, replay
+from tests.histories.corpus import CORPUS_DIR, corpus_key, replay
 from tests.histories.paths import PATHS, Driver
 from tests.support.stack import running_stack
 from tests.support.temporal_env import local_temporal
@@ -41,7 +42,12 @@ async def record(names: list[str]) -> list[Path]:
                     driver = Driver(stack, http)
                     for name in names:
                         started = time.monotonic()
-                        workflow_id = await PATHS[name](driver)
+                        try:
+                            workflow_id = await PATHS[name](driver)
+                        except BaseException:
+                            for process in (stack.worker, stack.api):
+                                print(f"--- {process.name} log:\n{process.log_tail()}", file=sys.stderr)
+                            raise
                         files = _write(name, await _runs(stack.client, workflow_id))
                         written += files
                         print(f"{name}: {len(files)} run(s) in {time.monotonic() - started:.1f} s", flush=True)
@@ -84,10 +90,9 @@ async def main(argv: list[str]) -> int:
         parser.error(f"unknown paths {unknown}; --list names them")
     names = args.paths or list(PATHS)
     written = await record(names)
-    if not args.paths:  # a full recording: files of paths that no longer exist go
-        for stale in set(history_files()) - set(written):
-            print(f"removed {stale.name}: no path records it any more")
-            stale.unlink()
+    if not args.paths:  # deployed/ is never touched: those histories are what running workflows replay
+        for other in sorted(set(CORPUS_DIR.glob("*.json")) - set(written)):
+            print(f"left as is: {other.name} (no path records it; delete it if its path is gone)")
     failures = {name: failure for name, failure in (await replay(written)).items() if failure is not None}
     for name, failure in failures.items():
         print(f"does not replay: {name}: {failure!r}", file=sys.stderr)
