@@ -180,7 +180,7 @@ class TransferService:
         if not claim.created:  # taken under this key, maybe long ago: Temporal answered from the first delivery
             remaining_s = max(0.0, wait_s - (time.monotonic() - started))
             shown = await self._once_shown(handle, view.transfer_id, waiting, remaining_s, update_id, decision)
-            return Outcome(shown or result, status=200, replayed=True)
+            return Outcome(shown, status=200, replayed=True) if shown else Outcome(result, status=202, replayed=True)
         moved_on = result.current_state in REPORTABLE_STATES and result.current_state != waiting
         return Outcome(result, status=200 if moved_on else 202)
 
