@@ -16,7 +16,7 @@ import httpx
 from temporalio.client import WorkflowExecutionStatus
 
 from mojaflow.temporal import inbound_workflow_id, outbound_workflow_id
-from tests.inbound.flow import new_payee, notification, quote_request, transfer_request
+from tests.inbound.flow import new_payee, notification, quote_request, switch_records, transfer_request
 from tests.support.stack import Stack
 from tests.support.transfers import (
     money_movement_headers,
@@ -94,8 +94,8 @@ class Driver:
         await _until(enough, f"{workflow_id} never reached {count} runs", timeout_s=60)
 
     async def switch_says(self, sdk_transfer_id: str, state: str) -> None:
-        url = f"{self.stack.sdk_url}/_sim/switch/{sdk_transfer_id}"
-        (await self.http.put(url, json={"transferState": state})).raise_for_status()
+        """What the simulated switch answers about the transfer from now on."""
+        await switch_records(self.http, self.stack.sdk_url, sdk_transfer_id, state)
 
     async def cancel(self, workflow_id: str) -> None:
         await self.stack.client.get_workflow_handle(workflow_id).cancel()

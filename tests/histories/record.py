@@ -2,13 +2,12 @@
 for some paths only (`--list` names them).
 
 Starts the real stack as the tests do (a Temporal dev server, the simulators, our API and worker, in a temporary
-directory; the corpus's own payload key), drives each path of tests/histories/paths.py in turn, and writes the
-history of each run to tests/histories/<path>.json (later runs of a workflow that continued as new to
-<path>_run<N>.json), never touching tests/histories/deployed/. Then it replays what it wrote, as
-tests/workflows/test_history_corpus.py will.
+directory; the corpus's own payload key), drives each path of tests/histories/paths.py in turn and, once all
+have ended as they should, writes the history of each run to tests/histories/<path>.json (later runs of a
+workflow that continued as new to <path>_run<N>.json), never touching tests/histories/deployed/. Then it replays
+what it wrote, as tests/workflows/test_history_corpus.py will.
 
-Run it only while no history of the current workflow code is in a deployment that must go on replaying it:
-README, "Re-recording the history corpus".
+Re-record only while nothing is deployed; after a deploy, see README, "Re-recording the history corpus".
 """
 
 from __future__ import annotations
@@ -25,20 +24,22 @@ from temporalio.client import Client, WorkflowHistory
 
 from tests.histories.corpus import CORPUS_DIR, corpus_key, replay
 from tests.histories.paths import PATHS, Driver
+from tests.support.auth import client_api_auth
 from tests.support.stack import running_stack
 from tests.support.temporal_env import local_temporal
 
 __all__ = ["main", "record"]
 
 
-async def record(names: list[str]) -> list[Path]:
-    """Drive each named path on a fresh stack and write its histories; the files written."""
+async def record(names: list[str]) -> dict[str, list[WorkflowHistory]]:
+    """Drive each named path on a fresh stack: by path, the histories of its runs, first to last. Raises (and
+    nothing is written) if a path does not end as it should or any workflow ended Failed."""
     key = corpus_key()
-    written: list[Path] = []
+    recorded: dict[str, list[WorkflowHistory]] = {}
     with tempfile.TemporaryDirectory(prefix="mojaflow-histories-") as data_dir:
         async with local_temporal(key) as temporal:
             with running_stack(temporal, key, Path(data_dir)) as stack:
-                async with httpx.AsyncClient(timeout=70) as http:
+                async with httpx.AsyncClient(timeout=70, auth=client_api_auth) as http:  # as the `http` fixture
                     driver = Driver(stack, http)
                     for name in names:
                         started = time.monotonic()
@@ -48,10 +49,9 @@ async def record(names: list[str]) -> list[Path]:
                             for process in (stack.worker, stack.api):
                                 print(f"--- {process.name} log:\n{process.log_tail()}", file=sys.stderr)
                             raise
-                        files = _write(name, await _runs(stack.client, workflow_id))
-                        written += files
-                        print(f"{name}: {len(files)} run(s) in {time.monotonic() - started:.1f} s", flush=True)
-    return written
+                        recorded[name] = await _runs(stack.client, workflow_id)
+                        print(f"{name}: {len(recorded[name])} run(s) in {time.monotonic() - started:.1f} s", flush=True)
+    return recorded
 
 
 async def _runs(client: Client, workflow_id: str) -> list[WorkflowHistory]:
@@ -89,7 +89,7 @@ async def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"unknown paths {unknown}; --list names them")
     names = args.paths or list(PATHS)
-    written = await record(names)
+    written = [path for name, runs in (await record(names)).items() for path in _write(name, runs)]
     if not args.paths:  # deployed/ is never touched: those histories are what running workflows replay
         for other in sorted(set(CORPUS_DIR.glob("*.json")) - set(written)):
             print(f"left as is: {other.name} (no path records it; delete it if its path is gone)")
