@@ -16,15 +16,15 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from fastapi import Request
 
 from api.headers import _RULES as HEADER_RULES  # the one statement of each header's rule
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from mojaflow.api_keys import ApiKeyStore, looks_like_api_key
 
-__all__ = ["ApiKeyVerifier", "Authenticator", "Caller", "CredentialVerifier"]
+__all__ = ["AUTH_RESPONSES", "ApiKeyVerifier", "Authenticator", "Caller", "CredentialVerifier"]
 
 log = logging.getLogger("mojaflow.security")
 
@@ -128,6 +128,22 @@ class Authenticator:
                     "the client_key header names another client than the credential's",
                 )  # fmt: skip
         return caller
+
+
+def _auth_responses() -> dict[int | str, dict[str, Any]]:
+    responses = problem_responses({401: ["unauthorized"], 403: ["client_key_mismatch"]})
+    responses[401]["headers"] = {
+        "WWW-Authenticate": {
+            "description": '`Bearer realm="mojaflow"`, with `error="invalid_token"` when a credential was sent',
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    }
+    return responses
+
+
+# What every authenticated route may answer (its `responses=`, beside its own).
+AUTH_RESPONSES = _auth_responses()
 
 
 def _unauthorized(detail: str, *, invalid: bool = False) -> Problem:

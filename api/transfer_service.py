@@ -27,9 +27,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth import Caller
 from api.headers import MoneyMovementHeaders
 from api.idempotency import decision_fingerprint, decision_taken, decision_update_id, key_reused, request_hash
 from api.problems import Problem
+from mojaflow.audit import decision_action, record_action_or_log
 from mojaflow.database import Database
 from mojaflow.models import (
     REPORTABLE_STATES,
@@ -116,7 +118,27 @@ class TransferService:
         return Outcome(current, status=200, replayed=True)
 
     async def decide(
-        self, headers: MoneyMovementHeaders, transfer_id: str, decision: AcceptanceDecision, wait_s: float
+        self, caller: Caller, headers: MoneyMovementHeaders, transfer_id: str, decision: AcceptanceDecision,
+        wait_s: float,
+    ) -> Outcome:  # fmt: skip
+        """`_decide`, and who did it into the audit log: each decision delivered or refused (409), not replays."""
+        action = decision_action(accept_party=decision.accept_party, accept_quote=decision.accept_quote)
+        entry = {"actor": caller.actor, "action": action, "client_key": headers.client_key}
+        try:
+            outcome = await self._decide(headers, transfer_id, decision, wait_s, caller.actor)
+        except Problem as problem:
+            if problem.status == 409:
+                stored = await self._db.find_transfer(transfer_id)
+                ours = stored.view.transfer_id if stored else transfer_id
+                await record_action_or_log(self._db, **entry, transfer_id=ours, detail=f"409 {problem.code}")
+            raise
+        if not outcome.replayed:
+            detail = f"{outcome.status} {outcome.view.current_state}"
+            await record_action_or_log(self._db, **entry, transfer_id=outcome.view.transfer_id, detail=detail)
+        return outcome
+
+    async def _decide(
+        self, headers: MoneyMovementHeaders, transfer_id: str, decision: AcceptanceDecision, wait_s: float, actor: str
     ) -> Outcome:
         """Deliver the CBS's acceptance to the workflow, at most once per idempotency key, whatever failed before.
 
@@ -154,7 +176,7 @@ class TransferService:
             result = await asyncio.wait_for(
                 handle.execute_update(
                     update,
-                    DecisionInput(**decision.model_dump(exclude={"wait_s"}), wait_s=wait_s),
+                    DecisionInput(**decision.model_dump(exclude={"wait_s"}), wait_s=wait_s, actor=actor),
                     id=update_id,
                     rpc_timeout=timedelta(seconds=wait_s + 5),
                 ),
@@ -213,14 +235,16 @@ class TransferService:
             current = await self._db.find_transfer(transfer_id)  # e.g. the run ended meanwhile: saved at its end
             return current.view if current is not None and decision_taken(current.view, update_id, decision) else None
 
-    async def get(self, transfer_id: str) -> TransferView:
-        view = await self._db.get_transfer(transfer_id)
-        if view is None:
+    async def get(self, caller: Caller, transfer_id: str) -> TransferView:
+        """Another client's transfer is not found, as an unknown one: no existence oracle."""
+        stored = await self._db.find_transfer(transfer_id)
+        if stored is None or not caller.may_read(stored.client_key):
             raise _not_found(transfer_id)
-        return view
+        return stored.view
 
     async def list(
         self,
+        caller: Caller,
         *,
         direction: Direction | None,
         state: TransferState | None,
@@ -232,6 +256,7 @@ class TransferService:
             direction=direction.value if direction else None,
             state=state.value if state else None,
             home_transaction_id=home_transaction_id,
+            client_key=caller.read_scope,
             limit=limit,
             after=after,
         )

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.dependencies import TransfersDep
+from api.auth import AUTH_RESPONSES
+from api.dependencies import CallerDep, TransfersDep
 from api.headers import MoneyMovementHeadersDep
 from api.prefer import WaitPreference, parse_prefer
 from api.problems import Problem, problem_responses
@@ -82,10 +83,11 @@ def _answer(outcome: Outcome, wait: WaitPreference | None = None) -> JSONRespons
                 503: ["temporal_unavailable"],
             }
         ),
+        **AUTH_RESPONSES,
     },
 )
 async def create_transfer(
-    body: TransferRequest, headers: MoneyMovementHeadersDep, wait: WaitDep, transfers: TransfersDep
+    _caller: CallerDep, body: TransferRequest, headers: MoneyMovementHeadersDep, wait: WaitDep, transfers: TransfersDep
 ) -> JSONResponse:
     """Start an outbound transfer; answers once it needs a decision or is final, or 202 after the wait."""
     return _answer(await transfers.create(headers, body, wait.wait_s), wait)
@@ -107,9 +109,11 @@ async def create_transfer(
                 503: ["temporal_unavailable"],
             }
         ),
+        **AUTH_RESPONSES,
     },
 )
 async def decide_transfer(
+    caller: CallerDep,
     transfer_id: str,
     body: AcceptanceDecision,
     headers: MoneyMovementHeadersDep,
@@ -121,18 +125,19 @@ async def decide_transfer(
         raise Problem(
             422, "validation_error", "Invalid request", "body: send exactly one of acceptParty or acceptQuote"
         )
-    return _answer(await transfers.decide(headers, transfer_id, body, wait.wait_s), wait)
+    return _answer(await transfers.decide(caller, headers, transfer_id, body, wait.wait_s), wait)
 
 
 @router.get(
     "/{transfer_id}",
     response_model=TransferView,
     response_model_exclude_none=True,
-    responses=problem_responses({404: ["transfer_not_found"]}),
+    responses={**problem_responses({400: ["invalid_header"], 404: ["transfer_not_found"]}), **AUTH_RESPONSES},
 )
-async def get_transfer(transfer_id: str, transfers: TransfersDep) -> TransferView:
-    """A transfer by our transferId or the SDK's; answered from our database, also after Temporal's retention."""
-    return await transfers.get(transfer_id)
+async def get_transfer(caller: CallerDep, transfer_id: str, transfers: TransfersDep) -> TransferView:
+    """A transfer by our transferId or the SDK's; answered from our database, also after Temporal's retention.
+    The caller's own only (an operator's: any); another client's is 404, as an unknown id."""
+    return await transfers.get(caller, transfer_id)
 
 
 class TransferPage(CamelModel):
@@ -156,9 +161,13 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     "",
     response_model=TransferPage,
     response_model_exclude_none=True,
-    responses=problem_responses({400: ["invalid_cursor"], 422: ["validation_error"]}),
+    responses={
+        **problem_responses({400: ["invalid_cursor", "invalid_header"], 422: ["validation_error"]}),
+        **AUTH_RESPONSES,
+    },
 )
 async def list_transfers(
+    caller: CallerDep,
     transfers: TransfersDep,
     direction: Direction | None = None,
     state: TransferState | None = None,
@@ -166,8 +175,9 @@ async def list_transfers(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> TransferPage:
-    """Newest first, for the back office: outbound and inbound alike, filtered and paginated."""
+    """Newest first: the caller's transfers (an operator's: everyone's, inbound ones too), filtered and paginated."""
     rows = await transfers.list(
+        caller,
         direction=direction,
         state=state,
         home_transaction_id=home_transaction_id,

@@ -7,6 +7,7 @@ An actor is `api_key:<key_id>` (a client API key), a token's subject (`token:<su
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,7 +15,9 @@ from sqlalchemy import select
 
 from mojaflow.database import Database, audit_log
 
-__all__ = ["AuditEntry", "audit_entries", "record_action"]
+__all__ = ["AuditEntry", "audit_entries", "decision_action", "record_action", "record_action_or_log"]
+
+log = logging.getLogger("mojaflow.audit")
 
 _DETAIL_MAX = 200
 
@@ -50,6 +53,32 @@ async def record_action(
                 detail=detail[:_DETAIL_MAX] if detail else detail,
             )
         )
+
+
+async def record_action_or_log(
+    database: Database,
+    *,
+    actor: str,
+    action: str,
+    client_key: str | None = None,
+    transfer_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """`record_action`, for what already happened (a decision the workflow took): a database that fails now
+    leaves an error log line instead of an error answer; the transfer's own `decisions` keep the actor anyway."""
+    try:
+        await record_action(
+            database, actor=actor, action=action, client_key=client_key, transfer_id=transfer_id, detail=detail
+        )
+    except Exception as error:  # the action is done: say it could not be recorded, and answer
+        log.error("audit entry %s by %s not written: %s", action, actor, type(error).__name__)
+
+
+def decision_action(*, accept_party: bool | None, accept_quote: bool | None) -> str:
+    """`accept_party`, `reject_party`, `accept_quote` or `reject_quote`."""
+    if accept_party is not None:
+        return "accept_party" if accept_party else "reject_party"
+    return "accept_quote" if accept_quote else "reject_quote"
 
 
 async def audit_entries(database: Database, *, transfer_id: str | None = None, limit: int = 100) -> list[AuditEntry]:
