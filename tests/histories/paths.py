@@ -97,6 +97,11 @@ class Driver:
         """What the simulated switch answers about the transfer from now on."""
         await switch_records(self.http, self.stack.sdk_url, sdk_transfer_id, state)
 
+    async def cbs_refuses_next(self, operation: str, code: str) -> None:
+        """The CBS simulator refuses the next call of `operation` (409 `code`), as a CBS whose state moved on."""
+        fault = {"mode": "refuse", "code": code, "httpStatus": 409, "times": 1}
+        (await self.http.put(f"{self.stack.cbs_url}/_sim/faults/{operation}", json=fault)).raise_for_status()
+
     async def cancel(self, workflow_id: str) -> None:
         await self.stack.client.get_workflow_handle(workflow_id).cancel()
 
@@ -215,6 +220,18 @@ async def cancel_during_money_step(d: Driver) -> str:
     return await d.closed(workflow_id, transfer_id, "COMPLETED")
 
 
+async def settlement_failed(d: Driver) -> str:
+    """The switch committed, the CBS refuses to commit the hold: ERROR_OCCURRED, a person must act."""
+    await d.cbs_refuses_next("commit_hold", "hold_released")
+    return await d.outbound_to_end(expect="ERROR_OCCURRED", amount="10")
+
+
+async def release_failed(d: Driver) -> str:
+    """The payee rejected the transfer (5105), the CBS refuses to release the hold: ERROR_OCCURRED."""
+    await d.cbs_refuses_next("release_hold", "hold_committed")
+    return await d.outbound_to_end(expect="ERROR_OCCURRED", amount=TRANSFER_REJECTED)
+
+
 def _to_end(expect: str, **kwargs: Any) -> Callable[[Driver], Awaitable[str]]:
     async def drive(d: Driver) -> str:
         return await d.outbound_to_end(expect=expect, **kwargs)
@@ -256,6 +273,14 @@ async def inbound_reconcile_continue_as_new(d: Driver) -> str:
     await d.runs(inbound_workflow_id(transfer_id), 3)
     await d.switch_says(transfer_id, "COMMITTED")
     return await d.inbound_closed(transfer_id, "COMMITTED")
+
+
+async def inbound_settlement_failed(d: Driver) -> str:
+    transfer_id = await d.inbound_reserved()
+    await d.cbs_refuses_next("commit_credit", "reservation_released")
+    await d.switch_says(transfer_id, "COMMITTED")
+    await d.notify(transfer_id, "COMMITTED")
+    return await d.inbound_closed(transfer_id, "ERROR_OCCURRED")
 
 
 async def inbound_credit_refused(d: Driver) -> str:
@@ -302,6 +327,8 @@ PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
     "outbound_prepare_lost_released_after_expiry": _to_end(
         "ABORTED", fault={"prepareLost": True, "moneyStepDelayS": 0.2}
     ),
+    "outbound_settlement_failed": settlement_failed,
+    "outbound_release_failed": release_failed,
     "outbound_worker_crash_reconciled": worker_crash_reconciled,
     "outbound_reconcile_continue_as_new": reconcile_continue_as_new,
     "outbound_cancel_waiting_for_party": cancel_waiting_for_party,
@@ -314,6 +341,7 @@ PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
     "inbound_aborted": inbound_aborted,
     "inbound_reconciled_without_notification": inbound_reconciled_without_notification,
     "inbound_reconcile_continue_as_new": inbound_reconcile_continue_as_new,
+    "inbound_settlement_failed": inbound_settlement_failed,
     "inbound_credit_refused": inbound_credit_refused,
     "inbound_quote_mismatch": inbound_quote_mismatch,
 }

@@ -52,6 +52,8 @@ OUTCOMES: dict[str, tuple[str, str | None, str | None]] = {
     "outbound_abort_answer_contradicted_by_switch": ("COMPLETED", None, None),
     "outbound_money_step_timeout_reconciled": ("COMPLETED", None, None),
     "outbound_prepare_lost_released_after_expiry": ("ABORTED", "transfer_not_found", "3208"),
+    "outbound_settlement_failed": ("ERROR_OCCURRED", "settlement_failed", None),
+    "outbound_release_failed": ("ERROR_OCCURRED", "release_failed", None),
     "outbound_worker_crash_reconciled": ("COMPLETED", None, None),
     "outbound_reconcile_continue_as_new": ("COMPLETED", None, None),
     "outbound_cancel_waiting_for_party": ("ABORTED", "cancelled", None),
@@ -62,6 +64,7 @@ OUTCOMES: dict[str, tuple[str, str | None, str | None]] = {
     "inbound_aborted": ("ABORTED", "transfer_aborted", None),
     "inbound_reconciled_without_notification": ("COMMITTED", None, None),
     "inbound_reconcile_continue_as_new": ("COMMITTED", None, None),
+    "inbound_settlement_failed": ("ERROR_OCCURRED", "settlement_failed", None),
     "inbound_credit_refused": ("ABORTED", "credit_refused", "5400"),
     "inbound_quote_mismatch": ("ABORTED", "quote_mismatch", "3100"),
 }
