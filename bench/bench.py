@@ -251,6 +251,7 @@ class Stack:
     temporal_address: str = ""
     api_url: str = ""
     sdk_url: str = ""
+    api_key: str = ""
     our_task_queue: str = "bench-mojaflow"
     bare_task_queue: str = "bench-bare"
 
@@ -305,6 +306,11 @@ class Stack:
             "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
         }
         (self.data_dir / "mojaflow").mkdir()
+        made = subprocess.run(  # the client API's key, as an operator makes one
+            [sys.executable, "-m", "mojaflow.cli", "keys", "create", "--client-key", CLIENT_KEY, "--name", "bench"],
+            env={**os.environ, **env}, cwd=str(ROOT), capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        self.api_key = made.stdout.strip()
         await self.add(
             Proc("api", self.python("api", "-m", "api"), env=env, cwd=str(ROOT), log_path=log / "api.log",
                  ready=http_ok(f"{self.api_url}/openapi.json"))
@@ -419,7 +425,8 @@ async def bench(args: argparse.Namespace) -> int:
     try:
         client = await stack.start()
         limits = httpx.Limits(max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2)
-        async with httpx.AsyncClient(timeout=90, limits=limits) as http:
+        auth = {"Authorization": f"Bearer {stack.api_key}"}
+        async with httpx.AsyncClient(timeout=90, limits=limits, headers=auth) as http:
             our_keys: list[str] = []
             bare_ids: list[str] = []
             ours_one = mojaflow_transfer(http, stack.api_url, our_keys)
