@@ -340,12 +340,21 @@ def _upgrade_to_head(connection: Connection) -> None:
 
 def _private_file(database: str | None) -> None:
     """The SQLite file holds sealed personal data and hashes: created 0600 like our keys (its -wal and -shm files
-    take its mode), and an older, wider one is narrowed."""
+    take its mode), and an older, wider one is narrowed.
+
+    Never open an existing file here: closing any descriptor of it drops every POSIX lock this process holds on it,
+    those of its open SQLite connections included, and another process closing its last connection would then
+    delete the WAL under them (writes lost). Only a file that does not exist yet is created, and chmod takes no
+    descriptor."""
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another process made it first
+            pass
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o600)
 
