@@ -41,7 +41,7 @@ class EncryptionCodec(PayloadCodec):
     of the ring decodes what it encrypted. `keys`: a ring, or one key (its id derived)."""
 
     def __init__(self, keys: KeyRing | bytes) -> None:
-        self.ring = keys if isinstance(keys, KeyRing) else KeyRing.single(keys, setting="MOJAFLOW_PAYLOAD_KEY")
+        self.ring = keys if isinstance(keys, KeyRing) else KeyRing.single(keys, setting="MOJAFLOW_PAYLOAD_KEYS")
         self.key_id = self.ring.primary_id.encode()
         self._encryptor = AESGCM(self.ring.primary)
         self._decryptors: dict[str, AESGCM] = {}

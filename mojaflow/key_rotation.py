@@ -122,7 +122,7 @@ def environment_instructions(name: str, setting: str, alias: str | None, current
     """What to set, in two steps, when the ring comes from the environment (we cannot write there)."""
     key_id = derived_key_id(key)
     entry = f"{key_id}:{base64.b64encode(key).decode()}"
-    if alias is not None and current.setting == alias:
+    if alias is not None and current.alias == alias:
         before = f"${alias}"
         note = f" and unset {alias}"
     else:

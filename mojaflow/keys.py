@@ -69,13 +69,14 @@ class KeyRing:
     setting: str  # the setting that sets this ring, named in every error
     entries: tuple[tuple[str, bytes], ...]
     path: Path | None = None  # the data-dir file it was read from; None when given by a setting
+    alias: str | None = None  # the one-key setting it was given by instead, if so
     # keys found in the file after we read it (a rotation while we run), kept so it is read once per new key
     _later: dict[str, bytes] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def single(cls, key: bytes, *, setting: str) -> KeyRing:
-        _check_key(key, setting)
-        return cls(setting, ((derived_key_id(key), key),))
+    def single(cls, key: bytes, *, setting: str, alias: str | None = None) -> KeyRing:
+        _check_key(key, alias or setting)
+        return cls(setting, ((derived_key_id(key), key),), alias=alias)
 
     @property
     def primary_id(self) -> str:
@@ -95,7 +96,10 @@ class KeyRing:
 
     @property
     def origin(self) -> str:
-        return f"{self.setting} (unset: the ring in {self.path})" if self.path else self.setting
+        """Where this ring came from, for messages."""
+        if self.path is not None:
+            return f"{self.setting} (unset: the ring in {self.path})"
+        return f"{self.alias} (the one-key form of {self.setting})" if self.alias else self.setting
 
     def get(self, key_id: str) -> bytes | None:
         return next((key for known, key in self.entries if known == key_id), None) or self._later.get(key_id)
@@ -154,7 +158,7 @@ def load_ring(spec: RingSpec) -> KeyRing:
         return KeyRing(spec.setting, _parse([s.get_secret_value() for s in spec.entries], spec.setting))
     if spec.single is not None:
         key = _decode(spec.single.get_secret_value(), f"{spec.alias}")
-        return KeyRing.single(key, setting=spec.alias or spec.setting)
+        return KeyRing.single(key, setting=spec.setting, alias=spec.alias)
     if not spec.path.exists():
         _create_exclusively(spec.path, _format([_new_entry()]))
     return _read_file(spec.path, spec.setting)
