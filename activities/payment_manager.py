@@ -201,7 +201,7 @@ def _went_to_money_step(body: dict[str, Any]) -> bool:
 def classify_transfer_answer(status: int, body: dict[str, Any]) -> MoneyStepResult:
     """What one SDK answer says of the money step (the acceptQuote PUT, or an answer that went past it)."""
     record = _record(body)
-    known = {
+    known: dict[str, Any] = {
         "condition": _condition(body),
         "sdk_transfer_id": _sdk_transfer_id(body),
         "expiration": _prepare_expiration(body) or _prepare_expiration(record),
@@ -217,14 +217,14 @@ def classify_transfer_answer(status: int, body: dict[str, Any]) -> MoneyStepResu
             return MoneyStepResult(outcome="REJECTED", failure=SdkFailure(http_status=200), **known)
         return MoneyStepResult(outcome="UNKNOWN", **known)
     failure = _failure_of(status, body)
-    last_error = record.get("lastError") if isinstance(record.get("lastError"), dict) else {}
-    if status == 500 and last_error.get("mojaloopError"):
+    last_error = record.get("lastError")
+    if status == 500 and isinstance(last_error, dict) and last_error.get("mojaloopError"):
         return MoneyStepResult(outcome="REJECTED", failure=failure, **known)
     # 204 (re-PUT after an error), 500 "No cached data found", 504, anything else: reconcile.
     return MoneyStepResult(outcome="UNKNOWN", failure=failure if status >= 400 else None, **known)
 
 
-_NOT_SENT = "not sent"
+_NOT_SENT: Literal["not sent"] = "not sent"
 _RETRIES = 3
 
 
