@@ -14,6 +14,7 @@ from activities.core_banking import CoreBankingClient
 from api.backend import InboundService
 from mojaflow.database import Database
 from mojaflow.inbound_models import TransferBody
+from mojaflow.keys import load_secrets_ring
 from mojaflow.settings import Settings
 from mojaflow.temporal import inbound_workflow_id
 from tests.conftest import Stack
@@ -349,14 +350,15 @@ async def test_a_duplicate_post_after_the_end_leaves_no_unhandled_future(stack: 
     await _reserve(stack, http, payee, quote)
     await _notify(stack, http, quote["transactionId"], "COMMITTED")
     await wait_for_state(http, stack.api_url, quote["transactionId"], {"COMMITTED"})
-    database = Database(Settings(data_dir=stack.data_dir).resolved_database_url)
+    settings = Settings(data_dir=stack.data_dir)
+    database = Database(settings.resolved_database_url, secrets=load_secrets_ring(settings))  # the API's, as it is
     unhandled: list[dict[str, Any]] = []
     loop = asyncio.get_running_loop()
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _, context: unhandled.append(context))
     try:
         async with httpx.AsyncClient(base_url=stack.cbs_url) as cbs:
-            service = InboundService(stack.client, database, CoreBankingClient(cbs), Settings(data_dir=stack.data_dir))
+            service = InboundService(stack.client, database, CoreBankingClient(cbs), settings)
             answer = await service.transfer(TransferBody.model_validate(body))
         del service
         gc.collect()
