@@ -6,13 +6,18 @@
 A backlogged worker is our own worker (same workflows, same activities, same task queue) with
 `no_remote_activities=True`: it is what a worker whose activity slots are all taken looks like from the
 server, a scheduled activity that nobody starts. Hand-offs are polled (`wait_for_pending_activity`), not timed.
+
+Under the time-skipping test server, a worker that hands a workflow over to another must keep no workflow cache
+(`max_cached_workflows=0`): that server never moves a workflow off a stopped worker's sticky queue, so the next
+task (an update, an activity's result) would wait there for ever. The dev server does (tests/workflows/
+test_outbound_backlog_crash.py hands over between processes with their caches on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,7 +29,7 @@ from temporalio.worker import Worker
 from mojaflow.settings import Settings
 from worker import WORKFLOWS, worker_resources, workflow_runner
 
-__all__ = ["backlogged_worker", "settings_of", "wait_for_pending_activity"]
+__all__ = ["backlogged_worker", "our_worker", "settings_of", "wait_for_pending_activity"]
 
 
 def settings_of(env: dict[str, str]) -> Settings:
@@ -33,29 +38,33 @@ def settings_of(env: dict[str, str]) -> Settings:
     return Settings.model_validate({name.removeprefix("MOJAFLOW_").lower(): value for name, value in env.items()})
 
 
-def _activity_methods(objects: list[object]) -> list[Callable[..., Any]]:
-    return [
+def our_worker(client: Client, settings: Settings, activity_objects: list[object], **options: Any) -> Worker:
+    """Our worker as `worker.build_worker` makes it (keep the two alike), with Temporal `Worker` options on top.
+    (A `Worker` registers itself with the client when built, so build_worker's own cannot be copied.)"""
+    methods = [
         getattr(instance, name)
-        for instance in objects
+        for instance in activity_objects
         for name in dir(type(instance))
         if hasattr(getattr(type(instance), name), "__temporal_activity_definition")
     ]
+    config: dict[str, Any] = {
+        "task_queue": settings.task_queue,
+        "workflows": WORKFLOWS,
+        "activities": methods,
+        "workflow_runner": workflow_runner(sandboxed=settings.workflow_sandbox),
+        "max_concurrent_activities": 200,
+    }
+    return Worker(client, **{**config, **options})
 
 
 @asynccontextmanager
-async def backlogged_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+async def backlogged_worker(client: Client, settings: Settings, **options: Any) -> AsyncIterator[None]:
     """Our worker on `settings.task_queue` that runs workflow tasks and local activities only."""
-    async with worker_resources(settings) as objects:
-        worker = Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=WORKFLOWS,
-            activities=_activity_methods(objects),
-            workflow_runner=workflow_runner(sandboxed=settings.workflow_sandbox),
-            no_remote_activities=True,
-        )
-        async with worker:
-            yield worker
+    async with (
+        worker_resources(settings) as objects,
+        our_worker(client, settings, objects, no_remote_activities=True, **options),
+    ):
+        yield
 
 
 async def wait_for_pending_activity(
