@@ -9,11 +9,23 @@ from decimal import Decimal
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
+
+# Signature algorithms a token may use: asymmetric ones only (no `none`, no HS*).
+_TOKEN_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+def _trusted_jwks_url(url: str) -> bool:
+    parsed = urlsplit(url)
+    loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    return parsed.scheme == "https" or (parsed.scheme == "http" and loopback)
 
 
 class Settings(BaseSettings):
@@ -67,6 +79,27 @@ class Settings(BaseSettings):
     auth: Literal["api_key", "none"] = "api_key"
     send_money_auth: Literal["api_key", "none"] = "api_key"  # for the Send Money routes (not built yet)
     api_key_cache_s: float = Field(default=5.0, ge=0, le=60)
+
+    # OAuth2 bearer tokens on the client API (api/jwt_auth.py), off unless the JWKS URL is set: JWTs signed by a
+    # key of that JWKS (cached oauth_jwks_cache_s, refetched on an unknown kid), of that issuer and audience, with
+    # an asymmetric algorithm only; the token's oauth_client_key_claim decides the client_key, its `sub` the actor.
+    oauth_jwks_url: str | None = None
+    oauth_issuer: str | None = None
+    oauth_audience: str | None = None
+    oauth_client_key_claim: str = Field(default="client_key", min_length=1)
+    oauth_operator_scope: str | None = None  # a token with this scope (`scope` or `scp`) reads every client's
+    oauth_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    oauth_jwks_cache_s: float = Field(default=300.0, ge=1, le=86_400)
+    oauth_leeway_s: int = Field(default=30, ge=0, le=300)  # clock skew allowed on exp / nbf
+    # The codec endpoint: `local` (loopback callers from the UI origins: make run's dev server) or `token` (a Temporal
+    # UI elsewhere forwards its user's token: a valid JWT for codec_oauth_audience, or an operator API key)
+    codec_auth: Literal["local", "token"] = "local"
+    codec_oauth_audience: str | None = None  # default: oauth_audience
+    # Abuse limits (api/limits.py): POSTs per credential and minute in each API process (0: none); request bodies
+    # (413) and request heads (431, or the HTTP server's own 400 when the head comes in pieces)
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
 
     # The backend API (SDK-facing). SDK 18.0.2 calls it over plain HTTP without credentials, so the network is its
     # protection: its own interface, an allow-list of client (TCP peer) addresses, optional TLS / mutual TLS for a
@@ -164,6 +197,41 @@ class Settings(BaseSettings):
             raise ValueError("MOJAFLOW_BACKEND_TLS_CERT and MOJAFLOW_BACKEND_TLS_KEY must be set together")
         if self.backend_tls_client_ca is not None and self.backend_tls_cert is None:
             raise ValueError("MOJAFLOW_BACKEND_TLS_CLIENT_CA needs MOJAFLOW_BACKEND_TLS_CERT and _KEY (mutual TLS)")
+        return self
+
+    @field_validator("oauth_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("oauth_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        refused = [alg for alg in value if alg not in _TOKEN_ALGORITHMS]
+        if refused:  # `none` and HS* never: a public key must never serve as an HMAC secret
+            raise ValueError(f"not accepted: {refused}; choose among {sorted(_TOKEN_ALGORITHMS)}")
+        return value
+
+    @field_validator(
+        "oauth_jwks_url", "oauth_issuer", "oauth_audience", "oauth_operator_scope", "codec_oauth_audience",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_oauth_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _oauth_complete(self) -> Settings:
+        oauth = {"JWKS_URL": self.oauth_jwks_url, "ISSUER": self.oauth_issuer, "AUDIENCE": self.oauth_audience}
+        missing = [f"MOJAFLOW_OAUTH_{name}" for name, value in oauth.items() if value is None]
+        if len(missing) < len(oauth) and missing:
+            raise ValueError(f"OAuth2 tokens need MOJAFLOW_OAUTH_JWKS_URL, _ISSUER and _AUDIENCE; missing {missing}")
+        if self.oauth_jwks_url is not None and not _trusted_jwks_url(self.oauth_jwks_url):
+            raise ValueError("MOJAFLOW_OAUTH_JWKS_URL must be https:// (http:// only on 127.0.0.1 or localhost)")
+        if self.codec_oauth_audience is not None and self.oauth_jwks_url is None:
+            raise ValueError("MOJAFLOW_CODEC_OAUTH_AUDIENCE needs MOJAFLOW_OAUTH_JWKS_URL, _ISSUER and _AUDIENCE")
+        if self.codec_auth == "token" and "*" in self.codec_cors_origins:
+            raise ValueError("MOJAFLOW_CODEC_CORS_ORIGINS: the Web UI's exact origins, not `*` (credentials)")
         return self
 
     @field_validator("temporal_tls", mode="before")
