@@ -42,6 +42,12 @@ def backend_tls(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def http_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for both servers: the h11 protocol (whatever else is installed), which refuses a request
+    head it must buffer past MOJAFLOW_MAX_HEADER_BYTES while reading it (api.limits checks a complete one)."""
+    return {"http": "h11", "h11_max_incomplete_event_size": settings.max_header_bytes}
+
+
 async def serve(settings: Settings) -> None:
     async with open_resources(settings) as resources:  # one database engine and one Temporal client for both
         client_api = uvicorn.Config(
@@ -50,6 +56,7 @@ async def serve(settings: Settings) -> None:
             port=settings.client_api_port,
             log_config=None,
             lifespan="on",
+            **http_limits(settings),
         )
         backend_api = uvicorn.Config(
             create_backend_app(settings, resources),
@@ -57,6 +64,7 @@ async def serve(settings: Settings) -> None:
             port=settings.backend_api_port,
             log_config=None,
             lifespan="on",
+            **http_limits(settings),
             # the allow-list judges the TCP peer: no X-Forwarded-For rewriting of the client address
             proxy_headers=False,
             **backend_tls(settings),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,17 +18,19 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from activities.core_banking import CoreBankingClient
-from api.auth import ApiKeyVerifier, Authenticator
+from api.auth import ApiKeyVerifier, Authenticator, CredentialVerifier
 from api.backend import InboundService, install_backend_error_handlers
 from api.backend import router as backend_router
-from api.backend.errors import ErrorResponse, error_responses
+from api.backend.errors import BackendError, ErrorResponse, error_response, error_responses
 from api.backend.network import AllowedClients
-from api.codec_server import codec_router
+from api.codec_server import TokenRequired, codec_router
 from api.cors import PrefixCORS
 from api.dependencies import HealthDep
 from api.headers import _RULES as HEADER_RULES  # the one statement of each header's rule
 from api.headers import PAYMENT_CHANNELS, PRODUCTS
 from api.health import HealthCheck
+from api.jwt_auth import Jwks, JwtValidator, JwtVerifier
+from api.limits import RateLimiter, RequestLimits, client_limit_responses, document_limits, problem_render
 from api.openapi import publish_openapi
 from api.problems import ProblemDetails, install_problem_handlers
 from api.transfer_service import TransferService
@@ -109,13 +111,26 @@ def _money_movement_header_docs() -> dict[str, dict[str, Any]]:
 
 
 def create_client_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
+    codec_guard = TokenRequired(settings.codec_cors_origins) if settings.codec_auth == "token" else None  # else local
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _resources(settings, resources) as opened:
+        async with AsyncExitStack() as stack:
+            opened = await stack.enter_async_context(_resources(settings, resources))
+            store = ApiKeyStore(opened.database, load_secrets_ring(settings))
+            api_keys = ApiKeyVerifier(store, settings.api_key_cache_s)
+            jwks = None
+            if settings.oauth_jwks_url is not None:
+                jwks = Jwks(settings.oauth_jwks_url, cache_s=settings.oauth_jwks_cache_s)
+                stack.push_async_callback(jwks.aclose)
             app.state.settings = settings
             app.state.transfers = TransferService(opened.client, opened.database, settings)
             app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)
-            app.state.authenticator = _authenticator(settings, opened.database)
+            app.state.authenticator = _authenticator(settings, api_keys, jwks)
+            if codec_guard is not None:  # the codec endpoint's own credentials: operator API keys, the UI's tokens
+                codec_guard.api_keys = api_keys
+                if jwks is not None:
+                    codec_guard.tokens = JwtValidator.from_settings(jwks, settings, settings.codec_oauth_audience)
             yield
 
     app = FastAPI(
@@ -126,13 +141,17 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
     )
     install_problem_handlers(app)
     publish_openapi(app, [ProblemDetails], headers=_money_movement_header_docs())
-    # Browsers only ever need the codec endpoint (the Temporal Web UI's origin); never /transfers.
+    # Size limits inside CORS, so that a browser can read a 413 of the codec endpoint too
     app.add_middleware(
-        PrefixCORS, prefix="/codec", allow_origins=settings.codec_cors_origins, allow_methods=["POST"],
-        allow_headers=["*"],
+        RequestLimits, max_body_bytes=settings.max_body_bytes, max_header_bytes=settings.max_header_bytes,
+        render=problem_render,
     )  # fmt: skip
+    # Browsers only ever need the codec endpoint (the Temporal Web UI's origin); never /transfers. With tokens the
+    # UI sends credentials (TEMPORAL_CODEC_INCLUDE_CREDENTIALS): allowed for the exact origins listed only.
+    app.add_middleware(PrefixCORS, prefix="/codec", **_codec_cors(settings))
     app.include_router(transfers_router)
-    app.include_router(codec_router(EncryptionCodec(load_payload_ring(settings)), settings.codec_cors_origins))
+    codec = EncryptionCodec(load_payload_ring(settings))
+    app.include_router(codec_router(codec, settings.codec_cors_origins, guard=codec_guard))
     app.add_api_route(
         "/health",
         health,
@@ -141,18 +160,31 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
         summary="Temporal and a worker are up",
         responses=_HEALTH_RESPONSES,
     )
+    document_limits(app, client_limit_responses())
     return app
 
 
-def _authenticator(settings: Settings, database: Database) -> Authenticator:
-    """Who may call the client API (api.auth): API keys, or nobody checked at all with MOJAFLOW_AUTH=none."""
+def _codec_cors(settings: Settings) -> dict[str, Any]:
+    if settings.codec_auth == "token":
+        headers = ["Authorization", "Authorization-Extras", "Content-Type", "X-Namespace", "X-API-Key"]
+        return {"allow_origins": settings.codec_cors_origins, "allow_methods": ["POST"], "allow_headers": headers,
+                "allow_credentials": True}  # fmt: skip
+    return {"allow_origins": settings.codec_cors_origins, "allow_methods": ["POST"], "allow_headers": ["*"]}
+
+
+def _authenticator(settings: Settings, api_keys: ApiKeyVerifier, jwks: Jwks | None) -> Authenticator:
+    """Who may call the client API (api.auth): API keys and, when configured, OAuth2 bearer tokens; or nobody
+    checked at all with MOJAFLOW_AUTH=none. POSTs count against the caller's rate limit (api.limits)."""
     if settings.auth == "none":
         log.warning(
             "MOJAFLOW_AUTH=none: the client API authenticates nobody; the client_key header decides and every "
             "caller reads every transfer. For local experiments only."
         )
-    store = ApiKeyStore(database, load_secrets_ring(settings))
-    return Authenticator(settings.auth, [ApiKeyVerifier(store, settings.api_key_cache_s)])
+    verifiers: list[CredentialVerifier] = [api_keys]
+    if jwks is not None:
+        verifiers.append(JwtVerifier(JwtValidator.from_settings(jwks, settings), settings))
+    limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
+    return Authenticator(settings.auth, verifiers, rate_limit=limiter)
 
 
 def create_backend_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
@@ -181,6 +213,19 @@ def create_backend_app(settings: Settings, resources: Resources | None = None) -
     responses = {**_HEALTH_RESPONSES, 403: error_responses({})[403]}  # the allow-list answers before any route
     app.add_api_route("/", health, methods=["GET"], tags=["health"], summary="Health check (spec)", responses=responses)
     app.add_api_route("/health", health, methods=["GET"], tags=["health"], responses=responses)
+    app.add_middleware(
+        RequestLimits, max_body_bytes=settings.max_body_bytes, max_header_bytes=settings.max_header_bytes,
+        render=_backend_render,
+    )  # fmt: skip
+    documented = error_responses({413: ["3100"], 431: ["3100"]})
+    document_limits(app, {413: documented[413], 431: documented[431]})
     # outermost: a client outside the allow-list reaches no route, not even the health check
     app.add_middleware(AllowedClients, allowed=settings.backend_allowed_clients)
     return app
+
+
+def _backend_render(status: int, detail: str, headers: dict[str, str]) -> JSONResponse:
+    """The backend API's answer to a request over the size limits: `{statusCode: "3100", message}`."""
+    response = error_response(BackendError(status, "3100", detail))
+    response.headers.update(headers)
+    return response

@@ -3,7 +3,10 @@
 The credential decides the `client_key`: a `client_key` header that disagrees is 403 `client_key_mismatch`; a
 missing, unknown or revoked credential is 401 `unauthorized` with `WWW-Authenticate: Bearer`. A credential comes
 as `Authorization: Bearer <credential>` or `X-API-Key: <credential>`; each `CredentialVerifier` says which
-credentials it reads (today API keys, `mojaflow.api_keys`; an OAuth2 token verifier plugs in beside it).
+credentials it reads by their form: API keys (`mojaflow.api_keys`) and, when configured, OAuth2 bearer JWTs
+(`api.jwt_auth`). A verifier that refuses a credential may say why (`InvalidCredential`), in the 401's detail.
+
+`POST` requests are also counted against the caller's rate limit (`api.limits.RateLimiter`, 429) once known.
 
 With `MOJAFLOW_AUTH=none` (local experiments only) nobody is authenticated: the `client_key` header decides who
 owns what a request starts, and every caller reads every transfer, as before authentication existed.
@@ -24,7 +27,15 @@ from api.headers import _RULES as HEADER_RULES  # the one statement of each head
 from api.problems import Problem, problem_responses
 from mojaflow.api_keys import ApiKeyStore, looks_like_api_key
 
-__all__ = ["AUTH_RESPONSES", "ApiKeyVerifier", "Authenticator", "Caller", "CredentialVerifier"]
+__all__ = [
+    "AUTH_RESPONSES",
+    "ApiKeyVerifier",
+    "Authenticator",
+    "Caller",
+    "CredentialVerifier",
+    "InvalidCredential",
+    "unauthorized",
+]
 
 log = logging.getLogger("mojaflow.security")
 
@@ -49,15 +60,26 @@ class Caller:
         return None if self.operator else self.client_key
 
 
+class InvalidCredential(Exception):
+    """Raised by a verifier to refuse a credential with a reason fit for the caller (never the credential)."""
+
+
+class RateLimit(Protocol):
+    def check(self, caller: Caller) -> None:
+        """Raise a 429 `Problem` when the caller sent too many requests."""
+        ...
+
+
 class CredentialVerifier(Protocol):
-    """One kind of credential (API keys; later OAuth2 tokens)."""
+    """One kind of credential (API keys, OAuth2 tokens)."""
 
     def reads(self, credential: str) -> bool:
         """Whether this credential is of this verifier's kind (by its form only)."""
         ...
 
     async def verify(self, credential: str) -> Caller | None:
-        """The caller, or None if the credential is not valid (unknown, revoked, expired, forged)."""
+        """The caller, or None (or InvalidCredential) if the credential is not valid (unknown, revoked, expired,
+        forged)."""
         ...
 
 
@@ -94,11 +116,23 @@ class ApiKeyVerifier:
 class Authenticator:
     """Resolves the `Caller` of a request. Built once per app (`api.app`)."""
 
-    def __init__(self, mode: Literal["api_key", "none"], verifiers: Sequence[CredentialVerifier]) -> None:
+    def __init__(
+        self,
+        mode: Literal["api_key", "none"],
+        verifiers: Sequence[CredentialVerifier],
+        rate_limit: RateLimit | None = None,
+    ) -> None:
         self.mode = mode
         self._verifiers = list(verifiers)
+        self._rate_limit = rate_limit
 
     async def caller(self, request: Request, bearer: str | None, api_key: str | None) -> Caller:
+        caller = await self._caller(request, bearer, api_key)
+        if self._rate_limit is not None and request.method == "POST":  # before the route does anything
+            self._rate_limit.check(caller)
+        return caller
+
+    async def _caller(self, request: Request, bearer: str | None, api_key: str | None) -> Caller:
         header_client_key = request.headers.get("client_key")
         if self.mode == "none":
             return Caller(client_key=header_client_key, actor="anonymous", operator=True)
@@ -108,14 +142,18 @@ class Authenticator:
         if not credential:
             raise _unauthorized("send an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         caller = None
+        reason = "the credential is not valid (unknown, revoked or malformed)"
         for verifier in self._verifiers:
             if verifier.reads(credential):
-                caller = await verifier.verify(credential)
+                try:
+                    caller = await verifier.verify(credential)
+                except InvalidCredential as refused:
+                    reason = str(refused)
                 break
         if caller is None:
             peer = request.client.host if request.client else "unknown"
-            log.warning("client API refused a credential (unknown, revoked or malformed) from %s", peer)
-            raise _unauthorized("the credential is not valid (unknown, revoked or malformed)", invalid=True)
+            log.warning("client API refused a credential from %s: %s", peer, reason)
+            raise _unauthorized(reason, invalid=True)
         if header_client_key is not None:
             rule, pattern = HEADER_RULES["client_key"]
             if not pattern.match(header_client_key):
@@ -146,6 +184,10 @@ def _auth_responses() -> dict[int | str, dict[str, Any]]:
 AUTH_RESPONSES = _auth_responses()
 
 
-def _unauthorized(detail: str, *, invalid: bool = False) -> Problem:
+def unauthorized(detail: str, *, invalid: bool = False) -> Problem:
+    """A 401 `unauthorized` problem with its `WWW-Authenticate` challenge (`invalid`: a credential was sent)."""
     challenge = f'{_REALM}, error="invalid_token"' if invalid else _REALM
     return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+_unauthorized = unauthorized

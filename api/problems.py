@@ -56,6 +56,10 @@ PROBLEM_CODES: dict[str, str] = {
     "codec_local_only": "the codec endpoint answers on this machine only",
     "unknown_key_id": "the payloads name a key id this deployment does not hold",
     "undecodable": "the payloads were not encrypted with this key",
+    "rate_limited": "more POSTs with this credential than MOJAFLOW_RATE_LIMIT_PER_MINUTE; see `Retry-After`",
+    "body_too_large": "the request body is larger than MOJAFLOW_MAX_BODY_BYTES (also when sent chunked)",
+    "headers_too_large": "the request line and headers are larger than MOJAFLOW_MAX_HEADER_BYTES",
+    "operator_required": "the codec endpoint takes an operator API key (or a token), not a client's key",
     "http_error": "any other HTTP error",
 }
 
