@@ -366,3 +366,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+# The webhook tables live in their own module on this `metadata`; importing it here registers them wherever the
+# database is used (migrations, the schema test), whichever module is imported first.
+from mojaflow import webhook_tables as _webhook_tables  # noqa: E402,F401

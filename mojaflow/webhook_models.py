@@ -1,0 +1,98 @@
+"""Webhooks' data contracts: the event (Money Movement Services Webhooks 1.0 envelope), a delivery's identity and
+states, and the delivery workflow's input. Shared by the API, the outbox, the delivery workflow and its activities.
+
+An event is one state change of one transfer. Its id is derived from (transferId, sequence), so every re-post, every
+re-run of the save that wrote it and every manual retry carries the same id; a receiver dedupes on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mojaflow.models import CamelModel, Direction, TransferError, TransferState
+
+__all__ = [
+    "ATTEMPTS_PER_CYCLE",
+    "EVENT_TYPE",
+    "DeliveryInput",
+    "DeliveryStatus",
+    "PaymentStatus",
+    "WebhookEvent",
+    "delivery_id",
+    "delivery_workflow_id",
+    "event_id",
+]
+
+EVENT_TYPE = "moneymovementservices.payment.status_updated"
+ATTEMPTS_PER_CYCLE = 73  # 0 h, 1 h, ... 72 h: re-posted every hour for at most 3 days
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+EVENT_ID_LENGTH = 20  # the contract's maximum; 20 base62 digits hold 119 bits of the hash
+
+
+def event_id(transfer_id: str, sequence: int) -> str:
+    """The event's id: 20 characters of [a-zA-Z0-9], the same for (transfer_id, sequence) wherever it is made."""
+    number = int.from_bytes(hashlib.sha256(f"{transfer_id}\x1f{sequence}".encode()).digest(), "big")
+    digits = []
+    for _ in range(EVENT_ID_LENGTH):
+        number, digit = divmod(number, 62)
+        digits.append(_BASE62[digit])
+    return "".join(digits)
+
+
+def delivery_id(event: str, subscription_id: str) -> str:
+    """One delivery per (event, subscription): its id in our API and database."""
+    return f"{event}-{subscription_id}"
+
+
+def delivery_workflow_id(delivery: str, cycle: int) -> str:
+    """`webhook-{eventId}-{subscriptionId}-{cycle}`: a manual retry of a FAILED delivery starts the next cycle."""
+    return f"webhook-{delivery}-{cycle}"
+
+
+class PaymentStatus(CamelModel):
+    """The event's `data`: the payment's status in the SDK's vocabulary. No party id or name, ever."""
+
+    transfer_id: str
+    home_transaction_id: str | None = None
+    direction: Direction
+    previous_state: TransferState | None = None
+    current_state: TransferState
+    sequence: int = Field(ge=1, description="the transfer's revision: receivers order a transfer's events by it")
+    amount: str
+    currency: str
+    last_error: TransferError | None = None
+    occurred_at: datetime
+
+
+class WebhookEvent(BaseModel):
+    """The envelope, to the letter of the contract: `id`, `event_type`, `data` (snake_case `event_type`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=EVENT_ID_LENGTH, pattern=r"^[a-zA-Z0-9]+$")
+    event_type: Literal["moneymovementservices.payment.status_updated"] = EVENT_TYPE
+    data: PaymentStatus
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "PENDING"  # written by the outbox; its workflow not yet started (the sweeper starts it)
+    DELIVERING = "DELIVERING"  # its workflow runs: attempting, or waiting for the next hourly attempt
+    DELIVERED = "DELIVERED"  # a receiver answered exactly 200
+    FAILED = "FAILED"  # 73 attempts over 72 h without a 200; a manual retry starts a new cycle
+    CANCELLED = "CANCELLED"  # its subscription was deleted or disabled
+
+
+class DeliveryInput(BaseModel):
+    """The delivery workflow's input: ids only. The event is read from our database and the subscription's
+    credentials by the activity, by id: no secret or personal data ever enters a history."""
+
+    delivery_id: str
+    event_id: str
+    subscription_id: str
+    transfer_id: str
+    cycle: int = Field(default=1, ge=1)
