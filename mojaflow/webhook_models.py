@@ -28,7 +28,7 @@ __all__ = [
     "event_id",
 ]
 
-EVENT_TYPE = "moneymovementservices.payment.status_updated"
+EVENT_TYPE: Literal["moneymovementservices.payment.status_updated"] = "moneymovementservices.payment.status_updated"
 ATTEMPTS_PER_CYCLE = 73  # 0 h, 1 h, ... 72 h: re-posted every hour for at most 3 days
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 EVENT_ID_LENGTH = 20  # the contract's maximum; 20 base62 digits hold 119 bits of the hash
