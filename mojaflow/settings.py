@@ -156,6 +156,16 @@ class Settings(BaseSettings):
     personal_data_retention_days: float = Field(default=90, ge=0)  # then a final transfer's names and ids are purged
     personal_data_purge_interval_s: float = Field(default=3600, gt=0)  # how often each worker runs that purge
 
+    # Webhooks (issue 9). Deliveries run on their own task queue, polled by the worker process with slots of its own
+    # (webhook_max_concurrent_attempts), so a dead receiver never takes a transfer's slot; each subscription has at
+    # most webhook_subscription_concurrency requests in flight per worker process. A host in webhook_allowed_hosts
+    # may resolve to a private or loopback address and be called over plain http (the SSRF guard's exceptions).
+    webhook_task_queue: str = Field(default="mojaflow-webhooks", min_length=1)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)  # per HTTP request (token fetch and POST alike)
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_subscription_concurrency: int = Field(default=10, ge=1, le=1000)
+    webhook_max_concurrent_attempts: int = Field(default=200, ge=1, le=10_000)
+
     @field_validator("payload_keys", "secrets_keys", "party_hash_keys", mode="before")
     @classmethod
     def _split_ring(cls, value: object) -> object:  # never echoes the value: it holds keys
@@ -165,6 +175,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:  # host names compare case-insensitively
+        return [item.strip().lower() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
 
     @field_validator("codec_cors_origins", mode="before")
     @classmethod
