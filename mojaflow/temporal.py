@@ -20,7 +20,11 @@ __all__ = [
     "MOJAFLOW_STATE",
     "SDK_TRANSFER_ID",
     "SEARCH_ATTRIBUTES",
+    "TRANSFER_ID",
     "TemporalConnectError",
+    "WEBHOOK_EVENT_ID",
+    "WEBHOOK_STATUS",
+    "WEBHOOK_SUBSCRIPTION_ID",
     "connect",
     "describe_connection",
     "inbound_workflow_id",
@@ -36,7 +40,23 @@ HOME_TRANSACTION_ID = SearchAttributeKey.for_keyword("HomeTransactionId")
 SDK_TRANSFER_ID = SearchAttributeKey.for_keyword("SdkTransferId")
 CLIENT_KEY = SearchAttributeKey.for_keyword("ClientKey")
 DIRECTION = SearchAttributeKey.for_keyword("Direction")
-SEARCH_ATTRIBUTES = (MOJAFLOW_STATE, HOME_TRANSACTION_ID, SDK_TRANSFER_ID, CLIENT_KEY, DIRECTION)
+# A webhook delivery's (workflows/webhook_delivery.py): the Web UI finds every delivery of a transfer or an event.
+TRANSFER_ID = SearchAttributeKey.for_keyword("TransferId")
+WEBHOOK_EVENT_ID = SearchAttributeKey.for_keyword("WebhookEventId")
+WEBHOOK_SUBSCRIPTION_ID = SearchAttributeKey.for_keyword("WebhookSubscriptionId")
+WEBHOOK_STATUS = SearchAttributeKey.for_keyword("WebhookStatus")
+# Nine keywords: a SQL-backed visibility store (the dev server's SQLite among them) holds ten at most.
+SEARCH_ATTRIBUTES = (
+    MOJAFLOW_STATE,
+    HOME_TRANSACTION_ID,
+    SDK_TRANSFER_ID,
+    CLIENT_KEY,
+    DIRECTION,
+    TRANSFER_ID,
+    WEBHOOK_EVENT_ID,
+    WEBHOOK_SUBSCRIPTION_ID,
+    WEBHOOK_STATUS,
+)
 
 
 class TemporalConnectError(Exception):
