@@ -145,6 +145,14 @@ class Settings(BaseSettings):
     # PUT /transfers/{id} on the backend API then credits nothing
     inbound_confirm_commit: bool = True
 
+    # Webhooks' outbox (mojaflow/webhook_outbox.py): the `product` / `payment_channel` of inbound transfers' events;
+    # how often each worker starts the deliveries a crash or a Temporal hiccup left unstarted (older than that).
+    inbound_product: str = Field(default="retail_payments", pattern=r"^[a-zA-Z0-9_.& -]{1,100}$")
+    inbound_payment_channel: str = Field(default="csm", pattern=r"^[a-zA-Z0-9_.& -]{1,100}$")
+    webhook_sweep_interval_s: float = Field(default=5.0, gt=0)
+    # Tests only: the process exits right after a save's commit that wrote deliveries, before it starts them
+    test_crash_after_outbox_commit: bool = False
+
     # Secrets and personal data. Key rings `id:base64,id:base64` (mojaflow/keys.py): the first encrypts, all decrypt.
     # Unset: the ring files in the data dir, generated on first use (`make run`); several processes must set them.
     payload_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)  # the payload codec's
