@@ -10,12 +10,14 @@ or Terminated.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.support import secret_scan
 from tests.support.auth import client_api_auth
 from tests.support.stack import ROOT, Stack, running_stack
 from tests.support.temporal_env import assert_no_workflow_failed, local_temporal, time_skipping_temporal
@@ -23,9 +25,33 @@ from tests.support.temporal_env import assert_no_workflow_failed, local_temporal
 __all__ = ["ROOT", "Stack", "assert_no_workflow_failed"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log_or_history(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[None]:
+    """The session's last check, after every server stopped: no API key, token, password, client secret or key
+    in any log the run wrote nor in any workflow history of its Temporal servers (tests/support/secret_scan.py).
+    Set up first, so torn down last."""
+    yield
+    scan = secret_scan.SESSION
+    findings = scan.findings(tmp_path_factory.getbasetemp())
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # shown in every run's output: what was searched
+            reporter.ensure_newline()
+            reporter.write_line(scan.summary())
+    for note in scan.notes:
+        warnings.warn(f"secret scan: {note}", stacklevel=1)
+    assert not findings, "secrets where none may be:\n" + "\n".join(map(str, findings))
+    assert not scan.problems, scan.problems
+
+
 @pytest.fixture(scope="session")
 def payload_key() -> bytes:
-    return os.urandom(32)
+    key = os.urandom(32)
+    secret_scan.remember_secret("the session's payload key", key)
+    return key
 
 
 @pytest.fixture(scope="session")

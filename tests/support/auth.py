@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from tests.support.secret_scan import remember_secret
+
 __all__ = ["OPERATOR_CLIENT_KEY", "ClientApiAuth", "client_api_auth", "keys_for", "make_key", "register_client_api"]
 
 OPERATOR_CLIENT_KEY = "bank"  # MOJAFLOW_DEFAULT_CLIENT_KEY's default: owner of inbound transfers
@@ -40,7 +42,9 @@ def make_key(env: Mapping[str, str], client_key: str, *, operator: bool = False,
     args = ["create", "--client-key", client_key, "--name", name, *(["--operator"] if operator else [])]
     result = _mojaflow(env, *args)
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    key = result.stdout.strip()
+    remember_secret(f"API key of {client_key}", key)  # no log or history may ever show it
+    return key
 
 
 @dataclass

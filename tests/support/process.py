@@ -22,6 +22,8 @@ from typing import IO
 
 import httpx
 
+from tests.support.secret_scan import remember_log
+
 __all__ = ["ServerProcess", "free_port"]
 
 _POLL_S = 0.05
@@ -57,6 +59,7 @@ class ServerProcess:
             os.close(handle)
             log_path = Path(raw)
         self.log_path = Path(log_path)
+        remember_log(self.log_path)  # searched for secrets at the end of the session
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 

@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from mojaflow.codec import data_converter
 from mojaflow.temporal import SEARCH_ATTRIBUTES
+from tests.support.secret_scan import collect_histories
 
 __all__ = ["assert_no_workflow_failed", "local_temporal", "time_skipping_temporal"]
 
@@ -45,6 +46,7 @@ async def local_temporal(payload_key: bytes) -> AsyncIterator[WorkflowEnvironmen
     )
     try:
         yield env
+        await collect_histories(env.client, "dev server")  # for the session's secret scan
         await assert_no_workflow_failed(env.client)
     finally:
         await env.shutdown()
@@ -64,6 +66,7 @@ async def time_skipping_temporal(payload_key: bytes) -> AsyncIterator[WorkflowEn
             )
         )
         yield env
+        await collect_histories(env.client, "time-skipping test server")  # for the session's secret scan
         await assert_no_workflow_failed(env.client)
     finally:
         await env.shutdown()
