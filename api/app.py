@@ -35,6 +35,9 @@ from api.openapi import publish_openapi
 from api.problems import ProblemDetails, install_problem_handlers
 from api.transfer_service import TransferService
 from api.transfers import router as transfers_router
+from api.webhook_service import WebhookService
+from api.webhooks import document_event
+from api.webhooks import router as webhooks_router
 from mojaflow.api_keys import ApiKeyStore
 from mojaflow.codec import EncryptionCodec, load_payload_ring
 from mojaflow.database import Database
@@ -125,6 +128,7 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
                 stack.push_async_callback(jwks.aclose)
             app.state.settings = settings
             app.state.transfers = TransferService(opened.client, opened.database, settings)
+            app.state.webhooks = WebhookService(opened.client, opened.database, settings)
             app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)
             app.state.authenticator = _authenticator(settings, api_keys, jwks)
             if codec_guard is not None:  # the codec endpoint's own credentials: operator API keys, the UI's tokens
@@ -150,6 +154,8 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
     # UI sends credentials (TEMPORAL_CODEC_INCLUDE_CREDENTIALS): allowed for the exact origins listed only.
     app.add_middleware(PrefixCORS, prefix="/codec", **_codec_cors(settings))
     app.include_router(transfers_router)
+    app.include_router(webhooks_router)
+    document_event(app)
     codec = EncryptionCodec(load_payload_ring(settings))
     app.include_router(codec_router(codec, settings.codec_cors_origins, guard=codec_guard))
     app.add_api_route(

@@ -61,6 +61,13 @@ PROBLEM_CODES: dict[str, str] = {
     "headers_too_large": "the request line and headers are larger than MOJAFLOW_MAX_HEADER_BYTES",
     "operator_required": "the codec endpoint takes an operator API key (or a token), not a client's key",
     "http_error": "any other HTTP error",
+    # webhooks (api/webhooks.py)
+    "unsafe_url": "a webhook URL or token URL mojaflow may not call (SSRF guard): not https, credentials in it, or a "
+    "host that is or resolves to a loopback, private, link-local, CGNAT, multicast or metadata address",
+    "subscription_not_found": "no webhook subscription with that id (another client's is not found either)",
+    "subscription_inactive": "the subscription is disabled or deleted: its deliveries are not sent again",
+    "delivery_not_found": "no webhook delivery with that id (another client's is not found either)",
+    "delivery_not_retryable": "the delivery's first attempt is still to be made (PENDING): nothing to retry yet",
 }
 
 

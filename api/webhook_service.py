@@ -1,0 +1,320 @@
+"""What the client API does with webhook subscriptions and deliveries: scoping, the SSRF guard at subscription
+time, cancelling a subscription's open deliveries, manual retries and recoveries. Owns the Temporal client and the
+database; the routes (`api.webhooks`) stay a few lines each.
+
+Scoping is that of `/transfers`: a subscription and its deliveries belong to the caller's `client_key`; another
+client's are 404, as unknown ones (no existence oracle); an operator reads and manages all. Each change is in the
+audit log with its actor (ids only, never a URL or a secret).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable
+from datetime import datetime, timedelta
+
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import Caller
+from api.problems import Problem
+from mojaflow.audit import record_action_or_log
+from mojaflow.database import Database
+from mojaflow.settings import Settings
+from mojaflow.temporal import TRANSFER_ID, WEBHOOK_EVENT_ID, WEBHOOK_STATUS, WEBHOOK_SUBSCRIPTION_ID
+from mojaflow.url_guard import UnsafeUrl, check_url
+from mojaflow.webhook_delivery_queries import (
+    DeliveryDetail,
+    DeliveryView,
+    StoredDelivery,
+    failed_deliveries_since,
+    get_delivery,
+    list_deliveries,
+    mark_dispatched,
+    restartable,
+    start_new_cycle,
+)
+from mojaflow.webhook_models import DeliveryInput, DeliveryStatus, delivery_workflow_id
+from mojaflow.webhook_subscription_models import (
+    OAuth2ClientCredentialsAuth,
+    SigningSecretRotated,
+    SubscriptionAuth,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionUpdate,
+    SubscriptionView,
+)
+from mojaflow.webhook_subscriptions import (
+    OpenDelivery,
+    StoredSubscription,
+    create_subscription,
+    delete_subscription,
+    get_subscription,
+    list_subscriptions,
+    rotate_signing_secret,
+    update_subscription,
+)
+
+__all__ = ["DELIVERY_WORKFLOW", "RETRY_NOW", "WebhookService"]
+
+log = logging.getLogger("mojaflow.api")
+
+DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"  # workflows/webhook_delivery.py, started by name
+RETRY_NOW = "retry_now"  # its update: one attempt now, recorded manual, not counted toward the 73
+_PARALLEL = 20  # Temporal calls in flight at once when a subscription's deliveries are cancelled or recovered
+_TOKEN_URL_FIELD = "auth.oauth2_client_credentials.tokenUrl"  # as pydantic names it in a validation error
+
+
+def _subscription_not_found(subscription_id: str) -> Problem:
+    return Problem(
+        404, "subscription_not_found", "Subscription not found", f"no subscription with id {subscription_id}"
+    )
+
+
+def _delivery_not_found(delivery_id: str) -> Problem:
+    return Problem(404, "delivery_not_found", "Delivery not found", f"no delivery with id {delivery_id}")
+
+
+def _temporal_unavailable() -> Problem:
+    return Problem(503, "temporal_unavailable", "Temporal unavailable", "the workflow service did not answer; retry")
+
+
+class WebhookService:
+    def __init__(self, client: Client, database: Database, settings: Settings) -> None:
+        self._client = client
+        self._db = database
+        self._settings = settings
+
+    # -- subscriptions -------------------------------------------------------------------------------------------
+
+    async def create(self, caller: Caller, body: SubscriptionCreate) -> SubscriptionCreated:
+        if caller.client_key is None:  # MOJAFLOW_AUTH=none without a client_key header: nobody to own it
+            message = "header client_key names the subscription's owner (MOJAFLOW_AUTH=none)"
+            errors = [{"field": "client_key", "message": message}]
+            raise Problem(400, "invalid_header", "Invalid Money Movement headers", message, errors=errors)
+        await self._guard(body.url, body.auth)
+        created = await create_subscription(self._db, caller.client_key, body)
+        await self._audit(caller, "webhook_subscription_create", created.subscription_id, caller.client_key)
+        return created
+
+    async def get(self, caller: Caller, subscription_id: str) -> SubscriptionView:
+        return (await self._own(caller, subscription_id)).view
+
+    async def subscriptions(
+        self, caller: Caller, *, limit: int, after: tuple[datetime, str] | None
+    ) -> list[tuple[SubscriptionView, datetime]]:
+        return await list_subscriptions(self._db, client_key=caller.read_scope, limit=limit, after=after)
+
+    async def update(self, caller: Caller, subscription_id: str, patch: SubscriptionUpdate) -> SubscriptionView:
+        stored = await self._own(caller, subscription_id)
+        await self._guard(patch.url, patch.auth)
+        updated = await update_subscription(self._db, subscription_id, patch)
+        if updated is None:  # deleted meanwhile
+            raise _subscription_not_found(subscription_id)
+        view, cancelled = updated
+        await self._cancel_workflows(cancelled)
+        fields = ",".join(sorted(patch.model_fields_set))
+        await self._audit(caller, "webhook_subscription_update", subscription_id, stored.client_key, fields)
+        return view
+
+    async def delete(self, caller: Caller, subscription_id: str) -> None:
+        stored = await self._own(caller, subscription_id)
+        cancelled = await delete_subscription(self._db, subscription_id)
+        if cancelled is None:
+            raise _subscription_not_found(subscription_id)
+        await self._cancel_workflows(cancelled)
+        await self._audit(caller, "webhook_subscription_delete", subscription_id, stored.client_key)
+
+    async def rotate_secret(self, caller: Caller, subscription_id: str) -> SigningSecretRotated:
+        stored = await self._own(caller, subscription_id)
+        rotated = await rotate_signing_secret(self._db, subscription_id)
+        if rotated is None:
+            raise _subscription_not_found(subscription_id)
+        await self._audit(caller, "webhook_secret_rotate", subscription_id, stored.client_key)
+        return rotated
+
+    async def recover(self, caller: Caller, subscription_id: str, since: datetime) -> list[str]:
+        """Every FAILED delivery of the subscription created since `since`, sent again in a new cycle; their ids."""
+        stored = await self._own(caller, subscription_id)
+        self._require_enabled(stored)
+        failed = await failed_deliveries_since(self._db, subscription_id, since)
+        restarted = await _gathered(self._restart(view) for view in failed)
+        ids = [view.delivery_id for view, done in zip(failed, restarted, strict=True) if done]
+        await self._audit(caller, "webhook_recover", subscription_id, stored.client_key, f"{len(ids)} restarted")
+        return ids
+
+    # -- deliveries ----------------------------------------------------------------------------------------------
+
+    async def deliveries(
+        self,
+        caller: Caller,
+        *,
+        subscription_id: str | None,
+        event_id: str | None,
+        transfer_id: str | None,
+        status: DeliveryStatus | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[tuple[DeliveryView, datetime]]:
+        return await list_deliveries(
+            self._db, client_key=caller.read_scope, subscription_id=subscription_id, event_id=event_id,
+            transfer_id=transfer_id, status=status, limit=limit, after=after,
+        )  # fmt: skip
+
+    async def delivery(self, caller: Caller, delivery_id: str) -> DeliveryDetail:
+        stored = await self._own_delivery(caller, delivery_id, detail=True)
+        assert isinstance(stored.view, DeliveryDetail)
+        return stored.view
+
+    async def retry(self, caller: Caller, delivery_id: str) -> DeliveryView:
+        """A running delivery attempts at once (`retry_now`); a finished one starts a new cycle of 73 attempts with
+        the same event id. Answers the delivery as it now stands."""
+        stored = await self._own_delivery(caller, delivery_id)
+        subscription = await get_subscription(self._db, stored.view.subscription_id)
+        if subscription is None:
+            raise Problem(
+                409, "subscription_inactive", "Subscription inactive",
+                f"subscription {stored.view.subscription_id} is deleted: its deliveries are not sent again",
+            )  # fmt: skip
+        self._require_enabled(subscription)
+        view = stored.view
+        if view.status == DeliveryStatus.DELIVERING and await self._retry_now(view):
+            await self._audit(caller, "webhook_retry_now", view.subscription_id, stored.client_key, delivery_id)
+            return view
+        current = await self._own_delivery(caller, delivery_id)  # the workflow may have finished meanwhile
+        if not restartable(current.view.status):
+            raise Problem(
+                409, "delivery_not_retryable", "Delivery not retryable",
+                f"delivery {delivery_id} is {current.view.status}: its first attempt is about to be made",
+            )  # fmt: skip
+        await self._restart(current.view)
+        await self._audit(caller, "webhook_retry", view.subscription_id, stored.client_key, delivery_id)
+        return (await self._own_delivery(caller, delivery_id)).view
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    async def _own(self, caller: Caller, subscription_id: str) -> StoredSubscription:
+        stored = await get_subscription(self._db, subscription_id)
+        if stored is None or not caller.may_read(stored.client_key):
+            raise _subscription_not_found(subscription_id)
+        return stored
+
+    async def _own_delivery(self, caller: Caller, delivery_id: str, *, detail: bool = False) -> StoredDelivery:
+        stored = await get_delivery(self._db, delivery_id, detail=detail)
+        if stored is None or not caller.may_read(stored.client_key):
+            raise _delivery_not_found(delivery_id)
+        return stored
+
+    @staticmethod
+    def _require_enabled(subscription: StoredSubscription) -> None:
+        if not subscription.view.enabled:
+            raise Problem(
+                409, "subscription_inactive", "Subscription inactive",
+                f"subscription {subscription.view.subscription_id} is disabled: enable it first",
+            )  # fmt: skip
+
+    async def _guard(self, url: str | None, auth: SubscriptionAuth | None) -> None:
+        """The SSRF guard, before anything is stored: the URL and the OAuth2 token URL."""
+        checks = [("url", url)]
+        if isinstance(auth, OAuth2ClientCredentialsAuth):
+            checks.append((_TOKEN_URL_FIELD, auth.token_url))
+        errors = []
+        for field, value in checks:
+            if value is None:
+                continue
+            try:
+                await check_url(value, self._settings.webhook_allowed_hosts)
+            except UnsafeUrl as refused:
+                errors.append({"field": field, "message": str(refused)})
+        if errors:
+            detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+            raise Problem(422, "unsafe_url", "URL refused", detail, errors=errors)
+
+    async def _retry_now(self, view: DeliveryView) -> bool:
+        """Ask the running workflow for an attempt now; False if it is no longer running (finished meanwhile)."""
+        handle = self._client.get_workflow_handle(delivery_workflow_id(view.delivery_id, view.cycle))
+        try:
+            await handle.start_update(
+                RETRY_NOW, wait_for_stage=WorkflowUpdateStage.ACCEPTED, rpc_timeout=timedelta(seconds=10)
+            )
+        except WorkflowUpdateFailedError:  # refused by its validator: it is finishing
+            return False
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise _temporal_unavailable() from None
+        return True
+
+    async def _restart(self, view: DeliveryView) -> bool:
+        """A new cycle: the row first (undispatched, so the sweeper starts it should we fail here), then its
+        workflow, then the row marked dispatched. False if another retry moved it first."""
+        if not await start_new_cycle(self._db, view.delivery_id, view.cycle):
+            return False
+        cycle = view.cycle + 1
+        try:
+            await self._client.start_workflow(
+                DELIVERY_WORKFLOW,
+                DeliveryInput(
+                    delivery_id=view.delivery_id, event_id=view.event_id, subscription_id=view.subscription_id,
+                    transfer_id=view.transfer_id, cycle=cycle,
+                ),
+                id=delivery_workflow_id(view.delivery_id, cycle),
+                task_queue=self._settings.webhook_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes([
+                    SearchAttributePair(TRANSFER_ID, view.transfer_id),
+                    SearchAttributePair(WEBHOOK_EVENT_ID, view.event_id),
+                    SearchAttributePair(WEBHOOK_SUBSCRIPTION_ID, view.subscription_id),
+                    SearchAttributePair(WEBHOOK_STATUS, DeliveryStatus.DELIVERING.value),
+                ]),
+            )  # fmt: skip
+        except WorkflowAlreadyStartedError:
+            pass  # this cycle exists already: started, as wanted
+        except RPCError as error:  # left PENDING and undispatched: the sweeper starts it
+            log.warning("delivery %s cycle %d left to the sweeper: %s", view.delivery_id, cycle, error.status.name)
+            return True
+        await mark_dispatched(self._db, view.delivery_id, cycle)
+        return True
+
+    async def _cancel_workflows(self, deliveries: list[OpenDelivery]) -> None:
+        """Best effort: the rows are CANCELLED already, and an attempt of a disabled or deleted subscription is
+        never made (the activity reads the subscription first)."""
+
+        async def cancel(delivery: OpenDelivery) -> bool:
+            try:
+                await self._client.get_workflow_handle(
+                    delivery_workflow_id(delivery.delivery_id, delivery.cycle)
+                ).cancel()
+            except RPCError as error:
+                return error.status == RPCStatusCode.NOT_FOUND  # never started, or finished: nothing to cancel
+            return True
+
+        failed = (await _gathered(cancel(delivery) for delivery in deliveries)).count(False)
+        if failed:
+            log.warning("%d delivery workflows not cancelled (Temporal did not answer); they stop on their own", failed)
+
+    async def _audit(
+        self, caller: Caller, action: str, subscription_id: str, client_key: str | None, more: str | None = None
+    ) -> None:
+        detail = f"subscription {subscription_id}" + (f": {more}" if more else "")
+        await record_action_or_log(self._db, actor=caller.actor, action=action, client_key=client_key, detail=detail)
+
+
+async def _gathered(calls: Iterable[Awaitable[bool]]) -> list[bool]:
+    """Run the calls, at most `_PARALLEL` at once; their results in order."""
+    gate = asyncio.Semaphore(_PARALLEL)
+
+    async def gated(call: Awaitable[bool]) -> bool:
+        async with gate:
+            return await call
+
+    return list(await asyncio.gather(*(gated(call) for call in calls)))
