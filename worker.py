@@ -1,7 +1,10 @@
-"""The mojaflow worker: runs the transfer workflows and their activities on our task queue.
+"""The mojaflow worker: runs the transfer workflows and their activities on our task queue, and the webhook
+deliveries on theirs (`MOJAFLOW_WEBHOOK_TASK_QUEUE`), two Temporal workers in one process with their own slots, so
+a dead receiver never takes a slot a transfer needs.
 
 `python worker.py` (as `make run` does). Builds the Temporal client (encrypted pydantic data converter), one
-`httpx.AsyncClient` per system, and the app database; stops cleanly on SIGTERM/SIGINT.
+`httpx.AsyncClient` per system (the webhooks' behind the SSRF guard), and the app database; stops cleanly on
+SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -22,40 +25,69 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.core_banking import CoreBankingActivities, CoreBankingClient
 from activities.payment_manager import PaymentManagerActivities
 from activities.store import StoreActivities
+from activities.webhooks import WebhookActivities
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
 from mojaflow.logs import configure_logging
 from mojaflow.retention import purge_in_background
 from mojaflow.settings import Settings
 from mojaflow.temporal import TemporalConnectError, connect, describe_connection
+from mojaflow.url_guard import guarded_client
+from mojaflow.webhook_outbox import Outbox
 from workflows.inbound_transfer import InboundTransferWorkflow
 from workflows.outbound_transfer import OutboundTransferWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
-__all__ = ["WORKFLOWS", "build_worker", "worker_resources", "workflow_runner"]
+__all__ = [
+    "TRANSFER_WORKFLOWS",
+    "WEBHOOK_WORKFLOWS",
+    "WORKFLOWS",
+    "build_webhook_worker",
+    "build_worker",
+    "worker_resources",
+    "workflow_runner",
+]
 
-WORKFLOWS = [OutboundTransferWorkflow, InboundTransferWorkflow]
+TRANSFER_WORKFLOWS = [OutboundTransferWorkflow, InboundTransferWorkflow]
+WEBHOOK_WORKFLOWS = [WebhookDeliveryWorkflow]
+WORKFLOWS = [*TRANSFER_WORKFLOWS, *WEBHOOK_WORKFLOWS]  # every workflow type we run (the replay tests take them all)
 
 log = logging.getLogger("mojaflow.worker")
 
 
 @asynccontextmanager
-async def worker_resources(settings: Settings) -> AsyncIterator[list[object]]:
-    """The activity objects with their HTTP clients and database, closed on exit."""
+async def worker_resources(settings: Settings, client: Client | None = None) -> AsyncIterator[list[object]]:
+    """The activity objects with their HTTP clients and database, closed on exit. Given the Temporal client, the
+    saves start their webhook deliveries and the outbox's sweeper runs while the block does; without it, the
+    saves write their events and deliveries only (some other worker's sweeper starts them)."""
     database = Database(settings.resolved_database_url, secrets=load_secrets_ring(settings))
     await database.create_schema()
+    outbox = Outbox(database, client, settings)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     async with (
         httpx.AsyncClient(base_url=settings.sdk_url, timeout=settings.sdk_timeout_s, limits=limits) as sdk,
         httpx.AsyncClient(base_url=settings.cbs_url, timeout=settings.cbs_timeout_s, limits=limits) as cbs,
+        _webhook_client(settings) as webhooks,
+        outbox.sweeping(),
     ):
         try:
             yield [
                 PaymentManagerActivities(sdk),
                 CoreBankingActivities(CoreBankingClient(cbs)),
-                StoreActivities(database),
+                StoreActivities(outbox),
+                WebhookActivities(
+                    webhooks, database, subscription_concurrency=settings.webhook_subscription_concurrency
+                ),
             ]
         finally:
             await database.close()
+
+
+def _webhook_client(settings: Settings) -> httpx.AsyncClient:
+    """Subscribers' URLs through the SSRF guard; a connection per attempt at most, so attempts never queue here."""
+    slots = settings.webhook_max_concurrent_attempts
+    limits = httpx.Limits(max_connections=slots, max_keepalive_connections=min(slots, 50))
+    return guarded_client(settings.webhook_allowed_hosts, timeout=settings.webhook_timeout_s, limits=limits)
 
 
 def _activity_methods(objects: list[object]) -> list[Callable[..., Any]]:
@@ -68,14 +100,31 @@ def _activity_methods(objects: list[object]) -> list[Callable[..., Any]]:
 
 
 def build_worker(client: Client, settings: Settings, activity_objects: list[object]) -> Worker:
+    """The transfers' worker."""
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=_activity_methods(activity_objects),
+        workflows=TRANSFER_WORKFLOWS,
+        activities=_activity_methods([o for o in activity_objects if not isinstance(o, WebhookActivities)]),
         workflow_runner=workflow_runner(sandboxed=settings.workflow_sandbox),
         max_concurrent_activities=200,
     )
+
+
+def build_webhook_worker(client: Client, settings: Settings, activity_objects: list[object], **options: Any) -> Worker:
+    """The deliveries' worker, on their own task queue with their own slots. Each attempt is a local activity, so
+    its slots are local-activity slots; `options` are Temporal `Worker` options on top (tests)."""
+    slots = settings.webhook_max_concurrent_attempts
+    config: dict[str, Any] = {
+        "task_queue": settings.webhook_task_queue,
+        "workflows": WEBHOOK_WORKFLOWS,
+        "activities": _activity_methods([o for o in activity_objects if isinstance(o, WebhookActivities)]),
+        "workflow_runner": workflow_runner(sandboxed=settings.workflow_sandbox),
+        "max_concurrent_local_activities": slots,
+        "max_concurrent_workflow_tasks": min(slots, 100),
+        "max_concurrent_activities": 1,  # none are scheduled on this queue
+    }
+    return Worker(client, **{**config, **options})
 
 
 def workflow_runner(*, sandboxed: bool) -> WorkflowRunner:
@@ -94,14 +143,15 @@ async def main() -> None:
     configure_logging(settings.log_level)
     log.info("worker connecting to %s", describe_connection(settings))
     client = await connect(settings)
-    async with worker_resources(settings) as activity_objects, purge_in_background(settings):
+    async with worker_resources(settings, client) as activity_objects, purge_in_background(settings):
         worker = build_worker(client, settings, activity_objects)
+        webhook_worker = build_webhook_worker(client, settings, activity_objects)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        log.info("worker polling task queue %s", settings.task_queue)
-        async with worker:
+        log.info("worker polling task queues %s and %s", settings.task_queue, settings.webhook_task_queue)
+        async with worker, webhook_worker:
             await stop.wait()
         log.info("worker stopped")
 

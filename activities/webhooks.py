@@ -1,0 +1,242 @@
+"""One attempt at delivering a webhook, run by `WebhookDeliveryWorkflow` as a local activity with one try.
+
+`attempt_delivery` reads the delivery with its event and the subscription with its secrets (by id: no secret ever
+enters a workflow history), POSTs the event with the Money Movement headers, the Standard Webhooks signature and
+the subscriber's auth scheme through the SSRF-guarded client (redirects never followed), and records the attempt.
+Success is exactly HTTP 200; anything else is a failed attempt, never an exception, so the workflow's schedule
+decides what comes next. It is idempotent per (delivery, cycle, attempt): a re-run after a crash posts again (the
+receiver dedupes on the event id) and rewrites the same record; a delivery already DELIVERED in this cycle is
+not posted again.
+
+A subscription has at most `subscription_concurrency` requests in flight in this process; an attempt beyond that
+answers BUSY at once, without a request or a record, and the workflow tries again shortly: a slow receiver holds
+no worker slot waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import httpx
+from pydantic import BaseModel
+from temporalio import activity
+
+from activities.webhook_requests import OAuthTokens, TokenUnavailable, auth_headers, delivery_headers, secret_values
+from mojaflow.database import Database
+from mojaflow.url_guard import UnsafeUrl
+from mojaflow.webhook_deliveries import AttemptRecord, PendingDelivery, load_delivery, mark_delivery, record_attempt
+from mojaflow.webhook_models import DeliveryStatus
+from mojaflow.webhook_subscription_models import OAuth2ClientCredentialsAuth
+from mojaflow.webhook_subscriptions import SubscriptionSecrets, load_subscription_for_delivery
+
+__all__ = ["AttemptOutcome", "AttemptRequest", "AttemptResult", "FinishRequest", "WebhookActivities"]
+
+log = logging.getLogger("mojaflow.webhooks")
+
+EXCERPT_BYTES = 1024  # of a response body kept with the attempt: no more
+SubscriptionLoader = Callable[[Database, str], Awaitable[SubscriptionSecrets | None]]
+
+
+class AttemptOutcome(StrEnum):
+    DELIVERED = "DELIVERED"  # the receiver answered exactly 200
+    FAILED = "FAILED"  # anything else: another status, a timeout, a refused connection, a refused address
+    BUSY = "BUSY"  # the subscription's requests in flight are at their limit: nothing sent, nothing recorded
+    CANCELLED = "CANCELLED"  # nothing to deliver: the subscription is disabled or deleted, the delivery cancelled
+
+
+class AttemptRequest(BaseModel):
+    """Ids and times only. `at` is the attempt's time from the workflow; `last`: the cycle's last scheduled
+    attempt (a failure makes the delivery FAILED); `next_attempt_at`: when the next one is due, if any."""
+
+    delivery_id: str
+    subscription_id: str
+    cycle: int
+    attempt: int
+    manual: bool = False
+    at: datetime
+    last: bool = False
+    next_attempt_at: datetime | None = None
+
+
+class AttemptResult(BaseModel):
+    """What the workflow's history keeps of an attempt: never a header, a body or a secret."""
+
+    outcome: AttemptOutcome
+    status_code: int | None = None
+    error_class: str | None = None
+    latency_ms: int | None = None
+
+
+class FinishRequest(BaseModel):
+    delivery_id: str
+    cycle: int
+    status: DeliveryStatus
+
+
+class WebhookActivities:
+    """Bound to the guarded HTTP client (`mojaflow.url_guard.guarded_client`) and the app database."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        database: Database,
+        *,
+        subscription_concurrency: int = 10,
+        load_subscription: SubscriptionLoader = load_subscription_for_delivery,
+    ) -> None:
+        self._http = http
+        self._db = database
+        self._limit = subscription_concurrency
+        self._in_flight: dict[str, int] = {}
+        self._load_subscription = load_subscription
+        self._tokens = OAuthTokens(http, database)
+
+    @activity.defn
+    async def attempt_delivery(self, request: AttemptRequest) -> AttemptResult:
+        """POST the event once (twice with OAuth2 when the first token meets a 401) and record the attempt."""
+        subscription_id = request.subscription_id
+        if self._in_flight.get(subscription_id, 0) >= self._limit:
+            return AttemptResult(outcome=AttemptOutcome.BUSY)
+        self._in_flight[subscription_id] = self._in_flight.get(subscription_id, 0) + 1
+        try:
+            return await self._attempt(request)
+        finally:
+            left = self._in_flight[subscription_id] - 1
+            if left:
+                self._in_flight[subscription_id] = left
+            else:
+                del self._in_flight[subscription_id]
+
+    @activity.defn
+    async def finish_delivery(self, request: FinishRequest) -> None:
+        """Record a status the attempts did not (CANCELLED; FAILED after an attempt that could not record)."""
+        await mark_delivery(self._db, request.delivery_id, request.cycle, request.status)
+
+    async def _attempt(self, request: AttemptRequest) -> AttemptResult:
+        delivery = await load_delivery(self._db, request.delivery_id)
+        if delivery is None:
+            return AttemptResult(outcome=AttemptOutcome.CANCELLED, error_class="delivery_not_found")
+        if delivery.cycle == request.cycle and delivery.status is not DeliveryStatus.DELIVERING:
+            settled = _settled(delivery.status)  # this attempt ran before the crash, or the delivery was cancelled
+            if settled is not None:
+                return AttemptResult(outcome=settled)
+        subscription = await self._load_subscription(self._db, request.subscription_id)
+        if subscription is None or not subscription.active:
+            await mark_delivery(self._db, request.delivery_id, request.cycle, DeliveryStatus.CANCELLED)
+            return AttemptResult(outcome=AttemptOutcome.CANCELLED, error_class="subscription_inactive")
+        result, excerpt = await self._post(delivery, subscription, request.at)
+        await record_attempt(self._db, _record(request, result, excerpt))
+        if result.outcome is AttemptOutcome.FAILED:
+            log.info(
+                "webhook %s attempt %d failed: %s",
+                request.delivery_id,
+                request.attempt,
+                result.error_class or f"HTTP {result.status_code}",
+            )
+        return result
+
+    async def _post(
+        self, delivery: PendingDelivery, subscription: SubscriptionSecrets, at: datetime
+    ) -> tuple[AttemptResult, str | None]:
+        auth = subscription.auth
+        started = time.monotonic()
+        token: str | None = None
+        try:
+            if isinstance(auth, OAuth2ClientCredentialsAuth):
+                token = await self._tokens.token(subscription.subscription_id, auth)
+            status, excerpt = await self._send(delivery, subscription, at, token)
+            if status == 401 and token is not None and isinstance(auth, OAuth2ClientCredentialsAuth):
+                await self._tokens.refused(subscription.subscription_id, auth, token)  # fetched again, once
+                token = await self._tokens.token(subscription.subscription_id, auth)
+                status, excerpt = await self._send(delivery, subscription, at, token)
+        except TokenUnavailable as error:
+            return _failed(started, error.error_class), None
+        except httpx.TimeoutException:
+            return _failed(started, "timeout"), None
+        except httpx.ConnectError as error:
+            return _failed(started, _connect_error_class(error)), None
+        except httpx.HTTPError:  # the connection broke, the answer is not HTTP, ...
+            return _failed(started, "protocol_error"), None
+        except UnsafeUrl as error:  # the address actually connected is not allowed (SSRF guard)
+            return _failed(started, f"unsafe_url_{error.reason}"), None
+        outcome = AttemptOutcome.DELIVERED if status == 200 else AttemptOutcome.FAILED
+        result = AttemptResult(outcome=outcome, status_code=status, latency_ms=_since(started))
+        return result, _scrub(excerpt, secret_values(auth, token))
+
+    async def _send(
+        self, delivery: PendingDelivery, subscription: SubscriptionSecrets, at: datetime, token: str | None
+    ) -> tuple[int, bytes]:
+        headers = delivery_headers(
+            delivery, signing_secrets=subscription.signing_secrets, at=at, sent_at=datetime.now(UTC)
+        )
+        headers.update(auth_headers(subscription.auth, token))
+        async with self._http.stream("POST", subscription.url, content=delivery.body, headers=headers) as response:
+            excerpt = b""
+            async for chunk in response.aiter_bytes():  # no more than 1 KB is ever read or kept
+                excerpt += chunk
+                if len(excerpt) >= EXCERPT_BYTES:
+                    break
+            return response.status_code, excerpt[:EXCERPT_BYTES]
+
+
+def _settled(status: DeliveryStatus) -> AttemptOutcome | None:
+    return {
+        DeliveryStatus.DELIVERED: AttemptOutcome.DELIVERED,
+        DeliveryStatus.FAILED: AttemptOutcome.FAILED,
+        DeliveryStatus.CANCELLED: AttemptOutcome.CANCELLED,
+    }.get(status)
+
+
+def _since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _failed(started: float, error_class: str) -> AttemptResult:
+    return AttemptResult(outcome=AttemptOutcome.FAILED, error_class=error_class, latency_ms=_since(started))
+
+
+def _connect_error_class(error: httpx.ConnectError) -> str:
+    """Refused, TLS or other: from the message and causes (httpx keeps the OS's and ssl's errors as causes)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        name = type(cause).__name__
+        if "SSL" in name or "Certificate" in name:
+            return "tls_error"
+        if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
+            return "connection_refused"
+        cause = cause.__cause__ or cause.__context__
+    return "connect_error"
+
+
+def _scrub(excerpt: bytes, secrets: list[str]) -> str | None:
+    """The response's first 1 KB as text, with any secret of ours a receiver echoed masked."""
+    if not excerpt:
+        return None
+    text = excerpt.decode("utf-8", errors="replace")
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text[:EXCERPT_BYTES]
+
+
+def _record(request: AttemptRequest, result: AttemptResult, excerpt: str | None) -> AttemptRecord:
+    if result.outcome is AttemptOutcome.DELIVERED:
+        status = DeliveryStatus.DELIVERED
+    else:
+        status = DeliveryStatus.FAILED if request.last else DeliveryStatus.DELIVERING
+    return AttemptRecord(
+        delivery_id=request.delivery_id,
+        cycle=request.cycle,
+        attempt=request.attempt,
+        manual=request.manual,
+        at=request.at,
+        status=status,
+        next_attempt_at=None if status is not DeliveryStatus.DELIVERING else request.next_attempt_at,
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        error_class=result.error_class,
+        response_excerpt=excerpt,
+    )
