@@ -55,6 +55,7 @@ from mojaflow.temporal import (
     outbound_workflow_id,
     retrieve_start_outcome,
 )
+from mojaflow.webhook_outbox import Outbox
 from workflows.outbound_transfer import OutboundTransferWorkflow
 
 __all__ = ["Outcome", "TransferService"]
@@ -84,6 +85,7 @@ class TransferService:
         self._client = client
         self._db = database
         self._settings = settings
+        self._outbox = Outbox(database, client, settings)  # RECEIVED's webhook event, written with it
 
     async def create(self, headers: MoneyMovementHeaders, request: TransferRequest, wait_s: float) -> Outcome:
         """Start the transfer once per idempotency key; a replay answers the same transfer, never a second."""
@@ -101,17 +103,22 @@ class TransferService:
         transfer = self._workflow_input(claim.transfer_id, headers, request)
         workflow_id = outbound_workflow_id(headers.client_key, headers.idempotent_request_key)
         initial = TransferRecord(
-            view=transfer.initial_view(), revision=0, workflow_id=workflow_id, client_key=headers.client_key
+            view=transfer.initial_view(),
+            revision=0,
+            workflow_id=workflow_id,
+            client_key=headers.client_key,
+            product=headers.product,
+            payment_channel=headers.payment_channel,
         )
         if claim.created:
-            await self._db.save_transfer(initial)
+            await self._outbox.save(initial)
             view = await self._start(workflow_id, transfer, wait_s)
             status = 201 if view.current_state in REPORTABLE_STATES else 202
             return Outcome(view, status=status)
         saved = await self._db.get_transfer(claim.transfer_id)
         if saved is None or saved.current_state == TransferState.RECEIVED:
             # The first attempt may have died before it saved or started the transfer: finish its job.
-            await self._db.save_transfer(initial)  # a no-op if it was saved (same revision)
+            await self._outbox.save(initial)  # a no-op if it was saved (same revision); starts unstarted deliveries
             await self._start(workflow_id, transfer, 0)
         current = await self._db.get_transfer(claim.transfer_id)
         assert current is not None  # saved above if it was not already

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
@@ -46,10 +46,14 @@ from mojaflow.keys import KeyRing
 from mojaflow.models import TransferRecord, TransferView
 from mojaflow.personal_data import Sealer, seal_quote, seal_transfer, unseal_quote, unseal_transfer
 
+if TYPE_CHECKING:
+    from mojaflow.webhook_outbox import EventDefaults
+
 __all__ = [
     "Database",
     "IdempotencyClaim",
     "StoredTransfer",
+    "TransferSaved",
     "metadata",
 ]
 
@@ -125,6 +129,12 @@ audit_log = Table(
 
 
 @dataclass(frozen=True)
+class TransferSaved:
+    applied: bool  # the state was newer than the saved one
+    deliveries_waiting: bool  # webhook deliveries of this transfer may wait to be started
+
+
+@dataclass(frozen=True)
 class StoredTransfer:
     view: TransferView
     workflow_id: str
@@ -166,6 +176,12 @@ class Database:
             },
             where=transfers.c.revision < upsert.excluded.revision,
         )
+        # The save writes its webhook event in its own transaction (the outbox). Imported here: that module needs
+        # this one's tables loaded first.
+        from mojaflow.webhook_outbox import EventDefaults, EventWriter
+
+        self._events = EventWriter(self._insert)
+        self._event_defaults = EventDefaults()  # the settings' defaults; `Outbox.save` passes the configured ones
 
     async def create_schema(self) -> None:
         """Bring the schema to the newest migration (`migrations/`). Several processes may race here on a new
@@ -190,7 +206,15 @@ class Database:
     # -- transfers -----------------------------------------------------------------------------------
 
     async def save_transfer(self, record: TransferRecord) -> bool:
-        """Insert or update a transfer's state unless a newer revision is already saved. Idempotent."""
+        """Insert or update a transfer's state unless a newer revision is already saved, with its webhook event
+        (`save_transfer_with_event`; the deliveries are left to a sweeper). Idempotent. True if it was newer."""
+        return (await self.save_transfer_with_event(record)).applied
+
+    async def save_transfer_with_event(
+        self, record: TransferRecord, defaults: EventDefaults | None = None
+    ) -> TransferSaved:
+        """The state upsert and, in the same transaction, its webhook event and deliveries (the outbox:
+        mojaflow/webhook_outbox.py, whose `Outbox.save` then starts them). Idempotent: a re-run writes nothing."""
         view = record.view
         now = datetime.now(UTC)
         values = {
@@ -208,7 +232,8 @@ class Database:
         }
         async with self.engine.begin() as connection:
             result = await connection.execute(self._upsert_transfer, values)
-        return bool(result.rowcount)
+            waiting = await self._events.write(connection, record, defaults or self._event_defaults, now)
+        return TransferSaved(applied=bool(result.rowcount), deliveries_waiting=waiting)
 
     async def get_transfer(self, transfer_id: str) -> TransferView | None:
         """By our transferId, or by the SDK's (outbound) / Mojaloop's (inbound) transferId."""

@@ -206,6 +206,8 @@ class InboundTransferInput(BaseModel):
 
     transfer_id: str
     client_key: str
+    product: str | None = None  # for its webhook events: MOJAFLOW_INBOUND_PRODUCT / _PAYMENT_CHANNEL when started
+    payment_channel: str | None = None
     amount_type: str
     amount: str
     currency: str

@@ -26,6 +26,7 @@ __all__ = [
     "DecisionRecord",
     "Direction",
     "FINAL_STATES",
+    "FIRST_REVISION",
     "OutboundTransferInput",
     "PartyIdType",
     "PartyView",
@@ -330,13 +331,27 @@ class TransferView(CamelModel):
     decisions: list[DecisionRecord] = Field(default_factory=list)  # the CBS's acceptances, in order
 
 
-class TransferRecord(BaseModel):
-    """One saved state of a transfer: the resource plus what we index it by.
+# The revision of a transfer's first saved state: an outbound transfer's RECEIVED is saved by the API at 0 before
+# its workflow starts; an inbound one's by its workflow, at 1.
+FIRST_REVISION = {Direction.OUTBOUND: 0, Direction.INBOUND: 1}
 
-    `revision` grows with every state change, so a late or retried save never overwrites a newer one.
+
+class TransferRecord(BaseModel):
+    """One saved state of a transfer: the resource plus what we index it by, and what its webhook event needs.
+
+    `revision` grows with every state change, so a late or retried save never overwrites a newer one. The fields
+    after `client_key` have defaults: records in recorded histories (local activity inputs) still validate.
     """
 
     view: TransferView
     revision: int
     workflow_id: str
-    client_key: str | None = None
+    client_key: str | None = None  # None: the bank's own (MOJAFLOW_DEFAULT_CLIENT_KEY)
+    previous_state: TransferState | None = None  # the state saved before this one; None for the first
+    product: str | None = None  # the Money Movement headers of the request that started it (inbound: settings)
+    payment_channel: str | None = None
+
+    @property
+    def sequence(self) -> int:
+        """The event's `sequence`: 1 for the transfer's first saved state, then one more per state saved."""
+        return self.revision - FIRST_REVISION[self.view.direction] + 1

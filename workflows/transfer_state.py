@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payment_manager import PaymentManagerActivities, SdkTransferRef, SwitchState
     from activities.store import StoreActivities
     from mojaflow.codes import ErrorCode, transfer_error
-    from mojaflow.models import TransferRecord, TransferState, TransferView
+    from mojaflow.models import FIRST_REVISION, TransferRecord, TransferState, TransferView
     from mojaflow.temporal import MOJAFLOW_STATE
 
 __all__ = [
@@ -75,7 +75,7 @@ class TransferEnded(Exception):
 class SavedTransferState:
     """Base of the transfer workflows: `_view` is the state being built, `_published` what callers see."""
 
-    _input: Any  # the workflow's input; has `client_key`
+    _input: Any  # the workflow's input; has `client_key`, `product`, `payment_channel`
     _view: TransferView
     _published: TransferView
     _revision: int
@@ -89,11 +89,15 @@ class SavedTransferState:
         """Save the new state to our database, then show it to callers and in the search attributes."""
         self._view.current_state = state
         self._revision += 1
+        first = self._revision == FIRST_REVISION[self._view.direction]  # inbound: its RECEIVED, never saved before
         record = TransferRecord(
             view=self._view,
             revision=self._revision,
             workflow_id=workflow.info().workflow_id,
             client_key=self._input.client_key,
+            previous_state=None if first else self._published.current_state,
+            product=self._input.product,
+            payment_channel=self._input.payment_channel,
         )
         await self._durably(StoreActivities.save_transfer, record, local=SAVE)
         workflow.upsert_search_attributes([MOJAFLOW_STATE.value_set(state.value), *self._search_attributes()])

@@ -228,6 +228,8 @@ class InboundService:
         return InboundTransferInput(
             transfer_id=request.transfer_id,
             client_key=settings.default_client_key,
+            product=settings.inbound_product,
+            payment_channel=settings.inbound_payment_channel,
             amount_type=request.amount_type,
             amount=request.amount,
             currency=request.currency,
