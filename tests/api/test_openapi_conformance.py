@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from mojaflow.webhook_models import EVENT_TYPE, WebhookEvent
 from tests.conftest import Stack
 from tests.inbound.flow import new_payee, notification, quote_request, transfer_request
 from tests.support.auth import client_api_auth
@@ -39,6 +41,7 @@ CONFORMANCE = [status_code_conformance, content_type_conformance, response_heade
                response_schema_conformance]  # fmt: skip
 TRANSFER = "/transfers/{transfer_id}"
 INBOUND_TRANSFER = "/transfers/{transferId}"
+SUBSCRIPTION = "/webhooks/subscriptions/{subscription_id}"
 UNKNOWN = "3f1c0f6e-0000-4000-8000-000000000000"
 TOO_DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON syntax, deeper than the parser goes
 MANUAL = {"autoAcceptParty": False, "autoAcceptQuote": False}
@@ -221,6 +224,55 @@ async def test_the_documents_promise_no_default_422_and_the_real_error_shapes(
     )
 
 
+async def test_webhook_subscriptions_and_deliveries_are_as_documented(
+    client_api: Published, http: httpx.AsyncClient
+) -> None:
+    headers = {"client_key": f"o{uuid.uuid4().hex[:9]}"}  # a client of its own: no transfer, so no delivery
+    auth = {"type": "basic", "username": "hooks", "password": "conformance"}
+    body = {"url": "https://93.184.216.34/hooks", "eventTypes": [EVENT_TYPE], "auth": auth}  # a public IP literal
+
+    created = await client_api.answer(http, "POST", "/webhooks/subscriptions", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    path = {"subscription_id": created.json()["subscriptionId"]}
+    patched = await client_api.answer(
+        http, "PATCH", SUBSCRIPTION, path, json={"states": ["COMPLETED"]}, headers=headers
+    )
+    rotated = await client_api.answer(http, "POST", f"{SUBSCRIPTION}/rotate-secret", path, headers=headers)
+    listed = await client_api.answer(http, "GET", "/webhooks/subscriptions", headers=headers)
+    invalid = await client_api.answer(
+        http, "POST", "/webhooks/subscriptions", json={**body, "auth": {**auth, "username": "a:b"}}, headers=headers
+    )
+    unsafe = await client_api.answer(
+        http, "POST", "/webhooks/subscriptions", json={**body, "url": "https://10.0.0.1/hooks"}, headers=headers
+    )
+    recovered = await client_api.answer(
+        http, "POST", f"{SUBSCRIPTION}/recover", path, json={"since": "2026-01-01T00:00:00Z"}, headers=headers
+    )
+    deliveries = await client_api.answer(
+        http, "GET", "/webhooks/deliveries", params={"status": "FAILED"}, headers=headers
+    )
+    no_delivery = await client_api.answer(http, "GET", "/webhooks/deliveries/{delivery_id}", {"delivery_id": UNKNOWN})
+    no_retry = await client_api.answer(
+        http, "POST", "/webhooks/deliveries/{delivery_id}/retry", {"delivery_id": UNKNOWN}, headers=headers
+    )
+    deleted = await client_api.answer(http, "DELETE", SUBSCRIPTION, path, headers=headers)
+    gone = await client_api.answer(http, "GET", SUBSCRIPTION, path, headers=headers)
+
+    assert (patched.status_code, patched.json()["states"]) == (200, ["COMPLETED"])
+    assert rotated.status_code == 200 and rotated.json()["signingSecret"].startswith("whsec_")
+    assert [item["subscriptionId"] for item in listed.json()["items"]] == [path["subscription_id"]]
+    _problem(invalid, 422, "validation_error")
+    _problem(unsafe, 422, "unsafe_url")
+    assert (recovered.status_code, recovered.json()) == (202, {"restarted": 0, "deliveryIds": []})
+    assert (deliveries.status_code, deliveries.json()) == (200, {"items": []})
+    _problem(no_delivery, 404, "delivery_not_found")
+    _problem(no_retry, 404, "delivery_not_found")
+    assert deleted.status_code == 204
+    _problem(gone, 404, "subscription_not_found")
+    example = client_api.document["webhooks"][EVENT_TYPE]["post"]["requestBody"]["content"]["application/json"]
+    assert WebhookEvent.model_validate(example["examples"]["completed"]["value"]).event_type == EVENT_TYPE
+
+
 async def test_health_is_as_documented(client_api: Published, backend_api: Published, http: httpx.AsyncClient) -> None:
     for api, path in ((client_api, "/health"), (backend_api, "/"), (backend_api, "/health")):
         answer = await api.answer(http, "GET", path)
@@ -294,7 +346,8 @@ GENERATED = settings(
     ("method", "template", "mode"),
     [
         *[(method, template, mode) for method, template in (("POST", "/transfers"), ("PUT", TRANSFER),
-                                                            ("GET", "/transfers")) for mode in GenerationMode],
+                                                            ("GET", "/transfers"), ("GET", "/webhooks/deliveries"))
+                                                           for mode in GenerationMode],
         ("GET", TRANSFER, GenerationMode.POSITIVE),  # any string is a valid id: nothing negative to send
     ],
 )  # fmt: skip
