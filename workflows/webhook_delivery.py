@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
@@ -34,9 +34,9 @@ with workflow.unsafe.imports_passed_through():
     from mojaflow.webhook_deliveries import MANUAL_ATTEMPT_BASE
     from mojaflow.webhook_models import ATTEMPTS_PER_CYCLE, DeliveryInput, DeliveryStatus
 
-__all__ = ["ATTEMPT_INTERVAL", "DeliveryOutcome", "ManualAttempt", "WebhookDeliveryWorkflow"]
+__all__ = ["ATTEMPT_INTERVAL", "DeliveryOutcome", "DeliveryRun", "ManualAttempt", "WebhookDeliveryWorkflow"]
 
-ATTEMPT_INTERVAL = timedelta(hours=1)
+ATTEMPT_INTERVAL = timedelta(hours=1)  # the contract: re-posted every hour
 # One try: a failed POST waits for its hourly mark, never retried by Temporal. The timeout covers a token request
 # and two POSTs (the refetch after a 401) at MOJAFLOW_WEBHOOK_TIMEOUT_S (at most 60 s) each.
 WEBHOOK_ATTEMPT = workflow.LocalActivityConfig(
@@ -51,6 +51,14 @@ WEBHOOK_RECORD = workflow.LocalActivityConfig(
 # A subscription at its limit of requests in flight: try the same attempt again after a short, growing pause.
 BUSY_FIRST_PAUSE = timedelta(milliseconds=500)
 BUSY_MAX_PAUSE = timedelta(minutes=1)
+
+
+class DeliveryRun(DeliveryInput):
+    """`DeliveryInput` as the workflow reads it (every starter sends a `DeliveryInput`). `attempt_interval_s` is
+    for tests on a server that cannot skip time (a worker killed while deliveries wait on their timers): nothing
+    else sets it, so deliveries re-post every hour."""
+
+    attempt_interval_s: float = Field(default=ATTEMPT_INTERVAL.total_seconds(), gt=0)
 
 
 class DeliveryOutcome(BaseModel):
@@ -74,8 +82,9 @@ class ManualAttempt(BaseModel):
 @workflow.defn
 class WebhookDeliveryWorkflow:
     @workflow.init
-    def __init__(self, delivery: DeliveryInput) -> None:
+    def __init__(self, delivery: DeliveryRun) -> None:
         self._delivery = delivery
+        self._interval = timedelta(seconds=delivery.attempt_interval_s)
         self._status = DeliveryStatus.DELIVERING
         self._attempts = 0
         self._manual_attempts = 0
@@ -84,7 +93,7 @@ class WebhookDeliveryWorkflow:
         self._last: AttemptResult | None = None
 
     @workflow.run
-    async def run(self, delivery: DeliveryInput) -> DeliveryOutcome:
+    async def run(self, delivery: DeliveryRun) -> DeliveryOutcome:
         workflow.upsert_search_attributes(
             [
                 TRANSFER_ID.value_set(delivery.transfer_id),
@@ -113,12 +122,13 @@ class WebhookDeliveryWorkflow:
     async def _deliver(self) -> None:
         first = workflow.now()
         for attempt in range(1, ATTEMPTS_PER_CYCLE + 1):
-            await self._until(first + (attempt - 1) * ATTEMPT_INTERVAL)
+            await self._until(first + (attempt - 1) * self._interval)
             if self._status is not DeliveryStatus.DELIVERING:  # a manual attempt settled it
                 return
             last = attempt == ATTEMPTS_PER_CYCLE
-            self._attempts = attempt
-            result = await self._attempt(attempt, manual=False, last=last, next_at=first + attempt * ATTEMPT_INTERVAL)
+            result = await self._attempt(attempt, manual=False, last=last, next_at=first + attempt * self._interval)
+            if result.outcome is not AttemptOutcome.CANCELLED:  # CANCELLED: nothing was posted
+                self._attempts = attempt
             if self._settle(result, last=last):
                 return
 
