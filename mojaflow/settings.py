@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     cbs_simulator: bool = True
     sdk_simulator_party_timeout_s: float = 30.0
     cbs_seed_file: Path | None = None
+    # `make run` also starts a webhook receiver (simulators/webhook_receiver.py) to subscribe and watch events arrive
+    webhook_receiver_simulator: bool = True
+    webhook_receiver_port: int = Field(default=3006, ge=1, le=65535)
 
     # Our two HTTP surfaces
     api_host: str = "127.0.0.1"
