@@ -1,0 +1,194 @@
+"""What the delivery tests share: a database with subscriptions and deliveries in it, the receiver's admin API, and
+starting `WebhookDeliveryWorkflow` the way the outbox does (tests/workflows/test_webhook_delivery*.py).
+
+    settings = delivery_settings(tmp_path)
+    database = await open_database(settings)
+    subscription = await subscribe(database, receiver.url + "/hooks", {"type": "basic", ...})
+    delivery = await new_delivery(database, subscription.subscription_id)   # the event and its PENDING delivery
+    outcome = await client.execute_workflow(WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery))
+
+The outbox of the transfers writes events and deliveries in the save's transaction; here `new_delivery` writes the
+same rows through `mojaflow.webhook_deliveries`, so these tests need no transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from temporalio.common import WorkflowIDReusePolicy
+
+from mojaflow.database import Database
+from mojaflow.keys import load_secrets_ring
+from mojaflow.models import Direction, TransferState
+from mojaflow.settings import Settings
+from mojaflow.webhook_deliveries import insert_delivery, insert_event
+from mojaflow.webhook_delivery_queries import DeliveryDetail, get_delivery
+from mojaflow.webhook_models import PaymentStatus, WebhookEvent, delivery_workflow_id, event_id
+from mojaflow.webhook_subscription_models import SubscriptionCreate, SubscriptionCreated
+from mojaflow.webhook_subscriptions import create_subscription
+from tests.support import secret_scan
+from workflows.webhook_delivery import DeliveryRun
+
+__all__ = [
+    "Receiver",
+    "delivery_detail",
+    "delivery_settings",
+    "new_delivery",
+    "open_database",
+    "start_options",
+    "subscribe",
+    "wait_until",
+]
+
+CLIENT_KEY = "bank1"
+
+
+def delivery_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """A database and task queues of this test's own; 127.0.0.1 allowed (the receiver); its own secrets ring."""
+    key = os.urandom(32)
+    secret_scan.remember_secret("a delivery test's secrets key", key)
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / f'mojaflow-{uuid.uuid4().hex[:8]}.db'}",
+        "task_queue": f"transfers-{uuid.uuid4()}",
+        "webhook_task_queue": f"webhooks-{uuid.uuid4()}",
+        "webhook_allowed_hosts": ["127.0.0.1"],
+        "secrets_keys": [SecretStr(f"t{uuid.uuid4().hex[:6]}:{base64.b64encode(key).decode()}")],
+    }
+    return Settings(**{**values, **overrides})
+
+
+async def open_database(settings: Settings) -> Database:
+    database = Database(settings.resolved_database_url, secrets=load_secrets_ring(settings))
+    await database.create_schema()
+    return database
+
+
+async def subscribe(
+    database: Database, url: str, auth: dict[str, Any], *, client_key: str = CLIENT_KEY
+) -> SubscriptionCreated:
+    """A subscription as the API stores it; its secrets (and its signing secret) join the session's secret scan."""
+    request = SubscriptionCreate.model_validate(
+        {"url": url, "eventTypes": ["moneymovementservices.payment.status_updated"], "auth": auth}
+    )
+    created = await create_subscription(database, client_key, request)
+    secret_scan.remember_secret("a subscription's signing secret", created.signing_secret)
+    for name in ("password", "clientSecret"):
+        if name in auth:
+            secret_scan.remember_secret(f"a subscription's {name}", auth[name])
+    for value in auth.get("headers", {}).values():
+        secret_scan.remember_secret("a subscription's API-key header value", value)
+    return created
+
+
+async def new_delivery(
+    database: Database,
+    subscription_id: str,
+    *,
+    client_key: str = CLIENT_KEY,
+    transfer_id: str | None = None,
+    sequence: int = 1,
+    attempt_interval_s: float | None = None,
+) -> DeliveryRun:
+    """An event of a transfer's state change and its PENDING delivery to the subscription, as the outbox writes
+    them; the workflow's input for it."""
+    transfer_id = transfer_id or str(uuid.uuid4())
+    event = WebhookEvent(
+        id=event_id(transfer_id, sequence),
+        data=PaymentStatus(
+            transfer_id=transfer_id,
+            home_transaction_id=f"home-{uuid.uuid4().hex[:8]}",
+            direction=Direction.OUTBOUND,
+            previous_state=TransferState.RECEIVED if sequence > 1 else None,
+            current_state=TransferState.COMPLETED if sequence > 1 else TransferState.RECEIVED,
+            sequence=sequence,
+            amount="10.50",
+            currency="USD",
+            occurred_at=datetime.now(UTC),
+        ),
+    )
+    async with database.engine.begin() as connection:
+        await insert_event(
+            connection, event, client_key=client_key, product="retail_payments", payment_channel="online"
+        )
+        delivery = await insert_delivery(
+            connection, event_id=event.id, subscription_id=subscription_id, transfer_id=transfer_id,
+            client_key=client_key,
+        )  # fmt: skip
+    extra = {} if attempt_interval_s is None else {"attempt_interval_s": attempt_interval_s}
+    return DeliveryRun(
+        delivery_id=delivery, event_id=event.id, subscription_id=subscription_id, transfer_id=transfer_id, **extra
+    )
+
+
+def start_options(settings: Settings, delivery: DeliveryRun) -> dict[str, Any]:
+    """As the outbox starts a delivery: its derived id, the webhooks' task queue."""
+    return {
+        "id": delivery_workflow_id(delivery.delivery_id, delivery.cycle),
+        "task_queue": settings.webhook_task_queue,
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    }
+
+
+async def delivery_detail(database: Database, delivery_id: str) -> DeliveryDetail:
+    """The delivery with its attempts, as `GET /webhooks/deliveries/{id}` answers it."""
+    stored = await get_delivery(database, delivery_id, detail=True)
+    assert stored is not None and isinstance(stored.view, DeliveryDetail)
+    return stored.view
+
+
+async def wait_until(check: Any, what: str, timeout_s: float = 30) -> Any:
+    """Poll the async `check` until it returns something truthy; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+class Receiver:
+    """The webhook receiver simulator's admin API (`/_sim`): what it got, how it answers, what auth it checks."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.AsyncClient(base_url=url, timeout=10)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def reset(self) -> None:
+        for path in ("/_sim/faults", "/_sim/auth"):
+            (await self._http.delete(path)).raise_for_status()
+
+    async def events(self, event: str) -> list[dict[str, Any]]:
+        """Every request that carried this event, in arrival order."""
+        response = await self._http.get("/_sim/events", params={"eventId": event, "limit": 1000})
+        response.raise_for_status()
+        events: list[dict[str, Any]] = response.json()["events"]
+        return events
+
+    async def requests_to(self, path: str) -> list[dict[str, Any]]:
+        response = await self._http.get("/_sim/events", params={"limit": 1000})
+        response.raise_for_status()
+        return [event for event in response.json()["events"] if event["path"] == path]
+
+    async def fault(self, **spec: Any) -> None:
+        (await self._http.put("/_sim/faults", json=spec)).raise_for_status()
+
+    async def require(self, auth: dict[str, Any]) -> None:
+        (await self._http.put("/_sim/auth", json=auth)).raise_for_status()
+
+    async def release(self) -> None:
+        (await self._http.post("/_sim/release")).raise_for_status()
