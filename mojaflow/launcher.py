@@ -1,7 +1,8 @@
 """`make run`: mojaflow on one machine, in one foreground process.
 
 Starts, in order, the Temporal dev server (SQLite in the data dir, Web UI, our search attributes, our codec
-endpoint for the UI), the simulators of the SDK and the CBS (unless turned off), the worker and the APIs;
+endpoint for the UI), the simulators of the SDK and the CBS and a webhook receiver (unless turned off), the worker
+and the APIs (allowed to call 127.0.0.1 and localhost webhook URLs unless MOJAFLOW_WEBHOOK_ALLOWED_HOSTS says);
 prefixes every line they log with the component's name; stops everything it started, by PID, on Ctrl-C or
 SIGTERM (SIGKILL after a deadline). A second run on the same data dir resumes unfinished transfers.
 """
@@ -9,6 +10,7 @@ SIGTERM (SIGKILL after a deadline). A second run on the same data dir resumes un
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -25,6 +27,7 @@ from mojaflow.temporal import SEARCH_ATTRIBUTES, tls_enabled
 __all__ = ["main"]
 
 STOP_DEADLINE_S = 8.0
+MAKE_RUN_ALLOWED_HOSTS = "127.0.0.1,localhost"
 BIN = Path(sys.executable).parent
 
 
@@ -66,9 +69,22 @@ def _components(settings: Settings) -> list[Component]:
         if settings.cbs_seed_file:
             argv += ["--seed", str(settings.cbs_seed_file)]
         components.append(Component("cbs-sim", argv, port))
+    if settings.webhook_receiver_simulator:
+        argv = [sys.executable, "-m", "simulators.webhook_receiver", "--port", str(settings.webhook_receiver_port),
+                "--data-dir", str(data / "webhook-receiver")]  # fmt: skip
+        components.append(Component("hook-sim", argv, settings.webhook_receiver_port))
     components.append(Component("worker", [sys.executable, "worker.py"], 0))
     components.append(Component("api", [sys.executable, "-m", "api"], settings.client_api_port))
     return components
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    """The children's environment: make run's receiver (and other local test peers) are allowed webhook hosts,
+    unless MOJAFLOW_WEBHOOK_ALLOWED_HOSTS was set (an empty value too); production's default allows none."""
+    env = dict(os.environ)
+    if "webhook_allowed_hosts" not in settings.model_fields_set:
+        env["MOJAFLOW_WEBHOOK_ALLOWED_HOSTS"] = MAKE_RUN_ALLOWED_HOSTS
+    return env
 
 
 def _taken_ports(settings: Settings, components: list[Component]) -> list[str]:
@@ -168,10 +184,12 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop_requested.set)
 
     pumps = []
+    env = _child_env(settings)
     try:
         for component in components:
             component.process = await asyncio.create_subprocess_exec(
                 *component.argv,
+                env=env,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
@@ -180,10 +198,12 @@ async def run(settings: Settings) -> int:
             if component.port:
                 host = _port_of(settings.temporal_address)[0] if component.name == "temporal" else settings.api_host
                 await _wait_for_port(component.port, host, 60, component)
+        receiver = f", webhook receiver http://127.0.0.1:{settings.webhook_receiver_port}/_sim/events"
         print(
             f"mojaflow is up: client API {settings.client_api_url}/docs, backend API "
             f"{settings.backend_api_url}, Temporal Web UI "
-            f"http://127.0.0.1:{settings.temporal_ui_port}  (Ctrl-C stops)",
+            f"http://127.0.0.1:{settings.temporal_ui_port}{receiver if settings.webhook_receiver_simulator else ''}"
+            "  (Ctrl-C stops)",
             flush=True,
         )
         exits = [asyncio.create_task(c.process.wait()) for c in components if c.process]

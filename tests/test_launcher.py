@@ -1,5 +1,6 @@
 """`make run`'s launcher (`python -m mojaflow.launcher`): refuses taken ports, stops within 10 s, and a second
-run on the same data dir finishes what the first left in flight."""
+run on the same data dir finishes what the first left in flight; its webhook receiver, allowed by default, gets the
+transfer's events."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from mojaflow.webhook_models import EVENT_TYPE
 from tests.conftest import ROOT
 from tests.support.process import free_port
 from tests.support.transfers import money_movement_headers, transfer_body
@@ -20,8 +22,9 @@ from tests.support.transfers import money_movement_headers, transfer_body
 
 def _env(data_dir: Path) -> dict[str, str]:
     sdk, cbs = free_port(), free_port()
+    inherited = {k: v for k, v in os.environ.items() if k != "MOJAFLOW_WEBHOOK_ALLOWED_HOSTS"}  # make run's default
     return {
-        **os.environ,
+        **inherited,
         "PYTHONUNBUFFERED": "1",
         "MOJAFLOW_DATA_DIR": str(data_dir),
         "MOJAFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
@@ -30,6 +33,7 @@ def _env(data_dir: Path) -> dict[str, str]:
         "MOJAFLOW_BACKEND_API_PORT": str(free_port()),
         "MOJAFLOW_SDK_URL": f"http://127.0.0.1:{sdk}",
         "MOJAFLOW_CBS_URL": f"http://127.0.0.1:{cbs}",
+        "MOJAFLOW_WEBHOOK_RECEIVER_PORT": str(free_port()),
         "MOJAFLOW_TRANSFER_EXPIRY_S": "5",
     }
 
@@ -59,6 +63,17 @@ def _read(api: str, transfer_id: str, auth: dict[str, str]) -> dict[str, object]
     return dict(httpx.get(f"{api}/transfers/{transfer_id}", headers=auth, timeout=10).json())
 
 
+def _wait_for_event(receiver: str, transfer_id: str, state: str, timeout_s: float = 60) -> None:
+    """Poll the webhook receiver until the event of `transfer_id` entering `state` arrived, answered 200."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = httpx.get(f"{receiver}/_sim/events", params={"transferId": transfer_id}, timeout=10).json()["events"]
+        if any(e["body"]["data"]["currentState"] == state and e["status"] == 200 for e in got):
+            return
+        assert time.monotonic() < deadline, f"no {state} event at the receiver: {[e['body'] for e in got]}"
+        time.sleep(0.2)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> float:
     started = time.monotonic()
     os.kill(process.pid, signal.SIGTERM)
@@ -85,6 +100,7 @@ def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
 def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path: Path) -> None:
     env = _env(tmp_path)
     api, sdk = f"http://127.0.0.1:{env['MOJAFLOW_CLIENT_API_PORT']}", env["MOJAFLOW_SDK_URL"]
+    receiver = f"http://127.0.0.1:{env['MOJAFLOW_WEBHOOK_RECEIVER_PORT']}"
     log = tmp_path / "launcher.log"
     first = _launch(env, log)
     try:
@@ -92,12 +108,18 @@ def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path
         ui = httpx.get(f"http://127.0.0.1:{env['MOJAFLOW_TEMPORAL_UI_PORT']}/", timeout=10)
         assert ui.status_code == 200  # the Temporal Web UI
         output = log.read_text()
-        for component in ("temporal", "sdk-sim", "cbs-sim", "worker", "api"):
+        for component in ("temporal", "sdk-sim", "cbs-sim", "hook-sim", "worker", "api"):
             assert f"{component:>8} | " in output, f"no line prefixed by {component}"
         key_file = tmp_path / "dev-api-key"  # the development key, made on first start
         assert key_file.stat().st_mode & 0o777 == 0o600
         auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
         assert httpx.get(f"{api}/transfers", timeout=10).status_code == 401
+        subscription = httpx.post(
+            f"{api}/webhooks/subscriptions", headers=auth, timeout=10,
+            json={"url": f"{receiver}/hooks", "eventTypes": [EVENT_TYPE], "auth": {"type": "api_keys",
+                  "headers": {"X-Demo-Key": "make-run-demo"}}},
+        )  # fmt: skip
+        assert subscription.status_code == 201, subscription.text  # plain http to 127.0.0.1: allowed by make run
         body = transfer_body()
         httpx.put(f"{sdk}/_sim/faults/{body['homeTransactionId']}", json={"moneyStepDelayS": 30}).raise_for_status()
         created = httpx.post(
@@ -122,6 +144,7 @@ def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path
             time.sleep(0.2)
         sdk_view = httpx.get(f"{sdk}/_sim/transfers/{state['sdkTransferId']}").json()
         assert sdk_view["prepareCount"] == 1
+        _wait_for_event(receiver, created["transferId"], "COMPLETED")
     finally:
         _stop(second)
     assert log.read_text().count(auth["Authorization"].removeprefix("Bearer ")) == 1  # printed at first start only
