@@ -1,21 +1,24 @@
 """The client API's webhook subscriptions and deliveries, over real HTTP against a real API process.
 
-One more `python -m api` next to the session's stack (same database, Temporal and worker) with
+A second API and worker next to the session's stack (same database and Temporal, task queues of their own) with
 MOJAFLOW_WEBHOOK_ALLOWED_HOSTS=127.0.0.1,localhost, as `make run` has it, so that a subscription may name a local
 receiver. Requests carry real API keys (tests/support/auth.py): the `client_key` header picks a client's key, no
 header the operator's.
 
-Delivery rows are written here as the outbox writes them (an event row, a delivery row per subscription, attempt
-rows as the delivery activity records them), straight into the database the API reads: these tests are about the
-API over them, not about how they are produced (tests/webhooks/ cover that).
+The deliveries' routes are tested twice: over rows written here as the outbox and the delivery activity write them
+(an event, a delivery per subscription, its attempts), to set up each status and filter exactly; and end to end, a
+real transfer's events delivered to the webhook receiver simulator, retried by hand while it fails and again once
+delivered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,20 +45,42 @@ from mojaflow.webhook_models import (
 from mojaflow.webhook_subscriptions import load_subscription_for_delivery
 from mojaflow.webhook_tables import webhook_attempts, webhook_deliveries, webhook_events
 from tests.conftest import Stack
-from tests.support.api_process import Api, api_process
 from tests.support.auth import keys_for
 from tests.support.secret_scan import remember_secret
+from tests.support.transfers import money_movement_headers, new_payer, transfer_body
+from tests.support.webhook_peers import webhook_receiver
 
 RECEIVER = "http://127.0.0.1:9/hooks"  # an allowed host; nothing is delivered in these tests
 TOKEN_URL = "http://127.0.0.1:9/token"
 
 
+@dataclass(frozen=True)
+class Api:
+    """The API (and worker) under test, with allowed hosts as `make run` has them."""
+
+    stack: Stack
+
+    @property
+    def client_url(self) -> str:
+        return self.stack.api_url
+
+    @property
+    def log_path(self) -> Path:
+        return self.stack.api.log_path
+
+    @property
+    def webhook_task_queue(self) -> str:
+        return self.stack.env["MOJAFLOW_WEBHOOK_TASK_QUEUE"]
+
+
 @pytest.fixture(scope="module")
 def api(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    with api_process(
-        stack, tmp_path_factory.mktemp("webhooks-api"), MOJAFLOW_WEBHOOK_ALLOWED_HOSTS="127.0.0.1,localhost"
-    ) as running:
-        yield running
+    with stack.sibling(
+        tmp_path_factory.mktemp("webhooks-api"),
+        MOJAFLOW_WEBHOOK_ALLOWED_HOSTS="127.0.0.1,localhost",
+        MOJAFLOW_WEBHOOK_TASK_QUEUE=f"tests-webhooks-{uuid.uuid4()}",
+    ) as sibling:
+        yield Api(sibling)
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +379,7 @@ async def test_secrets_are_write_only_sealed_at_rest_and_never_logged(
     shown = "\n".join(response.text for response in answers)
     assert [form for form in secret_forms if form in shown] == []
     assert username in shown  # the username is not a secret: shown back
-    log = api.process.log_path.read_bytes().decode(errors="replace")
+    log = api.log_path.read_bytes().decode(errors="replace")
     assert [form for form in secret_forms if form in log] == []
     stored = b"".join(path.read_bytes() for path in settings.data_dir.glob("mojaflow.db*"))
     if settings.database_url is None:  # SQLite: the file and its WAL hold them only sealed
@@ -543,7 +568,7 @@ async def _workflow_exists(client: Client, workflow_id: str) -> dict[str, Any]:
 
 
 async def test_a_failed_delivery_is_retried_in_a_new_cycle_and_recovered(
-    stack: Stack, api: Api, http: httpx.AsyncClient, database: Database, settings: Settings
+    stack: Stack, api: Api, http: httpx.AsyncClient, database: Database
 ) -> None:
     client = _client()
     sid = (await _create(http, api, client, _body(_api_keys())))["subscriptionId"]
@@ -563,7 +588,7 @@ async def test_a_failed_delivery_is_retried_in_a_new_cycle_and_recovered(
     assert retried.status_code == 202, retried.text
     assert retried.json()["cycle"] == 2 and retried.json()["status"] in ("PENDING", "DELIVERING", "DELIVERED")
     started = await _workflow_exists(stack.client, delivery_workflow_id(failed, 2))
-    assert started == {"type": "WebhookDeliveryWorkflow", "task_queue": settings.webhook_task_queue}
+    assert started == {"type": "WebhookDeliveryWorkflow", "task_queue": api.webhook_task_queue}
     _problem(await http.post(f"{base}/deliveries/{pending}/retry", headers=_as(client)), 409, "delivery_not_retryable")
 
     recovered = await http.post(
@@ -588,7 +613,7 @@ async def test_a_failed_delivery_is_retried_in_a_new_cycle_and_recovered(
 
 
 async def test_deleting_or_disabling_cancels_the_open_deliveries_and_their_workflows(
-    stack: Stack, api: Api, http: httpx.AsyncClient, database: Database, settings: Settings
+    stack: Stack, api: Api, http: httpx.AsyncClient, database: Database
 ) -> None:
     client = _client()
     base = f"{api.client_url}/webhooks"
@@ -605,7 +630,7 @@ async def test_deleting_or_disabling_cancels_the_open_deliveries_and_their_workf
             "WebhookDeliveryWorkflow",
             DeliveryInput(delivery_id=running, event_id=event_id(transfer, 1), subscription_id=sid,
                           transfer_id=transfer),
-            id=workflow_id, task_queue=settings.webhook_task_queue,
+            id=workflow_id, task_queue=api.webhook_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )  # fmt: skip
 
@@ -623,3 +648,87 @@ async def test_deleting_or_disabling_cancels_the_open_deliveries_and_their_workf
         assert statuses == {running: "CANCELLED", waiting: "CANCELLED", done: "DELIVERED"}, action
         events = [event.event_type async for event in handle.fetch_history_events()]
         assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED in events, action
+
+
+# -- end to end: a real transfer's events, a real receiver --------------------------------------------------------
+
+
+async def _until(http: httpx.AsyncClient, url: str, client: str, done: Any, timeout_s: float = 30) -> Any:
+    """GET `url` as `client` until `done(body)` holds; its body then (fails with the last one seen)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    body: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        response = await http.get(url, headers=_as(client))
+        body = response.json()
+        if response.status_code == 200 and done(body):
+            return body
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{url} never got there; last seen {body}")
+
+
+async def test_a_real_transfers_deliveries_are_listed_retried_now_and_sent_again(
+    stack: Stack, api: Api, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    client = _client()
+    receiver = webhook_receiver(tmp_path)
+    with receiver.process.start():
+        (await http.put(f"{receiver.url}/_sim/faults", json={"status": 500})).raise_for_status()
+        completed_only = (
+            await _create(http, api, client, _body(_api_keys(), url=f"{receiver.url}/completed", states=["COMPLETED"]))
+        )["subscriptionId"]
+        every_state = (await _create(http, api, client, _body(_api_keys(), url=f"{receiver.url}/all")))[
+            "subscriptionId"
+        ]
+        payer, _ = await new_payer(http, stack.cbs_url)
+        started = await http.post(
+            f"{api.client_url}/transfers", json=transfer_body(payer=payer),
+            headers=money_movement_headers(client_key=client),
+        )  # fmt: skip
+        assert started.status_code == 201 and started.json()["currentState"] == "COMPLETED", started.text
+        transfer = started.json()["transferId"]
+        base = f"{api.client_url}/webhooks/deliveries"
+
+        # the outbox wrote one delivery per state change for the unfiltered subscription, one for the filtered
+        listing = await _until(
+            http, f"{base}?transferId={transfer}", client,
+            lambda body: any(item["subscriptionId"] == completed_only and item["attempts"] >= 1
+                             for item in body["items"]),
+        )  # fmt: skip
+        mine = [item for item in listing["items"] if item["subscriptionId"] == completed_only]
+        assert len(mine) == 1, listing
+        every = [item for item in listing["items"] if item["subscriptionId"] == every_state]
+        assert len(every) >= 4 and len({item["eventId"] for item in every}) == len(every)
+        assert mine[0]["eventId"] in {item["eventId"] for item in every}  # the COMPLETED event, to both
+        delivery, event = mine[0]["deliveryId"], mine[0]["eventId"]
+        assert mine[0]["status"] == "DELIVERING"  # its first attempt met a 500: the next is an hour away
+
+        # the receiver recovers; a retry attempts now, recorded as manual, the scheduled count unchanged
+        (await http.delete(f"{receiver.url}/_sim/faults")).raise_for_status()
+        retried = await http.post(f"{base}/{delivery}/retry", headers=_as(client))
+        assert retried.status_code == 202, retried.text
+        delivered = await _until(http, f"{base}/{delivery}", client, lambda body: body["status"] == "DELIVERED")
+        assert (delivered["cycle"], delivered["attempts"]) == (1, 1)
+        assert [(a["manual"], a.get("statusCode")) for a in delivered["attemptLog"]] == [(False, 500), (True, 200)]
+        assert delivered["event"]["data"]["currentState"] == "COMPLETED"
+
+        # a delivered one is sent again in a new cycle, with the same event id
+        again = await http.post(f"{base}/{delivery}/retry", headers=_as(client))
+        assert (again.status_code, again.json()["cycle"]) == (202, 2), again.text
+        await _until(
+            http, f"{base}/{delivery}", client, lambda body: (body["cycle"], body["status"]) == (2, "DELIVERED")
+        )
+        posted = (await http.get(f"{receiver.url}/_sim/events", params={"eventId": event})).json()["events"]
+        posts = [item for item in posted if item["path"] == "/completed"]
+        assert [item["status"] for item in posts] == [500, 200, 200]  # counted at the receiver
+        assert {item["headers"]["webhook-id"] for item in posts} == {event}
+        assert {item["headers"]["idempotent_request_key"] for item in posts} == {event}
+        assert {item["body"]["id"] for item in posts} == {event}
+
+        for sid in (completed_only, every_state):  # their open deliveries and workflows cancelled
+            assert (
+                await http.delete(f"{api.client_url}/webhooks/subscriptions/{sid}", headers=_as(client))
+            ).status_code == 204
+        left = (
+            await http.get(base, params={"subscriptionId": every_state, "status": "DELIVERING"}, headers=_as(client))
+        ).json()
+        assert left["items"] == []
