@@ -43,9 +43,11 @@ def backend_tls(settings: Settings) -> dict[str, Any]:
 
 
 def http_limits(settings: Settings) -> dict[str, Any]:
-    """uvicorn's options for both servers: the h11 protocol (whatever else is installed), which refuses a request
-    head it must buffer past MOJAFLOW_MAX_HEADER_BYTES while reading it (api.limits checks a complete one)."""
-    return {"http": "h11", "h11_max_incomplete_event_size": settings.max_header_bytes}
+    """uvicorn's options for both servers: the h11 protocol (whatever else is installed), which stops buffering an
+    incomplete request head at twice MOJAFLOW_MAX_HEADER_BYTES (a plain 400, connection closed). A complete head
+    over the limit itself is refused by api.limits with a 431 of the API's own dialect: the slack lets any head up
+    to twice the limit reach that precise answer, however the network splits it."""
+    return {"http": "h11", "h11_max_incomplete_event_size": 2 * settings.max_header_bytes}
 
 
 async def serve(settings: Settings) -> None:

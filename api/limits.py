@@ -8,21 +8,23 @@ starts a workflow:
   many requests and refills at that rate: a burst of a minute's worth, then a steady pace. The `Authenticator`
   checks it once the caller is known (api.auth): 429 `rate_limited` with `Retry-After` (seconds).
 * `RequestLimits` (ASGI middleware, both APIs): a body over `MOJAFLOW_MAX_BODY_BYTES` is 413, refused on its
-  `Content-Length` before it is read, or, chunked, as soon as the bytes read pass the limit; a request line plus
-  headers over `MOJAFLOW_MAX_HEADER_BYTES` is 431. The HTTP server enforces the same head limit while it reads
-  (`h11_max_incomplete_event_size`, api.__main__): a head that arrives in pieces and outgrows it is refused there,
-  with uvicorn's plain 400, before any of our code runs. Either way the connection is closed afterwards.
+  `Content-Length` before the app reads it, or, chunked, as soon as the bytes read pass the limit. What follows
+  (up to four times the limit, for 5 s at most) is read and dropped before the 413 goes out, so that a client
+  still sending sees the answer rather than a reset connection. A request line plus headers over
+  `MOJAFLOW_MAX_HEADER_BYTES` is 431; the HTTP server stops buffering a head still incomplete at twice that size
+  (`h11_max_incomplete_event_size`, api.__main__), refused there with uvicorn's plain 400 before any of our code
+  runs. Either way the connection is closed afterwards.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -100,20 +102,24 @@ class RequestLimits:
             return
         length = _content_length(scope)
         if length is not None and length > self.max_body_bytes:
+            if length <= _DRAIN_FACTOR * self.max_body_bytes:
+                await _drain(receive, _DRAIN_FACTOR * self.max_body_bytes)
             await self._refuse(413, self._body_detail(), scope, receive, send)
             return
 
         read = 0
         overflowed = False
         started = False
+        more_body = True
 
         async def limited_receive() -> Message:
-            nonlocal read, overflowed
+            nonlocal read, overflowed, more_body
             if overflowed:
                 raise _BodyTooLarge
             message = await receive()
             if message["type"] == "http.request":
                 read += len(message.get("body", b""))
+                more_body = bool(message.get("more_body", False))
                 if read > self.max_body_bytes:  # chunked, or more than its Content-Length said: stop reading here
                     overflowed = True
                     raise _BodyTooLarge
@@ -134,14 +140,37 @@ class RequestLimits:
             if not overflowed:
                 raise
         if overflowed and not started:
+            if more_body:
+                await _drain(receive, (_DRAIN_FACTOR - 1) * self.max_body_bytes)
             await self._refuse(413, self._body_detail(), scope, receive, send)
 
     def _body_detail(self) -> str:
         return f"the request body exceeds {self.max_body_bytes} bytes"
 
     async def _refuse(self, status: int, detail: str, scope: Scope, receive: Receive, send: Send) -> None:
-        response = self.render(status, detail, {"Connection": "close"})  # the rest of the body is never read
+        response = self.render(status, detail, {"Connection": "close"})  # what is left of the body is never read
         await response(scope, receive, send)
+
+
+# A body somewhat over the limit is read (and dropped) before the 413 is sent: a server that closes the connection
+# while the client still sends has the client see a reset, not our answer. Bounded in size and time.
+_DRAIN_FACTOR = 4
+_DRAIN_S = 5.0
+
+
+async def _drain(receive: Receive, limit: int) -> None:
+    drained = 0
+    try:
+        async with asyncio.timeout(_DRAIN_S):
+            while drained <= limit:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
 
 
 def _head_size(scope: Scope) -> int:
@@ -184,14 +213,21 @@ def client_limit_responses() -> dict[int, dict[str, Any]]:
 
 
 def document_limits(app: FastAPI, responses: dict[int, dict[str, Any]]) -> None:
-    """Document the limits on `app`'s routes as they are (call once every route is included): 431 on every
-    route, 413 on every route that takes a body, 429 (if given) on every `POST`."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        methods = route.methods or set()
-        route.responses[431] = responses[431]
-        if methods & {"POST", "PUT", "PATCH"}:
-            route.responses[413] = responses[413]
-        if "POST" in methods and 429 in responses:
-            route.responses[429] = responses[429]
+    """Document the limits in `app`'s published document, on every operation as it is: 431 everywhere, 413 where
+    a body is taken (POST, PUT, PATCH), 429 (if given) on every POST. Wraps `app.openapi` (after publish_openapi)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        for operations in document.get("paths", {}).values():
+            for method, operation in operations.items():
+                answers = operation.setdefault("responses", {})
+                answers["431"] = responses[431]
+                if method in ("post", "put", "patch"):
+                    answers["413"] = responses[413]
+                if method == "post" and 429 in responses:
+                    answers["429"] = responses[429]
+                operation["responses"] = dict(sorted(answers.items()))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
