@@ -304,6 +304,7 @@ class Stack:
             "MOJAFLOW_CBS_URL": cbs_url,
             "MOJAFLOW_CLIENT_API_PORT": str(client_port),
             "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
+            "MOJAFLOW_RATE_LIMIT_PER_MINUTE": "0",  # one key sends every transfer: measure the stack, not the limit
         }
         (self.data_dir / "mojaflow").mkdir()
         made = subprocess.run(  # the client API's key, as an operator makes one
