@@ -67,7 +67,8 @@ PROBLEM_CODES: dict[str, str] = {
     "subscription_not_found": "no webhook subscription with that id (another client's is not found either)",
     "subscription_inactive": "the subscription is disabled or deleted: its deliveries are not sent again",
     "delivery_not_found": "no webhook delivery with that id (another client's is not found either)",
-    "delivery_not_retryable": "the delivery's first attempt is still to be made (PENDING): nothing to retry yet",
+    "delivery_not_retryable": "the delivery's first attempt is still to be made (PENDING), or its workflow is making "
+    "its last attempt: retry in a moment",
 }
 
 

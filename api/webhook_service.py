@@ -13,11 +13,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from datetime import datetime, timedelta
+from typing import Literal
 
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -29,16 +28,15 @@ from api.problems import Problem
 from mojaflow.audit import record_action_or_log
 from mojaflow.database import Database
 from mojaflow.settings import Settings
-from mojaflow.temporal import TRANSFER_ID, WEBHOOK_EVENT_ID, WEBHOOK_STATUS, WEBHOOK_SUBSCRIPTION_ID
 from mojaflow.url_guard import UnsafeUrl, check_url
 from mojaflow.webhook_delivery_queries import (
     DeliveryDetail,
     DeliveryView,
     StoredDelivery,
-    failed_deliveries_since,
     get_delivery,
     list_deliveries,
     mark_dispatched,
+    restart_failed_since,
     restartable,
     start_new_cycle,
 )
@@ -70,6 +68,8 @@ log = logging.getLogger("mojaflow.api")
 DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"  # workflows/webhook_delivery.py, started by name
 RETRY_NOW = "retry_now"  # its update: one attempt now, recorded manual, not counted toward the 73
 _PARALLEL = 20  # Temporal calls in flight at once when a subscription's deliveries are cancelled or recovered
+_START_TIMEOUT_S = 5.0  # per workflow start; one that did not start is left to the sweeper
+_DIRECT_STARTS = 50  # a recovery starts this many workflows itself; the sweeper starts the rest
 _TOKEN_URL_FIELD = "auth.oauth2_client_credentials.tokenUrl"  # as pydantic names it in a validation error
 
 
@@ -142,14 +142,16 @@ class WebhookService:
         return rotated
 
     async def recover(self, caller: Caller, subscription_id: str, since: datetime) -> list[str]:
-        """Every FAILED delivery of the subscription created since `since`, sent again in a new cycle; their ids."""
+        """Every FAILED delivery of the subscription created since `since` sent again in a new cycle; their ids.
+        The rows move first, in one transaction; the first `_DIRECT_STARTS` workflows are started here, the rest by
+        the sweeper within seconds (a recovery of thousands answers at once)."""
         stored = await self._own(caller, subscription_id)
         self._require_enabled(stored)
-        failed = await failed_deliveries_since(self._db, subscription_id, since)
-        restarted = await _gathered(self._restart(view) for view in failed)
-        ids = [view.delivery_id for view, done in zip(failed, restarted, strict=True) if done]
-        await self._audit(caller, "webhook_recover", subscription_id, stored.client_key, f"{len(ids)} restarted")
-        return ids
+        restarted = await restart_failed_since(self._db, subscription_id, since)
+        await _gathered(self._start_cycle(view) for view in restarted[:_DIRECT_STARTS])
+        detail = f"{len(restarted)} restarted since {since.isoformat()}"
+        await self._audit(caller, "webhook_recover", subscription_id, stored.client_key, detail)
+        return [view.delivery_id for view in restarted]
 
     # -- deliveries ----------------------------------------------------------------------------------------------
 
@@ -186,16 +188,27 @@ class WebhookService:
             )  # fmt: skip
         self._require_enabled(subscription)
         view = stored.view
-        if view.status == DeliveryStatus.DELIVERING and await self._retry_now(view):
-            await self._audit(caller, "webhook_retry_now", view.subscription_id, stored.client_key, delivery_id)
-            return view
-        current = await self._own_delivery(caller, delivery_id)  # the workflow may have finished meanwhile
-        if not restartable(current.view.status):
+        orphaned = False
+        if view.status == DeliveryStatus.DELIVERING:
+            outcome = await self._retry_now(view)
+            if outcome == "accepted":
+                await self._audit(caller, "webhook_retry_now", view.subscription_id, stored.client_key, delivery_id)
+                return view
+            orphaned = outcome == "gone"
+        current = (await self._own_delivery(caller, delivery_id)).view  # its workflow may have finished meanwhile
+        # DELIVERING with no running workflow of its cycle: the workflow is gone (terminated by hand, say)
+        orphaned = orphaned and current.status == DeliveryStatus.DELIVERING and current.cycle == view.cycle
+        if not (restartable(current.status) or orphaned):
+            reason = (
+                "its first attempt is about to be made" if current.status == DeliveryStatus.PENDING
+                else "its workflow is making its last attempt: retry once it is FAILED"
+            )  # fmt: skip
             raise Problem(
                 409, "delivery_not_retryable", "Delivery not retryable",
-                f"delivery {delivery_id} is {current.view.status}: its first attempt is about to be made",
+                f"delivery {delivery_id} is {current.status}: {reason}",
             )  # fmt: skip
-        await self._restart(current.view)
+        if await start_new_cycle(self._db, delivery_id, current.cycle, orphaned=orphaned):
+            await self._start_cycle(current.model_copy(update={"cycle": current.cycle + 1}))
         await self._audit(caller, "webhook_retry", view.subscription_id, stored.client_key, delivery_id)
         return (await self._own_delivery(caller, delivery_id)).view
 
@@ -238,51 +251,44 @@ class WebhookService:
             detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
             raise Problem(422, "unsafe_url", "URL refused", detail, errors=errors)
 
-    async def _retry_now(self, view: DeliveryView) -> bool:
-        """Ask the running workflow for an attempt now; False if it is no longer running (finished meanwhile)."""
+    async def _retry_now(self, view: DeliveryView) -> Literal["accepted", "refused", "gone"]:
+        """Ask the running workflow for an attempt now: `accepted`; `refused` by its validator (it is finishing);
+        `gone` if no workflow of that cycle runs (finished meanwhile, or never to finish: terminated)."""
         handle = self._client.get_workflow_handle(delivery_workflow_id(view.delivery_id, view.cycle))
         try:
             await handle.start_update(
                 RETRY_NOW, wait_for_stage=WorkflowUpdateStage.ACCEPTED, rpc_timeout=timedelta(seconds=10)
             )
-        except WorkflowUpdateFailedError:  # refused by its validator: it is finishing
-            return False
+        except WorkflowUpdateFailedError:
+            return "refused"
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
-                return False
+                return "gone"
             raise _temporal_unavailable() from None
-        return True
+        return "accepted"
 
-    async def _restart(self, view: DeliveryView) -> bool:
-        """A new cycle: the row first (undispatched, so the sweeper starts it should we fail here), then its
-        workflow, then the row marked dispatched. False if another retry moved it first."""
-        if not await start_new_cycle(self._db, view.delivery_id, view.cycle):
-            return False
-        cycle = view.cycle + 1
+    async def _start_cycle(self, view: DeliveryView) -> bool:
+        """Start the workflow of the delivery's (new) cycle, its row already set to it (PENDING, undispatched), and
+        mark the row dispatched. Should Temporal not answer, the row stays undispatched: the sweeper starts it."""
         try:
             await self._client.start_workflow(
                 DELIVERY_WORKFLOW,
                 DeliveryInput(
                     delivery_id=view.delivery_id, event_id=view.event_id, subscription_id=view.subscription_id,
-                    transfer_id=view.transfer_id, cycle=cycle,
+                    transfer_id=view.transfer_id, cycle=view.cycle,
                 ),
-                id=delivery_workflow_id(view.delivery_id, cycle),
+                id=delivery_workflow_id(view.delivery_id, view.cycle),
                 task_queue=self._settings.webhook_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(TRANSFER_ID, view.transfer_id),
-                    SearchAttributePair(WEBHOOK_EVENT_ID, view.event_id),
-                    SearchAttributePair(WEBHOOK_SUBSCRIPTION_ID, view.subscription_id),
-                    SearchAttributePair(WEBHOOK_STATUS, DeliveryStatus.DELIVERING.value),
-                ]),
+                rpc_timeout=timedelta(seconds=_START_TIMEOUT_S),
             )  # fmt: skip
         except WorkflowAlreadyStartedError:
-            pass  # this cycle exists already: started, as wanted
-        except RPCError as error:  # left PENDING and undispatched: the sweeper starts it
-            log.warning("delivery %s cycle %d left to the sweeper: %s", view.delivery_id, cycle, error.status.name)
-            return True
-        await mark_dispatched(self._db, view.delivery_id, cycle)
+            pass  # this cycle ran already: started, as wanted
+        except RPCError as error:
+            log.warning("delivery %s cycle %d left to the sweeper: %s", view.delivery_id, view.cycle, error.status.name)
+            return False
+        await mark_dispatched(self._db, view.delivery_id, view.cycle)
         return True
 
     async def _cancel_workflows(self, deliveries: list[OpenDelivery]) -> None:

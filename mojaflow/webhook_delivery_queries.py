@@ -25,10 +25,10 @@ __all__ = [
     "DeliveryDetail",
     "DeliveryView",
     "StoredDelivery",
-    "failed_deliveries_since",
     "get_delivery",
     "list_deliveries",
     "mark_dispatched",
+    "restart_failed_since",
     "restartable",
     "start_new_cycle",
 ]
@@ -146,28 +146,59 @@ async def get_delivery(database: Database, delivery_id: str, *, detail: bool = F
     return StoredDelivery(view, row.client_key)
 
 
-async def start_new_cycle(database: Database, delivery_id: str, from_cycle: int) -> bool:
+_NEXT_CYCLE = {
+    "cycle": _deliveries.cycle + 1,
+    "status": DeliveryStatus.PENDING.value,
+    "attempts": 0,
+    "dispatched_at": None,
+    "next_attempt_at": None,
+}
+
+
+async def start_new_cycle(database: Database, delivery_id: str, from_cycle: int, *, orphaned: bool = False) -> bool:
     """Set a finished delivery to cycle `from_cycle + 1`, `PENDING`, undispatched, no attempts yet. False if it is
-    no longer finished in `from_cycle` (another retry, or the activity, moved it meanwhile)."""
-    now = datetime.now(UTC)
+    no longer finished in `from_cycle` (another retry, or the activity, moved it meanwhile). `orphaned`: also a
+    `DELIVERING` one, whose workflow is known to be gone (terminated by hand, say)."""
+    statuses = [status.value for status in _RESTARTABLE]
+    if orphaned:
+        statuses.append(DeliveryStatus.DELIVERING.value)
     result = await _execute(
         database,
         update(webhook_deliveries)
         .where(
             (_deliveries.delivery_id == delivery_id)
             & (_deliveries.cycle == from_cycle)
-            & _deliveries.status.in_([status.value for status in _RESTARTABLE])
+            & _deliveries.status.in_(statuses)
         )
-        .values(
-            cycle=from_cycle + 1,
-            status=DeliveryStatus.PENDING.value,
-            attempts=0,
-            dispatched_at=None,
-            next_attempt_at=None,
-            updated_at=now,
-        ),
+        .values(**_NEXT_CYCLE, updated_at=datetime.now(UTC)),
     )
     return bool(result)
+
+
+async def restart_failed_since(database: Database, subscription_id: str, since: datetime) -> list[DeliveryView]:
+    """Every `FAILED` delivery of the subscription created at or after `since` set to its next cycle, as
+    `start_new_cycle` does, in one transaction; their views in the new cycle, oldest first. Once this commits, the
+    sweeper starts whichever workflow the caller does not."""
+    now = datetime.now(UTC)
+    failed = (
+        (_deliveries.subscription_id == subscription_id)
+        & (_deliveries.status == DeliveryStatus.FAILED.value)
+        & (_deliveries.created_at >= since.astimezone(UTC))
+    )
+    async with database.engine.begin() as connection:
+        rows = (
+            await connection.execute(
+                select(webhook_deliveries).where(failed).order_by(_deliveries.created_at, _deliveries.delivery_id)
+            )
+        ).all()
+        if rows:
+            await connection.execute(update(webhook_deliveries).where(failed).values(**_NEXT_CYCLE, updated_at=now))
+    views = [_view(row) for row in rows]
+    return [
+        view.model_copy(update={"cycle": view.cycle + 1, "status": DeliveryStatus.PENDING, "attempts": 0,
+                                "updated_at": now, "next_attempt_at": None})
+        for view in views
+    ]  # fmt: skip
 
 
 async def mark_dispatched(database: Database, delivery_id: str, cycle: int) -> None:
@@ -186,22 +217,6 @@ async def mark_dispatched(database: Database, delivery_id: str, cycle: int) -> N
             .where(same_cycle & (_deliveries.status == DeliveryStatus.PENDING.value))
             .values(status=DeliveryStatus.DELIVERING.value, updated_at=now)
         )
-
-
-async def failed_deliveries_since(database: Database, subscription_id: str, since: datetime) -> list[DeliveryView]:
-    """The subscription's `FAILED` deliveries created at or after `since`, oldest first."""
-    query = (
-        select(webhook_deliveries)
-        .where(
-            (_deliveries.subscription_id == subscription_id)
-            & (_deliveries.status == DeliveryStatus.FAILED.value)
-            & (_deliveries.created_at >= since.astimezone(UTC))
-        )
-        .order_by(_deliveries.created_at, _deliveries.delivery_id)
-    )
-    async with database.engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    return [_view(row) for row in rows]
 
 
 async def _execute(database: Database, statement: Any) -> int:

@@ -590,6 +590,11 @@ async def test_a_failed_delivery_is_retried_in_a_new_cycle_and_recovered(
     started = await _workflow_exists(stack.client, delivery_workflow_id(failed, 2))
     assert started == {"type": "WebhookDeliveryWorkflow", "task_queue": api.webhook_task_queue}
     _problem(await http.post(f"{base}/deliveries/{pending}/retry", headers=_as(client)), 409, "delivery_not_retryable")
+    # DELIVERING, but no workflow of its cycle runs (terminated by hand, say): a new cycle too
+    orphan = await _outbox(database, client=client, subscription_id=sid, transfer_id=transfer, sequence=5)
+    adopted = await http.post(f"{base}/deliveries/{orphan}/retry", headers=_as(client))
+    assert (adopted.status_code, adopted.json()["cycle"]) == (202, 2), adopted.text
+    await _workflow_exists(stack.client, delivery_workflow_id(orphan, 2))
 
     recovered = await http.post(
         f"{base}/subscriptions/{sid}/recover", json={"since": (long_ago + timedelta(days=1)).isoformat()},
