@@ -1,8 +1,7 @@
 """Webhook subscriptions in our database: the client API's store, the outbox's matching, the delivery's read side.
 
-Secrets are stored only sealed with the secrets ring (`mojaflow.personal_data.Sealer`, AES-256-GCM bound to the
-subscription and the purpose, so a blob moved to another row or column does not open): the API-key header values,
-the Basic password, the OAuth2 client secret (`auth_sealed`) and the Standard Webhooks signing secrets
+Secrets are stored only sealed with the secrets ring (`mojaflow.webhook_subscription_secrets`): the API-key header
+values, the Basic password, the OAuth2 client secret (`auth_sealed`) and the Standard Webhooks signing secrets
 (`signing_sealed`). What may be shown back (header names, username, client id, token URL, scope) is `auth_public`.
 
 * `create_subscription` … `rotate_signing_secret`: what the API does (`api.webhook_service`); none checks who asks.
@@ -16,11 +15,9 @@ per active secret, so a receiver can switch at its pace.
 
 from __future__ import annotations
 
-import base64
-import os
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -28,7 +25,6 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mojaflow.database import Database
-from mojaflow.personal_data import Sealer
 from mojaflow.webhook_models import DeliveryStatus
 from mojaflow.webhook_subscription_models import (
     ApiKeysAuth,
@@ -44,6 +40,17 @@ from mojaflow.webhook_subscription_models import (
     SubscriptionCreated,
     SubscriptionUpdate,
     SubscriptionView,
+)
+from mojaflow.webhook_subscription_secrets import (
+    SIGNING_OVERLAP,
+    SIGNING_SECRET_PREFIX,
+    new_signing_secret,
+    open_auth,
+    open_signing,
+    seal_auth,
+    seal_signing,
+    sealer_of,
+    signing_expiry,
 )
 from mojaflow.webhook_tables import webhook_deliveries, webhook_subscriptions
 
@@ -64,18 +71,10 @@ __all__ = [
     "update_subscription",
 ]
 
-SIGNING_OVERLAP = timedelta(hours=24)
-SIGNING_SECRET_PREFIX = "whsec_"
-_SIGNING_SECRET_BYTES = 32  # Standard Webhooks: 24 to 64 random bytes
 _OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERING.value)
 _AUTH = TypeAdapter[SubscriptionAuth](SubscriptionAuth)
 _table = webhook_subscriptions
 _columns = _table.c
-
-
-def new_signing_secret() -> str:
-    """`whsec_` + base64 of 32 random bytes, as the Standard Webhooks libraries take it."""
-    return SIGNING_SECRET_PREFIX + base64.b64encode(os.urandom(_SIGNING_SECRET_BYTES)).decode()
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ async def create_subscription(
     database: Database, client_key: str, request: SubscriptionCreate, *, now: datetime | None = None
 ) -> SubscriptionCreated:
     """Store a new subscription of `client_key`; the answer holds its signing secret (shown this once)."""
-    sealer = _sealer(database)
+    sealer = sealer_of(database)
     now = now or datetime.now(UTC)
     subscription_id = f"sub_{uuid.uuid4().hex}"
     secret = new_signing_secret()
@@ -137,8 +136,8 @@ async def create_subscription(
         "url": request.url,
         "event_types": list(request.event_types),
         "states": [state.value for state in request.states] if request.states is not None else None,
-        **_auth_columns(sealer, subscription_id, request.auth),
-        "signing_sealed": _seal_signing(sealer, subscription_id, [{"secret": secret, "expiresAt": None}]),
+        **seal_auth(sealer, subscription_id, request.auth),
+        "signing_sealed": seal_signing(sealer, subscription_id, [{"secret": secret, "expiresAt": None}]),
         "enabled": request.enabled,
         "created_at": now,
         "updated_at": now,
@@ -190,7 +189,7 @@ async def update_subscription(
     if "states" in fields:
         values["states"] = [state.value for state in patch.states] if patch.states is not None else None
     if "auth" in fields and patch.auth is not None:
-        values.update(_auth_columns(_sealer(database), subscription_id, patch.auth))
+        values.update(seal_auth(sealer_of(database), subscription_id, patch.auth))
     if "enabled" in fields and patch.enabled is not None:
         values["enabled"] = patch.enabled
     async with database.engine.begin() as connection:
@@ -232,37 +231,39 @@ async def rotate_signing_secret(
     """A new signing secret, first; the previous ones stay valid for `SIGNING_OVERLAP` (an earlier expiry is kept),
     expired ones are dropped. Two concurrent rotations both take effect (compare-and-set, retried). None if unknown
     or deleted."""
-    sealer = _sealer(database)
+    sealer = sealer_of(database)
     now = now or datetime.now(UTC)
-    for _ in range(5):
-        async with database.engine.begin() as connection:
+    for _ in range(10):
+        # read, then compare-and-set in a transaction of its own: a SQLite reader cannot become a writer once
+        # another has written (SQLITE_BUSY_SNAPSHOT), but a transaction that only writes queues for the lock
+        async with database.engine.connect() as connection:
             row = await _live_row(connection, subscription_id)
-            if row is None:
-                return None
-            old = _open_signing(sealer, subscription_id, row.signing_sealed)
-            kept = []
-            for entry in old:
-                expires = _expiry(entry)
-                if expires is None or expires > now:
-                    limit = now + SIGNING_OVERLAP
-                    kept.append({"secret": entry["secret"], "expiresAt": min(expires or limit, limit).isoformat()})
-            secret = new_signing_secret()
-            sealed = _seal_signing(sealer, subscription_id, [{"secret": secret, "expiresAt": None}, *kept])
+        if row is None:
+            return None
+        kept = []
+        for entry in open_signing(sealer, subscription_id, row.signing_sealed):
+            expires = signing_expiry(entry)
+            if expires is None or expires > now:
+                limit = now + SIGNING_OVERLAP
+                kept.append({"secret": entry["secret"], "expiresAt": min(expires or limit, limit).isoformat()})
+        secret = new_signing_secret()
+        sealed = seal_signing(sealer, subscription_id, [{"secret": secret, "expiresAt": None}, *kept])
+        unchanged = (
+            (_columns.subscription_id == subscription_id)
+            & _columns.deleted_at.is_(None)
+            & (_columns.signing_sealed["data"].as_string() == row.signing_sealed["data"])
+        )
+        async with database.engine.begin() as connection:
             swapped = await connection.execute(
-                update(_table)
-                .where(
-                    (_columns.subscription_id == subscription_id)
-                    & (_columns.signing_sealed["data"].as_string() == row.signing_sealed["data"])
-                )
-                .values(signing_sealed=sealed, updated_at=now)
+                update(_table).where(unchanged).values(signing_sealed=sealed, updated_at=now)
             )
-            if swapped.rowcount:
-                expiries = [datetime.fromisoformat(entry["expiresAt"]) for entry in kept]
-                return SigningSecretRotated(
-                    subscription_id=subscription_id,
-                    signing_secret=secret,
-                    previous_secrets_expire_at=max(expiries) if expiries else None,
-                )
+        if swapped.rowcount:
+            expiries = [datetime.fromisoformat(entry["expiresAt"]) for entry in kept]
+            return SigningSecretRotated(
+                subscription_id=subscription_id,
+                signing_secret=secret,
+                previous_secrets_expire_at=max(expiries) if expiries else None,
+            )
     raise RuntimeError(f"the signing secret of {subscription_id} kept changing under the rotation")
 
 
@@ -295,18 +296,18 @@ async def load_subscription_for_delivery(
     """The subscription with its secrets opened, deleted ones included (`deleted`, `active`: the activity then
     stops); None if unknown. `signing_secrets`: those valid at `now` (the wall clock by default), newest first.
     Raises `UnknownKeyError` (from the ring) when sealed under a key the ring no longer holds."""
-    sealer = _sealer(database)
+    sealer = sealer_of(database)
     async with database.engine.connect() as connection:
         row = (await connection.execute(select(_table).where(_columns.subscription_id == subscription_id))).first()
     if row is None:
         return None
     now = now or datetime.now(UTC)
-    secrets = sealer.open(row.auth_sealed, context=_context(subscription_id, "auth"))
+    secrets = open_auth(sealer, subscription_id, row.auth_sealed)
     auth = _AUTH.validate_python({"type": row.auth_type, **row.auth_public, **secrets})
     signing = [
         entry["secret"]
-        for entry in _open_signing(sealer, subscription_id, row.signing_sealed)
-        if (_expiry(entry) or now + SIGNING_OVERLAP) > now
+        for entry in open_signing(sealer, subscription_id, row.signing_sealed)
+        if (signing_expiry(entry) or now + SIGNING_OVERLAP) > now
     ]
     return SubscriptionSecrets(
         subscription_id=subscription_id,
@@ -320,32 +321,6 @@ async def load_subscription_for_delivery(
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-
-
-def _sealer(database: Database) -> Sealer:
-    if database.sealer is None:
-        raise RuntimeError("webhook subscriptions keep secrets: the database needs the secrets ring")
-    return database.sealer
-
-
-def _context(subscription_id: str, purpose: str) -> str:
-    return f"webhook_subscription:{subscription_id}:{purpose}"
-
-
-def _auth_columns(sealer: Sealer, subscription_id: str, auth: SubscriptionAuth) -> dict[str, Any]:
-    """`auth_type`, `auth_public` (shown back) and `auth_sealed` (the secrets), by wire name."""
-    public: dict[str, Any]
-    secret: dict[str, Any]
-    if isinstance(auth, ApiKeysAuth):
-        public = {"headers": {name: None for name in auth.headers}}
-        secret = {"headers": {name: value.get_secret_value() for name, value in auth.headers.items()}}
-    elif isinstance(auth, BasicAuth):
-        public, secret = {"username": auth.username}, {"password": auth.password.get_secret_value()}
-    else:
-        public = {"clientId": auth.client_id, "tokenUrl": auth.token_url, "scope": auth.scope}
-        secret = {"clientSecret": auth.client_secret.get_secret_value()}
-    sealed = sealer.seal(secret, context=_context(subscription_id, "auth"))
-    return {"auth_type": auth.type, "auth_public": public, "auth_sealed": sealed}
 
 
 def _auth_view(auth_type: str, public: dict[str, Any]) -> SubscriptionAuthView:
@@ -374,20 +349,6 @@ def _view(row: Any) -> SubscriptionView:
 def _aware(value: datetime) -> datetime:
     """SQLite gives back naive datetimes: ours are all UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _seal_signing(sealer: Sealer, subscription_id: str, entries: list[dict[str, Any]]) -> dict[str, str]:
-    return sealer.seal({"secrets": entries}, context=_context(subscription_id, "signing"))
-
-
-def _open_signing(sealer: Sealer, subscription_id: str, sealed: dict[str, Any]) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = sealer.open(sealed, context=_context(subscription_id, "signing"))["secrets"]
-    return entries
-
-
-def _expiry(entry: dict[str, Any]) -> datetime | None:
-    expires = entry.get("expiresAt")
-    return datetime.fromisoformat(expires) if expires else None
 
 
 async def _live_row(connection: AsyncConnection, subscription_id: str) -> Row[Any] | None:
