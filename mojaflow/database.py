@@ -47,7 +47,7 @@ from mojaflow.models import TransferRecord, TransferView
 from mojaflow.personal_data import Sealer, seal_quote, seal_transfer, unseal_quote, unseal_transfer
 
 if TYPE_CHECKING:
-    from mojaflow.webhook_outbox import EventDefaults
+    from mojaflow.webhook_outbox import EventDefaults, PendingDelivery
 
 __all__ = [
     "Database",
@@ -131,7 +131,12 @@ audit_log = Table(
 @dataclass(frozen=True)
 class TransferSaved:
     applied: bool  # the state was newer than the saved one
-    deliveries_waiting: bool  # webhook deliveries of this transfer may wait to be started
+    deliveries: tuple[PendingDelivery, ...] = ()  # the webhook deliveries this save wrote, to be started
+    rerun: bool = False  # its event was there already: deliveries of a first run may wait to be started
+
+    @property
+    def deliveries_waiting(self) -> bool:
+        return self.rerun or bool(self.deliveries)
 
 
 @dataclass(frozen=True)
@@ -232,8 +237,13 @@ class Database:
         }
         async with self.engine.begin() as connection:
             result = await connection.execute(self._upsert_transfer, values)
-            waiting = await self._events.write(connection, record, defaults or self._event_defaults, now)
-        return TransferSaved(applied=bool(result.rowcount), deliveries_waiting=waiting)
+            written = await self._events.write(connection, record, defaults or self._event_defaults, now)
+        applied = bool(result.rowcount)
+        return (
+            TransferSaved(applied, tuple(written), rerun=False)
+            if written is not None
+            else TransferSaved(applied, rerun=True)
+        )
 
     async def get_transfer(self, transfer_id: str) -> TransferView | None:
         """By our transferId, or by the SDK's (outbound) / Mojaloop's (inbound) transferId."""

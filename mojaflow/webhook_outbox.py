@@ -43,7 +43,7 @@ from mojaflow.webhook_tables import webhook_deliveries, webhook_events, webhook_
 if TYPE_CHECKING:
     from mojaflow.database import Database
 
-__all__ = ["DELIVERY_WORKFLOW", "EventDefaults", "EventWriter", "Outbox", "event_row"]
+__all__ = ["DELIVERY_WORKFLOW", "EventDefaults", "EventWriter", "Outbox", "PendingDelivery", "event_row"]
 
 DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"  # started by name: workflows/webhook_delivery.py
 START_TIMEOUT_S = 2.0  # a save waits at most this for its starts; what did not start is the sweeper's
@@ -66,6 +66,17 @@ class EventDefaults:
     @classmethod
     def of(cls, settings: Settings) -> EventDefaults:
         return cls(settings.default_client_key, settings.inbound_product, settings.inbound_payment_channel)
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """A delivery whose workflow is to be started (as `DeliveryInput` names it)."""
+
+    delivery_id: str
+    event_id: str
+    subscription_id: str
+    transfer_id: str
+    cycle: int = 1
 
 
 def event_row(record: TransferRecord, defaults: EventDefaults, now: datetime) -> dict[str, Any]:
@@ -118,35 +129,28 @@ class EventWriter:
 
     async def write(
         self, connection: AsyncConnection, record: TransferRecord, defaults: EventDefaults, now: datetime
-    ) -> bool:
-        """Insert the state's event and its deliveries; True if deliveries of this transfer may wait to be
-        started (new ones, or a re-run's, whose first run may have died before starting them)."""
+    ) -> list[PendingDelivery] | None:
+        """Insert the state's event and its deliveries: the deliveries written, or None if the event was there
+        already (a re-run: its first run may have died before starting them, so they are to be looked up)."""
         row = event_row(record, defaults, now)
         written = (await connection.execute(self._insert_event, {**row, "owner": row["client_key"]})).first()
         if written is None:
-            return True  # written before: a re-run
+            return None
         if not written.subscribed:
-            return False
+            return []
         state = record.view.current_state.value
         subscriptions = await _subscriptions.matching_subscription_ids(connection, row["client_key"], EVENT_TYPE, state)
-        if subscriptions:
-            deliveries = [
-                {
-                    "delivery_id": delivery_id(row["event_id"], subscription),
-                    "event_id": row["event_id"],
-                    "subscription_id": subscription,
-                    "transfer_id": row["transfer_id"],
-                    "client_key": row["client_key"],
-                    "status": DeliveryStatus.PENDING.value,
-                    "cycle": 1,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for subscription in subscriptions
-            ]
-            await connection.execute(self._insert_deliveries, deliveries)
-        return bool(subscriptions)
+        pending = [
+            PendingDelivery(delivery_id(row["event_id"], sub), row["event_id"], sub, row["transfer_id"])
+            for sub in subscriptions
+        ]
+        if pending:
+            common = {"client_key": row["client_key"], "created_at": now, "updated_at": now}
+            await connection.execute(
+                self._insert_deliveries,
+                [{**vars(each), **common, "status": DeliveryStatus.PENDING.value, "attempts": 0} for each in pending],
+            )
+        return pending
 
 
 class Outbox:
@@ -173,19 +177,21 @@ class Outbox:
         if saved.deliveries_waiting:
             if self._crash_after_commit:
                 _crash()
-            await self.dispatch(record.view.transfer_id)
+            await self.dispatch(record.view.transfer_id, saved.deliveries if not saved.rerun else None)
         return saved.applied
 
-    async def dispatch(self, transfer_id: str) -> int:
-        """Start the unstarted deliveries of a transfer, at most `START_TIMEOUT_S` long; how many started. Never
-        raises: what fails is left to the sweeper (and the next saves skip their starts for a while)."""
+    async def dispatch(self, transfer_id: str, deliveries: Sequence[PendingDelivery] | None = None) -> int:
+        """Start these deliveries of a transfer (None: every one of it not yet started), at most `START_TIMEOUT_S`
+        long; how many started. Never raises: what fails is left to the sweeper (and the next saves skip their
+        starts for a while)."""
         if self._client is None or time.monotonic() < self._paused_until:
             return 0
         try:
-            rows = await self._unstarted(webhook_deliveries.c.transfer_id == transfer_id)
-            return await self._start(rows)
+            if deliveries is None:
+                deliveries = await self._unstarted(webhook_deliveries.c.transfer_id == transfer_id)
+            return await self._start(deliveries)
         except Exception as error:  # the database after the commit: the sweeper retries
-            self._pause(f"{type(error).__name__} reading the deliveries of transfer {transfer_id}")
+            self._pause(f"{type(error).__name__} starting the deliveries of transfer {transfer_id}")
             return 0
 
     async def sweep(self, older_than: timedelta) -> int:
@@ -278,28 +284,32 @@ class Outbox:
         """`dispatched_at`, and DELIVERING unless its workflow already wrote a status; per (delivery, cycle): a
         manual retry may have moved the row to its next cycle meanwhile (mojaflow/webhook_delivery_queries.py)."""
         now = datetime.now(UTC)
-        deliveries = webhook_deliveries.c
-        pending = DeliveryStatus.PENDING.value
-        statement = (
-            update(webhook_deliveries)
-            .where(
-                (deliveries.delivery_id == bindparam("started_id"))
-                & (deliveries.cycle == bindparam("started_cycle"))
-                & deliveries.dispatched_at.is_(None)
-            )
-            .values(
-                dispatched_at=now,
-                updated_at=now,
-                status=case((deliveries.status == pending, DeliveryStatus.DELIVERING.value), else_=deliveries.status),
-            )
-        )
-        params = [{"started_id": row.delivery_id, "started_cycle": row.cycle} for row in rows]
+        params = [{"started_id": row.delivery_id, "started_cycle": row.cycle, "now": now} for row in rows]
         async with self._db.engine.begin() as connection:
-            await connection.execute(statement, params)
+            await connection.execute(_MARK_STARTED, params)
 
     def _pause(self, reason: str) -> None:
         self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
         log.warning("webhook deliveries not started: %s; the sweeper will start them", reason)
+
+
+_deliveries = webhook_deliveries.c
+_MARK_STARTED = (
+    update(webhook_deliveries)
+    .where(
+        (_deliveries.delivery_id == bindparam("started_id"))
+        & (_deliveries.cycle == bindparam("started_cycle"))
+        & _deliveries.dispatched_at.is_(None)
+    )
+    .values(
+        dispatched_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        status=case(
+            (_deliveries.status == DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERING.value),
+            else_=_deliveries.status,
+        ),
+    )
+)
 
 
 def _succeeded(task: asyncio.Task[None], done: set[asyncio.Task[None]]) -> bool:
