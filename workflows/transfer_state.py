@@ -7,6 +7,7 @@ Deterministic: the save is a local activity, the time comes from `workflow.now()
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,6 +56,9 @@ SAVE = workflow.LocalActivityConfig(
 # A local activity that retries for long keeps the workflow task alive, and each heartbeat of that task is a few
 # history events: a week of CBS or database outage would reach Temporal's history limit. So a call first runs
 # locally for a bounded time, then as a normal activity, whose retries the server keeps out of the history.
+# The SDK (temporalio 1.35) does not stop a local activity's retries at its schedule_to_close_timeout (seen: a
+# 3 s bound still retried after a minute, the workflow task heartbeating all along), so the local phase is also
+# bounded by its number of attempts: as many as the back-off lets start within that time.
 LOCAL_FIRST = timedelta(seconds=60)
 OUTAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -113,7 +117,10 @@ class SavedTransferState:
     ) -> Any:
         """Run an idempotent call until it succeeds or is refused (`CoreBankingRefused` propagates): locally for
         up to a minute, then (after `on_outage`, e.g. entering SETTLING) as a normal activity without end."""
-        config: Any = {**local, "schedule_to_close_timeout": local.get("schedule_to_close_timeout") or LOCAL_FIRST}
+        budget = local.get("schedule_to_close_timeout") or LOCAL_FIRST
+        policy = local.get("retry_policy") or RetryPolicy()
+        bounded = replace(policy, maximum_attempts=_attempts_within(policy, budget))
+        config: Any = {**local, "schedule_to_close_timeout": budget, "retry_policy": bounded}
         try:
             return await workflow.execute_local_activity_method(activity, argument, **config)
         except LOCAL_ACTIVITY_FAILURES as error:
@@ -181,6 +188,19 @@ class SavedTransferState:
         self._view.timestamps.finished_at = workflow.now()
         await self._enter(state)
         raise TransferEnded
+
+
+def _attempts_within(policy: RetryPolicy, budget: timedelta) -> int:
+    """How many attempts of `policy` start within `budget` (the first at once, then after each back-off)."""
+    attempts, started_at, interval = 1, timedelta(0), policy.initial_interval
+    ceiling = policy.maximum_interval or budget
+    while timedelta(0) < interval and started_at + interval <= budget:
+        started_at += interval
+        attempts += 1
+        interval = min(interval * policy.backoff_coefficient, ceiling)
+    if policy.maximum_attempts:
+        return min(attempts, policy.maximum_attempts)
+    return attempts
 
 
 def refusal_code(error: ActivityError | ApplicationError) -> str | None:
