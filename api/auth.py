@@ -140,7 +140,7 @@ class Authenticator:
             raise _unauthorized("send one credential: Authorization and X-API-Key differ", invalid=True)
         credential = bearer or api_key
         if not credential:
-            raise _unauthorized("send an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+            raise _unauthorized("send an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`) or a token")
         caller = None
         reason = "the credential is not valid (unknown, revoked or malformed)"
         for verifier in self._verifiers:

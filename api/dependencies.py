@@ -24,7 +24,10 @@ def _health(request: Request) -> HealthCheck:
 
 
 # Declared as security schemes, so the published document says how to authenticate; read by `Authenticator`.
-_bearer = HTTPBearer(auto_error=False, description="An API key (`mojaflow keys create`) as a bearer token")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key (`mojaflow keys create`), or an OAuth2 access token (JWT) where MOJAFLOW_OAUTH_* are set",
+)
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same API key, in a header of its own")
 
 

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from api.jwt_auth import REFETCH_COOLDOWN_S, InvalidToken, Jwks
 from mojaflow.settings import Settings
 from tests.conftest import Stack
 from tests.support.api_process import Api, api_process
@@ -241,6 +242,52 @@ async def test_the_settings_refuse_unsafe_token_configurations() -> None:
         with pytest.raises(ValidationError, match=message):
             Settings(_env_file=None, **{**base, **bad})  # type: ignore[arg-type]
     assert Settings(_env_file=None, **base).oauth_algorithms == ["RS256", "ES256"]  # type: ignore[arg-type]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_jwks_cache_keeps_its_keys_while_the_provider_is_down_and_never_asks_per_request() -> None:
+    with IdentityProvider() as provider:
+        clock = Clock()
+        jwks = Jwks(provider.jwks_url, cache_s=300, clock=clock)
+        try:
+            kid = str(provider.signing.kid)
+            assert (await jwks.key(kid)).kid == kid and provider.fetches == 1
+            for _ in range(5):
+                await jwks.key(kid)
+            assert provider.fetches == 1  # cached
+
+            provider.failing = True
+            clock.now += 301  # the cache is stale: one fetch, which fails, and the last keys stay in use
+            assert (await jwks.key(kid)).kid == kid and provider.fetches == 2
+            assert (await jwks.key(kid)).kid == kid and provider.fetches == 2  # not again within the cooldown
+            clock.now += REFETCH_COOLDOWN_S
+            assert (await jwks.key(kid)).kid == kid and provider.fetches == 3
+
+            provider.failing = False
+            new = provider.add_key()  # published beside the old one
+            clock.now += REFETCH_COOLDOWN_S
+            assert (await jwks.key(str(new.kid))).kid == new.kid and provider.fetches == 4
+        finally:
+            await jwks.aclose()
+
+    with IdentityProvider() as down:
+        down.failing = True
+        clock = Clock()
+        jwks = Jwks(down.jwks_url, cache_s=300, clock=clock)
+        try:
+            for _ in range(3):
+                with pytest.raises(InvalidToken, match="could not be fetched"):
+                    await jwks.key(str(down.signing.kid))
+            assert down.fetches == 1  # a provider down from the start is not asked per request either
+        finally:
+            await jwks.aclose()
 
 
 # -- the JWKS: fetched once, refetched on a new kid, never per request (last: it rotates the provider's key) -----

@@ -39,7 +39,8 @@ class IdentityProvider:
 
     def __init__(self) -> None:
         self.keys: list[Key] = []
-        self.fetches = 0
+        self.fetches = 0  # JWKS requests, answered or not
+        self.failing = False  # answer 503 (a provider that is down)
         self._lock = threading.Lock()
         self.signing = self.add_key()
         provider = self
@@ -52,6 +53,9 @@ class IdentityProvider:
                 with provider._lock:
                     provider.fetches += 1
                     body = json.dumps({"keys": [key.as_dict(private=False) for key in provider.keys]}).encode()
+                if provider.failing:
+                    self.send_error(503)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -12,10 +12,11 @@ searches every event of them, as raw protobuf bytes and as JSON, in which only i
 search attributes are in clear (our codec encrypts payloads; their ciphertext is left out), and also every
 encrypted payload's plaintext, decrypted with the payload keys found: a secret must not be in a history even
 encrypted. And every log the run wrote: each server process's log and every `*.log` under the run's temporary
-directory `base`. It looks for each secret in each form it could take (as it is; raw key bytes also as base64,
-urlsafe base64 and hex; an API key's secret part alone), and for anything shaped like an API key
-(`mf_<id>_<secret>`) or a signed JWT. A finding names the secret by its label and first characters, and where it
-was (file and line; server, workflow, run and event): never the whole secret.
+directory `base`; and, raw, the `temporal.db` of each Temporal server `make run` started there. It looks for each
+secret in each form it could take (as it is; raw key bytes also as base64, urlsafe base64 and hex; text also
+URL-encoded; an API key's secret part alone), and for anything shaped like an API key (`mf_<id>_<secret>`) or a
+signed JWT. A finding names the secret by its label and first characters, and where it was (file and line;
+server, workflow, run and event): never the whole secret.
 
 One line is allowed to hold a secret: `make run` prints the development key it makes, once, to its console
 (`mojaflow: development API key (…): <key>`), which tests/test_launcher.py captures into `launcher.log`.
@@ -31,6 +32,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -102,6 +104,7 @@ class Scanner:
     notes: list[str] = field(default_factory=list)  # what was searched less deeply (warnings)
     payload_keys: dict[str, bytes] = field(default_factory=dict)  # by key id, to read encrypted payloads
     searched_logs: int = 0
+    searched_databases: int = 0
     searched_payloads: int = 0
 
     def remember_secret(self, label: str, value: str | bytes) -> None:
@@ -134,7 +137,7 @@ class Scanner:
         """Search every log and history for every secret (see the module's docstring)."""
         if base is not None:
             self._discover(base)
-        haystacks = [*self._log_haystacks(base), *self._history_haystacks()]
+        haystacks = [*self._log_haystacks(base), *self._history_haystacks(), *self._server_databases(base)]
         joined = b"\0".join(data for _, data in haystacks)  # one pass per secret over everything, then locate
         found: list[Finding] = []
         for secret in self.secrets.values():
@@ -150,8 +153,9 @@ class Scanner:
     def summary(self) -> str:
         events = sum(len(item.history.events) for item in self.histories)
         return (
-            f"secret scan: {len(self.secrets)} secrets searched in {self.searched_logs} log files and "
-            f"{len(self.histories)} workflow histories ({events} events, {self.searched_payloads} payloads decrypted)"
+            f"secret scan: {len(self.secrets)} secrets searched in {self.searched_logs} log files, "
+            f"{len(self.histories)} workflow histories ({events} events, {self.searched_payloads} payloads decrypted) "
+            f"and {self.searched_databases} Temporal database files of `make run`"
         )
 
     def _log_haystacks(self, base: Path | None) -> list[tuple[str, bytes]]:
@@ -162,6 +166,13 @@ class Scanner:
             for path in sorted(paths)
             for number, line in enumerate(path.read_bytes().splitlines(), 1)
         ]
+
+    def _server_databases(self, base: Path | None) -> list[tuple[str, bytes]]:
+        """Temporal servers `make run` started (tests/test_launcher.py) keep their histories in their data dir's
+        `temporal.db`: searched as raw bytes (no decryption there)."""
+        paths = sorted(path for path in base.rglob("temporal.db*") if path.is_file()) if base else []
+        self.searched_databases = len(paths)
+        return [(f"the Temporal database {path}", path.read_bytes()) for path in paths]
 
     def _history_haystacks(self) -> list[tuple[str, bytes]]:
         ciphers = {key_id: AESGCM(key) for key_id, key in self.payload_keys.items()}
@@ -215,7 +226,7 @@ class Scanner:
 
 def _forms(value: str | bytes) -> tuple[bytes, ...]:
     if isinstance(value, str):
-        forms = [value.encode()]
+        forms = [value.encode(), quote(value, safe="").encode(), quote_plus(value).encode()]  # also as in a URL or form
         if value.startswith("mf_") and value.count("_") >= 2:
             forms.append(value.split("_", 2)[2].encode())  # an API key's secret part alone
     else:
