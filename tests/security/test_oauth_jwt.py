@@ -22,6 +22,8 @@ import pytest
 from pydantic import ValidationError
 
 from api.jwt_auth import REFETCH_COOLDOWN_S, InvalidToken, Jwks
+from mojaflow.audit import audit_entries
+from mojaflow.database import Database
 from mojaflow.settings import Settings
 from tests.conftest import Stack
 from tests.support.api_process import Api, api_process
@@ -122,6 +124,15 @@ async def test_a_valid_token_decides_the_client_key_and_the_actor(
     assert [(d["accepted"], d["actor"]) for d in read.json()["decisions"]] == [(False, "token:alice@bank.example")]
     assert [item["transferId"] for item in listed.json()["items"]] == [transfer_id]
     assert with_the_clients_key.status_code == 200  # the token's client_key owns it, whatever the credential
+    database = Database(Settings(data_dir=stack.data_dir, database_url=stack.env.get("MOJAFLOW_DATABASE_URL"))
+                        .resolved_database_url)  # fmt: skip
+    try:
+        entries = await audit_entries(database, transfer_id=transfer_id)
+    finally:
+        await database.close()
+    assert [(e.actor, e.client_key, e.action) for e in entries] == [
+        ("token:alice@bank.example", client_key, "reject_party")
+    ]
 
 
 async def test_a_token_within_the_leeway_works_and_an_audience_list_holding_ours_too(
