@@ -26,8 +26,9 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.webhooks import WebhookActivities
 from mojaflow.settings import Settings
-from worker import WORKFLOWS, worker_resources, workflow_runner
+from worker import TRANSFER_WORKFLOWS, worker_resources, workflow_runner
 
 __all__ = ["backlogged_worker", "our_worker", "settings_of", "wait_for_pending_activity"]
 
@@ -39,18 +40,18 @@ def settings_of(env: dict[str, str]) -> Settings:
 
 
 def our_worker(client: Client, settings: Settings, activity_objects: list[object], **options: Any) -> Worker:
-    """Our worker as `worker.build_worker` makes it (keep the two alike), with Temporal `Worker` options on top.
-    (A `Worker` registers itself with the client when built, so build_worker's own cannot be copied.)"""
-    methods = [
-        getattr(instance, name)
-        for instance in activity_objects
-        for name in dir(type(instance))
-        if hasattr(getattr(type(instance), name), "__temporal_activity_definition")
-    ]
+    """The transfers' worker as `worker.build_worker` makes it (keep the two alike), with Temporal `Worker`
+    options on top. (A `Worker` registers itself with the client when built, so build_worker's cannot be copied.)"""
+    transfer_activities = [o for o in activity_objects if not isinstance(o, WebhookActivities)]
     config: dict[str, Any] = {
         "task_queue": settings.task_queue,
-        "workflows": WORKFLOWS,
-        "activities": methods,
+        "workflows": TRANSFER_WORKFLOWS,
+        "activities": [
+            getattr(instance, name)
+            for instance in transfer_activities
+            for name in dir(type(instance))
+            if hasattr(getattr(type(instance), name), "__temporal_activity_definition")
+        ],
         "workflow_runner": workflow_runner(sandboxed=settings.workflow_sandbox),
         "max_concurrent_activities": 200,
     }

@@ -1,10 +1,12 @@
 """A worker backlog, then a crash mid-PUT, then a prepare the switch learns of late (issue 7, section 2).
 
-The money step is scheduled while no worker starts activities; a worker comes back only after the prepare's
-expiry and the grace have passed, counted from the scheduling; it sends the PUT and is SIGKILLed before the
-answer; the switch first answers 3208 (not found), then the late prepare commits. A deadline counted from the
-scheduling (`transferSentAt`) releases the hold on that first 3208 and ends ABORTED while the money moved; the
-deadline must start when the prepare could have left (the activity's start, or the failure's observation).
+The worker dies while the CBS takes its time over the hold; the worker that takes over is behind (it runs
+workflow tasks, not activities: tests/support/workers.py), so the money step is scheduled and nobody starts it.
+A full worker comes back only after the prepare's expiry and the grace have passed, counted from the
+scheduling; it sends the PUT and is SIGKILLed before the answer; the switch first answers 3208 (not found),
+then the late prepare commits. A deadline counted from the scheduling (`transferSentAt`) releases the hold on
+that first 3208 and ends ABORTED while the money moved; the deadline must start when the prepare could have
+left (the activity's start, or the failure's observation).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from tests.conftest import Stack
 from tests.support.history import activity_runs, run_ids
 from tests.support.transfers import (
     account,
-    money_movement_headers,
     new_payer,
     set_fault,
     sim_transfer,
@@ -32,6 +33,7 @@ from tests.support.transfers import (
 from tests.support.workers import backlogged_worker, settings_of, wait_for_pending_activity
 
 FINAL = {"COMPLETED", "ABORTED", "ERROR_OCCURRED"}
+HOLD_DELAY_S = 5.0  # long enough to kill the worker while the hold is in flight
 
 
 async def _calls(http: httpx.AsyncClient, stack: Stack) -> dict[str, int]:
@@ -63,26 +65,25 @@ async def test_a_late_prepare_after_a_backlog_and_a_crash_is_committed_not_relea
     expiry = timedelta(seconds=float(stack.env["MOJAFLOW_TRANSFER_EXPIRY_S"]))
     grace = timedelta(seconds=float(stack.env["MOJAFLOW_RECONCILE_GRACE_S"]))
     payer, account_id = await new_payer(http, stack.cbs_url)
-    body = transfer_body(payer=payer, amount="10", autoAcceptQuote=False)  # the CBS accepts: a clean hand-off
+    body = transfer_body(payer=payer, amount="10")
     # The SDK holds the PUT for a minute (the worker dies meanwhile); the prepare reaches the switch 2 s after
     # it was sent, and the switch's first answer is 3208 whatever its timing.
     await set_fault(
         http, stack.sdk_url, body["homeTransactionId"], moneyStepDelayS=60, prepareArrivesAfterS=2, notFoundAnswers=1
     )
+    # The CBS takes its time over the hold: the worker dies meanwhile, with the workflow task that waits for it.
+    slow_hold = {"mode": "slow", "delayS": HOLD_DELAY_S, "times": 1}
+    (await http.put(f"{stack.cbs_url}/_sim/faults/hold", json=slow_hold)).raise_for_status()
     calls_before = await _calls(http, stack)
-    transfer, workflow_id = await start_async(http, stack.api_url, body)
-    await wait_for_state(http, stack.api_url, transfer["transferId"], {"WAITING_FOR_QUOTE_ACCEPTANCE"})
 
-    stack.worker.stop()
     try:
+        transfer, workflow_id = await start_async(http, stack.api_url, body)
+        await wait_for_state(http, stack.api_url, transfer["transferId"], {"HOLDING_FUNDS"})
+        stack.worker.kill()
+        # The worker that takes over is behind: it runs the workflow on (the hold again, idempotent at the CBS,
+        # then TRANSFERRING) and schedules the money step, but starts no activity.
         async with backlogged_worker(stack.client, settings_of(stack.env)):
-            accepted = await http.put(
-                f"{stack.api_url}/transfers/{transfer['transferId']}",
-                json={"acceptQuote": True},
-                headers={**money_movement_headers(), "Prefer": "respond-async"},
-            )
-            assert accepted.status_code in (200, 202), accepted.text
-            await wait_for_pending_activity(stack.client, workflow_id, "send_quote_acceptance")
+            await wait_for_pending_activity(stack.client, workflow_id, "send_quote_acceptance", timeout_s=60)
         scheduled: dict[str, Any] = await wait_for_state(http, stack.api_url, transfer["transferId"], {"TRANSFERRING"})
         sdk_transfer_id = scheduled["sdkTransferId"]
         assert (await sim_transfer(http, stack.sdk_url, sdk_transfer_id))["prepareCount"] == 0  # not sent yet
@@ -97,6 +98,7 @@ async def test_a_late_prepare_after_a_backlog_and_a_crash_is_committed_not_relea
         stack.worker.kill()
         stack.worker = stack.worker_process().start()
     finally:
+        await http.delete(f"{stack.cbs_url}/_sim/faults/hold")
         if not stack.worker.running:
             stack.worker = stack.worker_process().start()
 
