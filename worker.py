@@ -76,7 +76,10 @@ async def worker_resources(settings: Settings, client: Client | None = None) -> 
                 CoreBankingActivities(CoreBankingClient(cbs)),
                 StoreActivities(outbox),
                 WebhookActivities(
-                    webhooks, database, subscription_concurrency=settings.webhook_subscription_concurrency
+                    webhooks,
+                    database,
+                    subscription_concurrency=settings.webhook_subscription_concurrency,
+                    slot_wait_s=settings.webhook_timeout_s,  # a turn comes within one request's time, or BUSY
                 ),
             ]
         finally:
@@ -122,7 +125,7 @@ def build_webhook_worker(client: Client, settings: Settings, activity_objects: l
         "workflow_runner": workflow_runner(sandboxed=settings.workflow_sandbox),
         "max_concurrent_local_activities": slots,
         "max_concurrent_workflow_tasks": min(slots, 100),
-        "max_concurrent_activities": 1,  # none are scheduled on this queue
+        "no_remote_activities": True,  # attempts are local activities: no activity poller on this queue
     }
     return Worker(client, **{**config, **options})
 

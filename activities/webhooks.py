@@ -8,13 +8,14 @@ decides what comes next. It is idempotent per (delivery, cycle, attempt): a re-r
 receiver dedupes on the event id) and rewrites the same record; a delivery already DELIVERED in this cycle is
 not posted again.
 
-A subscription has at most `subscription_concurrency` requests in flight in this process; an attempt beyond that
-answers BUSY at once, without a request or a record, and the workflow tries again shortly: a slow receiver holds
-no worker slot waiting.
+A subscription has at most `subscription_concurrency` attempts in flight in this process; one more waits for a
+turn up to `slot_wait_s`, else answers BUSY without a request or a record, and the workflow tries again after a
+pause: a receiver that hangs holds a few slots, never all of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,7 +45,7 @@ SubscriptionLoader = Callable[[Database, str], Awaitable[SubscriptionSecrets | N
 class AttemptOutcome(StrEnum):
     DELIVERED = "DELIVERED"  # the receiver answered exactly 200
     FAILED = "FAILED"  # anything else: another status, a timeout, a refused connection, a refused address
-    BUSY = "BUSY"  # the subscription's requests in flight are at their limit: nothing sent, nothing recorded
+    BUSY = "BUSY"  # no turn among the subscription's attempts in flight: nothing sent, nothing recorded
     CANCELLED = "CANCELLED"  # nothing to deliver: the subscription is disabled or deleted, the delivery cancelled
 
 
@@ -86,12 +87,14 @@ class WebhookActivities:
         database: Database,
         *,
         subscription_concurrency: int = 10,
+        slot_wait_s: float = 10.0,
         load_subscription: SubscriptionLoader = load_subscription_for_delivery,
     ) -> None:
         self._http = http
         self._db = database
         self._limit = subscription_concurrency
-        self._in_flight: dict[str, int] = {}
+        self._slot_wait_s = slot_wait_s
+        self._turns: dict[str, _Turns] = {}
         self._load_subscription = load_subscription
         self._tokens = OAuthTokens(http, database)
 
@@ -99,17 +102,21 @@ class WebhookActivities:
     async def attempt_delivery(self, request: AttemptRequest) -> AttemptResult:
         """POST the event once (twice with OAuth2 when the first token meets a 401) and record the attempt."""
         subscription_id = request.subscription_id
-        if self._in_flight.get(subscription_id, 0) >= self._limit:
-            return AttemptResult(outcome=AttemptOutcome.BUSY)
-        self._in_flight[subscription_id] = self._in_flight.get(subscription_id, 0) + 1
+        turns = self._turns.get(subscription_id) or self._turns.setdefault(subscription_id, _Turns(self._limit))
+        turns.users += 1
         try:
-            return await self._attempt(request)
+            try:
+                await asyncio.wait_for(turns.semaphore.acquire(), self._slot_wait_s)
+            except TimeoutError:
+                return AttemptResult(outcome=AttemptOutcome.BUSY)
+            try:
+                return await self._attempt(request)
+            finally:
+                turns.semaphore.release()
         finally:
-            left = self._in_flight[subscription_id] - 1
-            if left:
-                self._in_flight[subscription_id] = left
-            else:
-                del self._in_flight[subscription_id]
+            turns.users -= 1
+            if not turns.users:
+                del self._turns[subscription_id]
 
     @activity.defn
     async def finish_delivery(self, request: FinishRequest) -> None:
@@ -181,6 +188,14 @@ class WebhookActivities:
                 if len(excerpt) >= EXCERPT_BYTES:
                     break
             return response.status_code, excerpt[:EXCERPT_BYTES]
+
+
+class _Turns:
+    """A subscription's attempts in flight in this process (`semaphore`), and how many hold or await a turn."""
+
+    def __init__(self, limit: int) -> None:
+        self.semaphore = asyncio.Semaphore(limit)
+        self.users = 0
 
 
 def _settled(status: DeliveryStatus) -> AttemptOutcome | None:

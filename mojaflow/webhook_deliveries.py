@@ -13,12 +13,14 @@ DELIVERED, FAILED or CANCELLED is never overwritten by a late attempt of the sam
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -112,9 +114,16 @@ async def insert_event(
 
 
 async def insert_delivery(
-    connection: AsyncConnection, *, event_id: str, subscription_id: str, transfer_id: str, client_key: str
+    connection: AsyncConnection,
+    *,
+    event_id: str,
+    subscription_id: str,
+    transfer_id: str,
+    client_key: str,
+    dispatched: bool = False,
 ) -> str:
-    """Write the PENDING delivery of an event to a subscription unless it is there; its id either way."""
+    """Write the PENDING delivery of an event to a subscription unless it is there; its id either way.
+    `dispatched`: the caller starts its workflow itself (a test, the bench), so the outbox's sweeper leaves it."""
     identifier = delivery_id(event_id, subscription_id)
     now = datetime.now(UTC)
     statement = (
@@ -130,6 +139,7 @@ async def insert_delivery(
             attempts=0,
             created_at=now,
             updated_at=now,
+            dispatched_at=now if dispatched else None,
         )
         .on_conflict_do_nothing()
     )
@@ -137,24 +147,66 @@ async def insert_delivery(
     return identifier
 
 
-_LOAD = select(
-    webhook_deliveries.c.delivery_id,
-    webhook_deliveries.c.event_id,
-    webhook_deliveries.c.subscription_id,
-    webhook_deliveries.c.transfer_id,
-    webhook_deliveries.c.client_key,
-    webhook_deliveries.c.status,
-    webhook_deliveries.c.cycle,
-    webhook_events.c.product,
-    webhook_events.c.payment_channel,
-    webhook_events.c.event_type,
-    webhook_events.c.data,
-).join(webhook_events, webhook_events.c.event_id == webhook_deliveries.c.event_id)
+# The statements of every attempt are built once and only bound per call (building one costs more CPU than
+# running it): a delivery costs a few milliseconds of worker CPU at most (DESIGN, "Webhooks").
+_LOAD = (
+    select(
+        webhook_deliveries.c.delivery_id,
+        webhook_deliveries.c.event_id,
+        webhook_deliveries.c.subscription_id,
+        webhook_deliveries.c.transfer_id,
+        webhook_deliveries.c.client_key,
+        webhook_deliveries.c.status,
+        webhook_deliveries.c.cycle,
+        webhook_events.c.product,
+        webhook_events.c.payment_channel,
+        webhook_events.c.event_type,
+        webhook_events.c.data,
+    )
+    .join(webhook_events, webhook_events.c.event_id == webhook_deliveries.c.event_id)
+    .where(webhook_deliveries.c.delivery_id == bindparam("b_delivery"))
+)
+# The delivery's row while this cycle may still change it: an older cycle, or this one not yet final.
+_THIS_CYCLE_OPEN = and_(
+    webhook_deliveries.c.delivery_id == bindparam("b_delivery"),
+    or_(
+        webhook_deliveries.c.cycle < bindparam("b_cycle"),
+        and_(webhook_deliveries.c.cycle == bindparam("b_cycle"), webhook_deliveries.c.status.not_in(_FINAL)),
+    ),
+)
+_ATTEMPTED: dict[str, Any] = {
+    "status": bindparam("b_status"),
+    "cycle": bindparam("b_cycle"),
+    "last_attempt_at": bindparam("b_at"),
+    "next_attempt_at": bindparam("b_next"),
+    "updated_at": bindparam("b_now"),
+}
+_RECORD_MANUAL = update(webhook_deliveries).where(_THIS_CYCLE_OPEN).values(**_ATTEMPTED)
+_RECORD_SCHEDULED = _RECORD_MANUAL.values(attempts=bindparam("b_attempt"))  # a re-run of an attempt counts once
+_MARK = (
+    update(webhook_deliveries)
+    .where(_THIS_CYCLE_OPEN)
+    .values(
+        status=bindparam("b_status"), cycle=bindparam("b_cycle"), next_attempt_at=None, updated_at=bindparam("b_now")
+    )
+)
+_ATTEMPT_FIELDS = ("manual", "at", "status_code", "latency_ms", "error_class", "response_excerpt")
+
+
+def _attempt_upsert(insert: Any) -> Any:
+    statement = insert(webhook_attempts)
+    return statement.on_conflict_do_update(
+        index_elements=[webhook_attempts.c.delivery_id, webhook_attempts.c.cycle, webhook_attempts.c.attempt],
+        set_={name: statement.excluded[name] for name in _ATTEMPT_FIELDS},
+    )
+
+
+_ATTEMPT_UPSERT = {"postgresql": _attempt_upsert(postgresql.insert), "sqlite": _attempt_upsert(sqlite.insert)}
 
 
 async def load_delivery(database: Database, delivery: str) -> PendingDelivery | None:
     async with database.engine.connect() as connection:
-        row = (await connection.execute(_LOAD.where(webhook_deliveries.c.delivery_id == delivery))).first()
+        row = (await connection.execute(_LOAD, {"b_delivery": delivery})).first()
     if row is None:
         return None
     envelope = {"id": row.event_id, "event_type": row.event_type or EVENT_TYPE, "data": row.data}
@@ -172,58 +224,38 @@ async def load_delivery(database: Database, delivery: str) -> PendingDelivery | 
     )
 
 
-def _this_cycle_open(delivery: str, cycle: int) -> Any:
-    """The delivery's row while this cycle may still change it: an older cycle, or this one not yet final."""
-    columns = webhook_deliveries.c
-    return and_(
-        columns.delivery_id == delivery,
-        or_(columns.cycle < cycle, and_(columns.cycle == cycle, columns.status.not_in(_FINAL))),
-    )
-
-
 async def record_attempt(database: Database, record: AttemptRecord) -> None:
     """Write the attempt (rewritten if this attempt ran before) and the delivery's status and counters."""
-    insert = _insert_for_engine(database)(webhook_attempts).values(
-        delivery_id=record.delivery_id,
-        cycle=record.cycle,
-        attempt=record.attempt,
-        manual=record.manual,
-        at=record.at,
-        status_code=record.status_code,
-        latency_ms=record.latency_ms,
-        error_class=record.error_class,
-        response_excerpt=record.response_excerpt,
-    )
-    upsert = insert.on_conflict_do_update(
-        index_elements=[webhook_attempts.c.delivery_id, webhook_attempts.c.cycle, webhook_attempts.c.attempt],
-        set_={name: insert.excluded[name] for name in ("manual", "at", "status_code", "latency_ms",
-                                                      "error_class", "response_excerpt")},
-    )  # fmt: skip
-    changes: dict[str, Any] = {
-        "status": record.status.value,
+    attempt = {
+        "delivery_id": record.delivery_id,
         "cycle": record.cycle,
-        "last_attempt_at": record.at,
-        "next_attempt_at": record.next_attempt_at,
-        "updated_at": datetime.now(UTC),
+        "attempt": record.attempt,
+        "manual": record.manual,
+        "at": record.at,
+        "status_code": record.status_code,
+        "latency_ms": record.latency_ms,
+        "error_class": record.error_class,
+        "response_excerpt": record.response_excerpt,
     }
-    if not record.manual:
-        changes["attempts"] = record.attempt  # scheduled attempts made in this cycle: a re-run counts once
-    async with database.engine.begin() as connection:
-        await connection.execute(upsert)
-        await connection.execute(
-            update(webhook_deliveries).where(_this_cycle_open(record.delivery_id, record.cycle)).values(**changes)
-        )
+    delivery = {
+        "b_delivery": record.delivery_id,
+        "b_cycle": record.cycle,
+        "b_status": record.status.value,
+        "b_at": record.at,
+        "b_next": record.next_attempt_at,
+        "b_now": datetime.now(UTC),
+        "b_attempt": record.attempt,
+    }
+    async with _writing(database), database.engine.begin() as connection:
+        await connection.execute(_ATTEMPT_UPSERT[connection.dialect.name], attempt)
+        await connection.execute(_RECORD_MANUAL if record.manual else _RECORD_SCHEDULED, delivery)
 
 
 async def mark_delivery(database: Database, delivery: str, cycle: int, status: DeliveryStatus) -> bool:
     """Set a delivery's status for this cycle unless it is already final in it; True when changed."""
-    statement = (
-        update(webhook_deliveries)
-        .where(_this_cycle_open(delivery, cycle))
-        .values(status=status.value, cycle=cycle, next_attempt_at=None, updated_at=datetime.now(UTC))
-    )
-    async with database.engine.begin() as connection:
-        return bool((await connection.execute(statement)).rowcount)
+    values = {"b_delivery": delivery, "b_cycle": cycle, "b_status": status.value, "b_now": datetime.now(UTC)}
+    async with _writing(database), database.engine.begin() as connection:
+        return bool((await connection.execute(_MARK, values)).rowcount)
 
 
 # -- OAuth2 access tokens: one per subscription, sealed with the secrets ring ------------------------------------
@@ -282,6 +314,17 @@ async def forget_oauth_token(database: Database, subscription_id: str, token: st
         stored = database.sealer.open(dict(row.token_sealed), context=_token_context(subscription_id))
         if stored["accessToken"] == token:
             await connection.execute(delete(webhook_oauth_tokens).where(columns.subscription_id == subscription_id))
+
+
+_WRITE_LOCKS: dict[int, asyncio.Lock] = {}
+
+
+def _writing(database: Database) -> Any:
+    """SQLite has one writer at a time, and a writer that finds it taken sleeps in back-off steps: concurrent
+    attempts of one process queue here instead (PostgreSQL: no wait)."""
+    if database.engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    return _WRITE_LOCKS.setdefault(id(database.engine), asyncio.Lock())
 
 
 def _insert_for_engine(database: Database) -> Any:

@@ -8,7 +8,8 @@ starting `WebhookDeliveryWorkflow` the way the outbox does (tests/workflows/test
     outcome = await client.execute_workflow(WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery))
 
 The outbox of the transfers writes events and deliveries in the save's transaction; here `new_delivery` writes the
-same rows through `mojaflow.webhook_deliveries`, so these tests need no transfer.
+same rows through `mojaflow.webhook_deliveries`, so these tests need no transfer, marked dispatched: the test starts
+the workflow, not the outbox's sweeper of a worker process.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
@@ -122,7 +123,7 @@ async def new_delivery(
         )
         delivery = await insert_delivery(
             connection, event_id=event.id, subscription_id=subscription_id, transfer_id=transfer_id,
-            client_key=client_key,
+            client_key=client_key, dispatched=True,  # started by the test: no sweeper starts it
         )  # fmt: skip
     extra = {} if attempt_interval_s is None else {"attempt_interval_s": attempt_interval_s}
     return DeliveryRun(
@@ -136,6 +137,7 @@ def start_options(settings: Settings, delivery: DeliveryRun) -> dict[str, Any]:
         "id": delivery_workflow_id(delivery.delivery_id, delivery.cycle),
         "task_queue": settings.webhook_task_queue,
         "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
     }
 
 
