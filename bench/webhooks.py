@@ -36,8 +36,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
+from temporalio import workflow  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
 
 from bench.stack import Proc, free_port, http_ok, tcp_open  # noqa: E402
 from mojaflow.codec import data_converter  # noqa: E402
@@ -230,6 +232,35 @@ async def run_phase(
     }
 
 
+@workflow.defn(name="BenchEmptyWorkflow")
+class EmptyWorkflow:
+    """Does nothing: one workflow task from start to end."""
+
+    @workflow.run
+    async def run(self, delivery: DeliveryInput) -> None:
+        return None
+
+
+async def floor_phase(stack: Stack, client: Client, deliveries: list[DeliveryInput], concurrency: int) -> float:
+    """Server CPU per workflow that does nothing, started the same way with the same input: what any
+    workflow-per-delivery shape costs on this server before it does anything (its worker runs in this process)."""
+    server = stack.procs["temporal"]
+    queue = "bench-floor"
+    async with Worker(client, task_queue=queue, workflows=[EmptyWorkflow], workflow_runner=UnsandboxedWorkflowRunner()):
+        before = server.cpu_s()
+        pending = iter(enumerate(deliveries))
+
+        async def starter() -> None:
+            for index, delivery in pending:
+                await client.start_workflow(EmptyWorkflow.run, delivery, id=f"floor-{index}", task_queue=queue)
+
+        await asyncio.gather(*(starter() for _ in range(concurrency)))
+        query = f"TaskQueue = '{queue}' AND ExecutionStatus = 'Completed'"
+        while (await client.count_workflows(query)).count < len(deliveries):
+            await asyncio.sleep(0.25)
+        return round((server.cpu_s() - before) * 1000 / len(deliveries), 2)
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -292,6 +323,8 @@ async def bench(args: argparse.Namespace) -> int:
             machine_before = psutil.cpu_times()
             figures = await run_phase(stack, client, http, measured, args.concurrency)
             machine_after = psutil.cpu_times()
+            print(f"  floor: {len(measured)} workflows that do nothing …", flush=True)
+            figures["server_cpu_ms_per_empty_workflow"] = await floor_phase(stack, client, measured, args.concurrency)
         figures["history"] = await history_shape(client, measured[-1])
         figures["task_waits"] = await task_waits(client, measured[:: max(1, len(measured) // 20)])
         await database.close()
@@ -310,6 +343,8 @@ async def bench(args: argparse.Namespace) -> int:
           f"{figures['task_waits']['working_p50_ms']} ms")  # fmt: skip
     print(f"CPU per delivery: server {cpu['server']} ms, worker {cpu['worker']} ms, "
           f"server + worker {cpu['total']} ms (target <= 10 ms)")  # fmt: skip
+    print(f"server CPU per workflow that does nothing (same input, same starts): "
+          f"{figures['server_cpu_ms_per_empty_workflow']} ms")  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"webhooks-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps({**figures, "args": vars(args), "cores": cores}, indent=2))
