@@ -6,7 +6,10 @@ header each POST carries (the workflow's time), so hourly marks are checked on w
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import re
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -283,3 +286,49 @@ async def test_nothing_is_posted_for_a_deleted_subscription(
     assert (outcome.status, outcome.attempts) == (DeliveryStatus.CANCELLED, 0)
     assert await receiver.events(delivery.event_id) == []
     assert (await delivery_detail(database, delivery.delivery_id)).status == DeliveryStatus.CANCELLED
+
+
+async def test_an_attempt_keeps_1_kb_of_the_answer_and_none_of_our_secrets(
+    skipping_temporal: WorkflowEnvironment, settings: Settings, database: Database
+) -> None:
+    """A receiver that echoes our request head back, at length: the record keeps 1 KB of it, secrets masked."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        await reader.readexactly(length)
+        body = head * (1 + 4096 // len(head))
+        writer.write(b"HTTP/1.1 500 Echo\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    password = secrets.token_urlsafe(18)
+    auth = {"type": "basic", "username": "echo", "password": password}
+    subscription = await subscribe(database, f"http://127.0.0.1:{port}/hooks", auth)
+    delivery = await new_delivery(database, subscription.subscription_id)
+
+    async with (
+        server,
+        worker_resources(settings) as objects,
+        build_webhook_worker(skipping_temporal.client, settings, objects),
+    ):
+        handle = await skipping_temporal.client.start_workflow(
+            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+        )
+
+        async def first_attempt_recorded() -> bool:
+            return (await delivery_detail(database, delivery.delivery_id)).attempts == 1
+
+        await wait_until(first_attempt_recorded, "the first attempt recorded")
+        await handle.cancel()
+        await handle.result()
+
+    [attempt] = (await delivery_detail(database, delivery.delivery_id)).attempt_log
+    basic = base64.b64encode(f"echo:{password}".encode()).decode()
+    assert attempt.status_code == 500 and attempt.response_excerpt is not None
+    assert 900 < len(attempt.response_excerpt) <= 1024  # the first 1 KB of 4 KB (a masked secret is shorter)
+    assert attempt.response_excerpt.startswith("POST /hooks HTTP/1.1")
+    assert "authorization: Basic ***" in attempt.response_excerpt
+    assert password not in attempt.response_excerpt and basic not in attempt.response_excerpt
