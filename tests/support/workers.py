@@ -72,10 +72,11 @@ async def wait_for_pending_activity(
     client: Client,
     workflow_id: str,
     activity_type: str,
-    state: PendingActivityState.ValueType = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED,
+    state: PendingActivityState.ValueType | None = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED,
     timeout_s: float = 30,
 ) -> PendingActivityInfo:
-    """Poll the workflow's description until `activity_type` is pending in `state`; fail with what was seen."""
+    """Poll the workflow's description until `activity_type` is pending in `state` (None: in any state); fail
+    with what was seen."""
     deadline = time.monotonic() + timeout_s
     seen: list[str] = []
     while time.monotonic() < deadline:
@@ -83,7 +84,8 @@ async def wait_for_pending_activity(
         pending = description.raw_description.pending_activities
         seen = [f"{p.activity_type.name} {PendingActivityState.Name(p.state)}" for p in pending]
         for activity in pending:
-            if activity.activity_type.name == activity_type and activity.state == state:
+            if activity.activity_type.name == activity_type and state in (None, activity.state):
                 return activity
         await asyncio.sleep(0.1)
-    raise AssertionError(f"{activity_type} never pending in {PendingActivityState.Name(state)}; seen {seen}")
+    wanted = "any state" if state is None else PendingActivityState.Name(state)
+    raise AssertionError(f"{activity_type} never pending in {wanted}; seen {seen}")

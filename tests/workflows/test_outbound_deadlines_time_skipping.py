@@ -73,7 +73,7 @@ async def test_a_not_found_transfer_is_released_only_after_expiry_and_grace(
         task_queue=f"skipping-{uuid.uuid4()}",
         sdk_url=stack.sdk_url,
         cbs_url=stack.cbs_url,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'mojaflow.db'}",
+        data_dir=tmp_path,  # its own database (SQLite) and keys
         sdk_timeout_s=ANSWER_TIMEOUT_S,
     )
     payer, account_id = await new_payer(http, stack.cbs_url)
