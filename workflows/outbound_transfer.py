@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         RECONCILE_CALL,
         SavedTransferState,
         TransferEnded,
+        bounded_locally,
         refusal_code,
     )
 
@@ -76,7 +77,7 @@ MONEY_CALL = workflow.ActivityConfig(
     retry_policy=RetryPolicy(maximum_attempts=1),
 )
 # Before anything is held, give up on an unreachable CBS after a while instead of waiting for ever.
-CBS_LOOKUP = workflow.LocalActivityConfig(**{**CBS_CALL, "schedule_to_close_timeout": timedelta(minutes=2)})
+CBS_LOOKUP = bounded_locally(CBS_CALL, timedelta(minutes=2))
 
 
 @workflow.defn

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -30,6 +30,7 @@ __all__ = [
     "SAVE",
     "SavedTransferState",
     "TransferEnded",
+    "bounded_locally",
     "refusal_code",
 ]
 
@@ -117,10 +118,7 @@ class SavedTransferState:
     ) -> Any:
         """Run an idempotent call until it succeeds or is refused (`CoreBankingRefused` propagates): locally for
         up to a minute, then (after `on_outage`, e.g. entering SETTLING) as a normal activity without end."""
-        budget = local.get("schedule_to_close_timeout") or LOCAL_FIRST
-        policy = local.get("retry_policy") or RetryPolicy()
-        bounded = replace(policy, maximum_attempts=_attempts_within(policy, budget))
-        config: Any = {**local, "schedule_to_close_timeout": budget, "retry_policy": bounded}
+        config: Any = bounded_locally(local, local.get("schedule_to_close_timeout") or LOCAL_FIRST)
         try:
             return await workflow.execute_local_activity_method(activity, argument, **config)
         except LOCAL_ACTIVITY_FAILURES as error:
@@ -188,6 +186,14 @@ class SavedTransferState:
         self._view.timestamps.finished_at = workflow.now()
         await self._enter(state)
         raise TransferEnded
+
+
+def bounded_locally(config: workflow.LocalActivityConfig, budget: timedelta) -> workflow.LocalActivityConfig:
+    """`config` retried for `budget` at most: its schedule_to_close_timeout, and as many attempts as start within
+    it (the SDK does not end a local activity's retries at schedule_to_close: see LOCAL_FIRST)."""
+    policy = config.get("retry_policy") or RetryPolicy()
+    bounded = replace(policy, maximum_attempts=_attempts_within(policy, budget))
+    return cast(workflow.LocalActivityConfig, {**config, "schedule_to_close_timeout": budget, "retry_policy": bounded})
 
 
 def _attempts_within(policy: RetryPolicy, budget: timedelta) -> int:
