@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -164,8 +165,10 @@ def run() -> None:
     try:
         asyncio.run(main())
     except TemporalConnectError as error:
-        print(f"mojaflow worker cannot start: {error}", file=sys.stderr)
-        sys.exit(1)
+        print(f"mojaflow worker cannot start: {error}", file=sys.stderr, flush=True)
+        # Not sys.exit: the SDK's core runtime threads may still call into Python while the interpreter finalizes
+        # after a refused connection ("Fatal Python error: PyGILState_Release", exit -6 instead of 1).
+        os._exit(1)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import ssl
 import sys
@@ -89,8 +90,10 @@ def main() -> None:
     try:
         asyncio.run(serve(settings))
     except TemporalConnectError as error:  # one line naming the setting at fault, no traceback
-        print(f"mojaflow API cannot start: {error}", file=sys.stderr)
-        sys.exit(1)
+        print(f"mojaflow API cannot start: {error}", file=sys.stderr, flush=True)
+        # Not sys.exit: the SDK's core runtime threads may still call into Python while the interpreter finalizes
+        # after a refused connection ("Fatal Python error: PyGILState_Release", exit -6 instead of 1).
+        os._exit(1)
 
 
 if __name__ == "__main__":
