@@ -26,6 +26,7 @@ from mojaflow.database import Database, inbound_quotes, transfers
 from mojaflow.keys import KEY_BYTES, KeyRing, UnknownKeyError, derived_key_id, load_ring, prepend_new_key, ring_spec
 from mojaflow.personal_data import SEALED, seal_quote, seal_transfer, unseal_quote, unseal_transfer
 from mojaflow.settings import Settings
+from mojaflow.webhook_subscription_secrets import reseal_subscription_secrets
 
 __all__ = ["ResealReport", "environment_instructions", "reseal_personal_data", "rotate_payload", "rotate_secrets"]
 
@@ -36,6 +37,7 @@ _BATCH = 200
 class ResealReport:
     transfers: int = 0
     quotes: int = 0
+    subscriptions: int = 0  # webhook subscriptions' secrets
     unreadable: dict[str, int] = field(default_factory=dict)  # key id → rows under a key the ring lost
 
 
@@ -64,7 +66,10 @@ def rotate_secrets(
         ring = rotated
         _say(f"secrets key ring {ring.path}: key {ring.primary_id} encrypts from now on; {_kept(ring)}")
     report = asyncio.run(_reseal(settings, ring))
-    _say(f"re-encrypted under {ring.primary_id}: {report.transfers} transfers, {report.quotes} inbound quotes")
+    _say(
+        f"re-encrypted under {ring.primary_id}: {report.transfers} transfers, {report.quotes} inbound quotes,"
+        f" {report.subscriptions} webhook subscriptions"
+    )
     if report.unreadable:
         lost = ", ".join(f"{count} under {key_id!r}" for key_id, count in sorted(report.unreadable.items()))
         _say(f"left as they are (their key is not in {ring.origin}): {lost}")
@@ -115,6 +120,10 @@ async def reseal_personal_data(database: Database) -> ResealReport:
             )  # replaced meanwhile (the SDK asked again): its writer sealed it
             report.quotes += await _update(database, update(inbound_quotes).where(unchanged).values(quote=quote))
         after = rows[-1].quote_id
+    subscriptions = await reseal_subscription_secrets(database)
+    report.subscriptions = subscriptions.subscriptions
+    for key_id, count in subscriptions.unreadable.items():
+        report.unreadable[key_id] = report.unreadable.get(key_id, 0) + count
     return report
 
 

@@ -186,6 +186,16 @@ async def test_rotate_secrets_re_encrypts_the_personal_data_our_database_holds(
     assert started.status_code == 201, started.text
     transfer_id = started.json()["transferId"]
     await wait_for_state(http, own.api_url, transfer_id, {"COMPLETED"})
+    subscribed = await http.post(
+        f"{own.api_url}/webhooks/subscriptions",
+        json={
+            "url": "https://hooks.example.com/mojaflow",
+            "eventTypes": ["moneymovementservices.payment.status_updated"],
+            "auth": {"type": "basic", "username": "bank", "password": "rotate-me-please"},
+        },
+        headers=money_movement_headers(),
+    )
+    assert subscribed.status_code == 201, subscribed.text
     before = load_secrets_ring(Settings(data_dir=own.data_dir))
     assert set(sealed_key_ids(own.data_dir)) == {before.primary_id}
 
@@ -199,7 +209,8 @@ async def test_rotate_secrets_re_encrypts_the_personal_data_our_database_holds(
     assert set(sealed_key_ids(own.data_dir)) == {after.primary_id}
     assert re.search(r"re-encrypted under \w+: [1-9]\d* transfers", rotated.stderr)
     assert read_by_a_running_api["payee"]["name"] == "Test Payee"  # it read the new key from the ring file
-    assert again.returncode == 0 and ": 0 transfers, 0 inbound quotes" in again.stderr
+    assert re.search(r"[1-9]\d* webhook subscriptions", rotated.stderr)  # their secrets too
+    assert again.returncode == 0 and ": 0 transfers, 0 inbound quotes, 0 webhook subscriptions" in again.stderr
 
 
 async def test_a_quote_made_before_a_party_hash_rotation_still_matches_its_transfer(
