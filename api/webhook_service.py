@@ -16,11 +16,6 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
-from temporalio.common import (
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Caller
@@ -35,12 +30,12 @@ from mojaflow.webhook_delivery_queries import (
     StoredDelivery,
     get_delivery,
     list_deliveries,
-    mark_dispatched,
     restart_failed_since,
     restartable,
     start_new_cycle,
 )
-from mojaflow.webhook_models import DeliveryInput, DeliveryStatus, delivery_workflow_id
+from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, mark_dispatched, start_delivery
+from mojaflow.webhook_models import DeliveryStatus, delivery_workflow_id
 from mojaflow.webhook_subscription_models import (
     OAuth2ClientCredentialsAuth,
     SigningSecretRotated,
@@ -65,7 +60,6 @@ __all__ = ["DELIVERY_WORKFLOW", "RETRY_NOW", "WebhookService"]
 
 log = logging.getLogger("mojaflow.api")
 
-DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"  # workflows/webhook_delivery.py, started by name
 RETRY_NOW = "retry_now"  # its update: one attempt now, recorded manual, not counted toward the 73
 _PARALLEL = 20  # Temporal calls in flight at once when a subscription's deliveries are cancelled or recovered
 _START_TIMEOUT_S = 5.0  # per workflow start; one that did not start is left to the sweeper
@@ -271,24 +265,13 @@ class WebhookService:
         """Start the workflow of the delivery's (new) cycle, its row already set to it (PENDING, undispatched), and
         mark the row dispatched. Should Temporal not answer, the row stays undispatched: the sweeper starts it."""
         try:
-            await self._client.start_workflow(
-                DELIVERY_WORKFLOW,
-                DeliveryInput(
-                    delivery_id=view.delivery_id, event_id=view.event_id, subscription_id=view.subscription_id,
-                    transfer_id=view.transfer_id, cycle=view.cycle,
-                ),
-                id=delivery_workflow_id(view.delivery_id, view.cycle),
-                task_queue=self._settings.webhook_task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                rpc_timeout=timedelta(seconds=_START_TIMEOUT_S),
-            )  # fmt: skip
-        except WorkflowAlreadyStartedError:
-            pass  # this cycle ran already: started, as wanted
+            await start_delivery(
+                self._client, view, task_queue=self._settings.webhook_task_queue, timeout_s=_START_TIMEOUT_S
+            )
         except RPCError as error:
             log.warning("delivery %s cycle %d left to the sweeper: %s", view.delivery_id, view.cycle, error.status.name)
             return False
-        await mark_dispatched(self._db, view.delivery_id, view.cycle)
+        await mark_dispatched(self._db, [view])
         return True
 
     async def _cancel_workflows(self, deliveries: list[OpenDelivery]) -> None:

@@ -3,8 +3,8 @@ event, and the row transitions of a manual retry (a new cycle) and a recovery.
 
 A new cycle follows the outbox's own pattern: the row is first set to the next cycle, `PENDING` and undispatched
 (so that the sweeper starts it if we die before starting it), then its workflow is started, then the row is marked
-dispatched. Each transition is a compare-and-set on (delivery, cycle, status): two concurrent retries start one
-cycle, and a status the delivery activity already wrote is never overwritten.
+dispatched (both by `mojaflow.webhook_dispatch`). Each transition is a compare-and-set on (delivery, cycle, status):
+two concurrent retries start one cycle, and a status the delivery activity already wrote is never overwritten.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ __all__ = [
     "StoredDelivery",
     "get_delivery",
     "list_deliveries",
-    "mark_dispatched",
     "restart_failed_since",
     "restartable",
     "start_new_cycle",
@@ -199,24 +198,6 @@ async def restart_failed_since(database: Database, subscription_id: str, since: 
                                 "updated_at": now, "next_attempt_at": None})
         for view in views
     ]  # fmt: skip
-
-
-async def mark_dispatched(database: Database, delivery_id: str, cycle: int) -> None:
-    """Its workflow for `cycle` is started: `dispatched_at` set, and `DELIVERING` unless the activity already wrote
-    a status."""
-    now = datetime.now(UTC)
-    same_cycle = (_deliveries.delivery_id == delivery_id) & (_deliveries.cycle == cycle)
-    async with database.engine.begin() as connection:
-        await connection.execute(
-            update(webhook_deliveries)
-            .where(same_cycle & _deliveries.dispatched_at.is_(None))
-            .values(dispatched_at=now, updated_at=now)
-        )
-        await connection.execute(
-            update(webhook_deliveries)
-            .where(same_cycle & (_deliveries.status == DeliveryStatus.PENDING.value))
-            .values(status=DeliveryStatus.DELIVERING.value, updated_at=now)
-        )
 
 
 async def _execute(database: Database, statement: Any) -> int:

@@ -5,9 +5,10 @@
   subscription of the transfer's owner that wants it. Without any subscription of that owner this is one statement:
   the event insert's RETURNING tells whether the owner has one.
 * After the commit, `Outbox.save` starts a `WebhookDeliveryWorkflow` (by name, on the webhooks' task queue) for each
-  delivery of that transfer not yet started, then marks them started. A start that finds the workflow there (running
-  or closed) is success. A failed start is not retried here, so a Temporal hiccup never stalls a transfer: each
-  worker's sweeper (`Outbox.sweeping`) starts what is left, also after a crash between the commit and the start.
+  delivery of that transfer not yet started, then marks them started (both by `mojaflow.webhook_dispatch`). A start
+  that finds the workflow there (running or closed) is success. A failed start is not retried here, so a Temporal
+  hiccup never stalls a transfer: each worker's sweeper (`Outbox.sweeping`) starts what is left, also after a crash
+  between the commit and the start.
 * The state upsert's revision guard makes a re-run of a save a no-op; the re-run still dispatches (its event insert
   finds the row, so it looks for deliveries left unstarted).
 
@@ -27,17 +28,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import bindparam, case, exists, select, update
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from mojaflow import webhook_subscriptions as _subscriptions  # a module: database.py imports us while it loads
 from mojaflow.models import Direction, TransferRecord
 from mojaflow.settings import Settings
-from mojaflow.webhook_models import EVENT_TYPE, DeliveryInput, DeliveryStatus, PaymentStatus, delivery_id, event_id
-from mojaflow.webhook_models import delivery_workflow_id as workflow_id_of
+from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, mark_dispatched, start_delivery
+from mojaflow.webhook_models import EVENT_TYPE, DeliveryStatus, PaymentStatus, delivery_id, event_id
 from mojaflow.webhook_tables import webhook_deliveries, webhook_events, webhook_subscriptions
 
 if TYPE_CHECKING:
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DELIVERY_WORKFLOW", "EventDefaults", "EventWriter", "Outbox", "PendingDelivery", "event_row"]
 
-DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"  # started by name: workflows/webhook_delivery.py
 START_TIMEOUT_S = 2.0  # a save waits at most this for its starts; what did not start is the sweeper's
 PAUSE_AFTER_FAILURE_S = 5.0  # then saves leave their starts to the sweeper for a while: no wait per state change
 SWEEP_BATCH = 200
@@ -255,61 +253,16 @@ class Outbox:
             self._pause(f"{len(rows) - len(started)} of {len(rows)} starts failed ({', '.join(sorted(failures))}"
                         f"{', timed out' if pending else ''})")  # fmt: skip
         if started:
-            await self._mark_started(started)
+            await mark_dispatched(self._db, started)
         return len(started)
 
     async def _start_one(self, row: Any) -> None:
         assert self._client is not None
-        delivery = DeliveryInput(
-            delivery_id=row.delivery_id,
-            event_id=row.event_id,
-            subscription_id=row.subscription_id,
-            transfer_id=row.transfer_id,
-            cycle=row.cycle,
-        )
-        try:
-            await self._client.start_workflow(
-                DELIVERY_WORKFLOW,
-                delivery,
-                id=workflow_id_of(row.delivery_id, row.cycle),
-                task_queue=self._task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                rpc_timeout=timedelta(seconds=START_TIMEOUT_S),
-            )
-        except WorkflowAlreadyStartedError:  # it ran and closed already: started, as wanted
-            pass
-
-    async def _mark_started(self, rows: list[Any]) -> None:
-        """`dispatched_at`, and DELIVERING unless its workflow already wrote a status; per (delivery, cycle): a
-        manual retry may have moved the row to its next cycle meanwhile (mojaflow/webhook_delivery_queries.py)."""
-        now = datetime.now(UTC)
-        params = [{"started_id": row.delivery_id, "started_cycle": row.cycle, "now": now} for row in rows]
-        async with self._db.engine.begin() as connection:
-            await connection.execute(_MARK_STARTED, params)
+        await start_delivery(self._client, row, task_queue=self._task_queue, timeout_s=START_TIMEOUT_S)
 
     def _pause(self, reason: str) -> None:
         self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
         log.warning("webhook deliveries not started: %s; the sweeper will start them", reason)
-
-
-_deliveries = webhook_deliveries.c
-_MARK_STARTED = (
-    update(webhook_deliveries)
-    .where(
-        (_deliveries.delivery_id == bindparam("started_id"))
-        & (_deliveries.cycle == bindparam("started_cycle"))
-        & _deliveries.dispatched_at.is_(None)
-    )
-    .values(
-        dispatched_at=bindparam("now"),
-        updated_at=bindparam("now"),
-        status=case(
-            (_deliveries.status == DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERING.value),
-            else_=_deliveries.status,
-        ),
-    )
-)
 
 
 def _succeeded(task: asyncio.Task[None], done: set[asyncio.Task[None]]) -> bool:
