@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NotRequired, TypedDict, Unpack
 
 from sqlalchemy import select
 
 from mojaflow.database import Database, audit_log
 
-__all__ = ["AuditEntry", "audit_entries", "decision_action", "record_action", "record_action_or_log"]
+__all__ = ["AuditAction", "AuditEntry", "audit_entries", "decision_action", "record_action", "record_action_or_log"]
 
 log = logging.getLogger("mojaflow.audit")
 
@@ -32,46 +33,39 @@ class AuditEntry:
     detail: str | None
 
 
-async def record_action(
-    database: Database,
-    *,
-    actor: str,
-    action: str,
-    client_key: str | None = None,
-    transfer_id: str | None = None,
-    detail: str | None = None,
-) -> None:
+class AuditAction(TypedDict):
+    """One entry's fields, as `record_action` and `record_action_or_log` take them (keyword arguments)."""
+
+    actor: str
+    action: str
+    client_key: NotRequired[str | None]
+    transfer_id: NotRequired[str | None]
+    detail: NotRequired[str | None]
+
+
+async def record_action(database: Database, **entry: Unpack[AuditAction]) -> None:
     """Append one entry (now)."""
+    detail = entry.get("detail")
     async with database.engine.begin() as connection:
         await connection.execute(
             audit_log.insert().values(
                 at=datetime.now(UTC),
-                actor=actor,
-                client_key=client_key,
-                action=action,
-                transfer_id=transfer_id,
+                actor=entry["actor"],
+                client_key=entry.get("client_key"),
+                action=entry["action"],
+                transfer_id=entry.get("transfer_id"),
                 detail=detail[:_DETAIL_MAX] if detail else detail,
             )
         )
 
 
-async def record_action_or_log(
-    database: Database,
-    *,
-    actor: str,
-    action: str,
-    client_key: str | None = None,
-    transfer_id: str | None = None,
-    detail: str | None = None,
-) -> None:
+async def record_action_or_log(database: Database, **entry: Unpack[AuditAction]) -> None:
     """`record_action`, for what already happened (a decision the workflow took): a database that fails now
     leaves an error log line instead of an error answer; the transfer's own `decisions` keep the actor anyway."""
     try:
-        await record_action(
-            database, actor=actor, action=action, client_key=client_key, transfer_id=transfer_id, detail=detail
-        )
+        await record_action(database, **entry)
     except Exception as error:  # the action is done: say it could not be recorded, and answer
-        log.error("audit entry %s by %s not written: %s", action, actor, type(error).__name__)
+        log.error("audit entry %s by %s not written: %s", entry["action"], entry["actor"], type(error).__name__)
 
 
 def decision_action(*, accept_party: bool | None, accept_quote: bool | None) -> str:
