@@ -1,4 +1,5 @@
-"""Plumbing shared by both simulators: time, SQLite, body parsing, redacted logging and the uvicorn runner.
+"""Plumbing shared by the simulators: time, SQLite, body parsing, the app's frame, redacted logging and the uvicorn
+runner.
 
 Request logs name the matched route template (`/parties/{idType}/{idValue}`), never the concrete path, because
 paths carry party ids and account ids; uvicorn's own access log is switched off for the same reason.
@@ -12,6 +13,8 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +23,8 @@ from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,12 +33,14 @@ __all__ = [
     "RedactedAccessLog",
     "configure_logging",
     "describe_errors",
+    "answer_invalid_requests",
     "iso_now",
     "mojaloop_amount",
     "open_db",
     "read_json",
     "read_model",
     "run_server",
+    "simulator_app",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -131,6 +138,34 @@ class RedactedAccessLog:
             template = getattr(route, "path", None) or "<unmatched>"
             elapsed_ms = (time.perf_counter() - started) * 1000
             self.logger.info("%s %s -> %s (%.1f ms)", scope["method"], template, status or "-", elapsed_ms)
+
+
+def simulator_app(
+    title: str, logger: logging.Logger, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+) -> FastAPI:
+    """A simulator's app before its own routes: no docs or OpenAPI, the redacted access log, `GET /health`."""
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(RedactedAccessLog, logger=logger)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def answer_invalid_requests(app: FastAPI) -> None:
+    """A body that is not JSON or misses the schema: 400 `invalid_request`, in the dialect of the CBS, token server
+    and webhook receiver simulators (the SDK simulator has its own); FastAPI's own validation errors (a query
+    parameter, say) get a fixed message."""
+
+    @app.exception_handler(BadRequest)
+    async def _on_bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse({"code": "invalid_request", "message": exc.message}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"code": "invalid_request", "message": "invalid request"}, status_code=400)
 
 
 def configure_logging(name: str) -> logging.Logger:

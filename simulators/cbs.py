@@ -31,10 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from simulators._common import BadRequest, RedactedAccessLog, configure_logging, read_model, run_server
+from simulators._common import (
+    BadRequest,
+    answer_invalid_requests,
+    configure_logging,
+    read_model,
+    run_server,
+    simulator_app,
+)
 from simulators.cbs_ledger import CbsError, Ledger
 from simulators.cbs_models import (
     FAULT_OPERATIONS,
@@ -167,8 +173,8 @@ def create_app(data_dir: Path, seed_file: Path | None = None) -> FastAPI:
         ledger.close()
         logger.info("CBS simulator stopped")
 
-    app = FastAPI(title="mojaflow CBS simulator", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.add_middleware(RedactedAccessLog, logger=logger)
+    app = simulator_app("mojaflow CBS simulator", logger, lifespan)
+    answer_invalid_requests(app)
 
     @app.exception_handler(CbsError)
     async def _on_refusal(_: Request, exc: CbsError) -> JSONResponse:
@@ -178,20 +184,8 @@ def create_app(data_dir: Path, seed_file: Path | None = None) -> FastAPI:
     async def _on_down(_: Request, exc: _Down) -> JSONResponse:
         return JSONResponse({"code": "unavailable", "message": "simulated outage"}, status_code=503)
 
-    @app.exception_handler(BadRequest)
-    async def _on_bad_request(_: Request, exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"code": "invalid_request", "message": exc.message}, status_code=400)
-
-    @app.exception_handler(RequestValidationError)
-    async def _on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"code": "invalid_request", "message": "invalid request"}, status_code=400)
-
     def created(body: dict[str, Any], is_new: bool) -> JSONResponse:
         return JSONResponse(body, status_code=201 if is_new else 200)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
 
     async def lookup(id_type: str, id_value: str, id_sub_value: str | None) -> dict[str, Any]:
         if id_type not in SUPPORTED_ID_TYPES:

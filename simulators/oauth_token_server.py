@@ -39,12 +39,19 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from simulators._common import BadRequest, RedactedAccessLog, configure_logging, open_db, read_model, run_server
+from simulators._common import (
+    BadRequest,
+    answer_invalid_requests,
+    configure_logging,
+    open_db,
+    read_model,
+    run_server,
+    simulator_app,
+)
 
 __all__ = ["create_app", "main"]
 
@@ -179,22 +186,8 @@ def create_app(data_dir: Path) -> FastAPI:
         yield
         store.db.close()
 
-    app = FastAPI(
-        title="mojaflow OAuth2 token server", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
-    )
-    app.add_middleware(RedactedAccessLog, logger=logger)
-
-    @app.exception_handler(BadRequest)
-    async def _on_bad_request(_: Request, exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"code": "invalid_request", "message": exc.message}, status_code=400)
-
-    @app.exception_handler(RequestValidationError)
-    async def _on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"code": "invalid_request", "message": "invalid request"}, status_code=400)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app = simulator_app("mojaflow OAuth2 token server", logger, lifespan)
+    answer_invalid_requests(app)
 
     def authenticate(client_id: str | None, secret: str, how: str) -> tuple[str, list[str]]:
         """(the client's id, its allowed scopes), or `OAuthError`."""

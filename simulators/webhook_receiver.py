@@ -35,18 +35,18 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
 from simulators._common import (
     BadRequest,
-    RedactedAccessLog,
+    answer_invalid_requests,
     configure_logging,
     describe_errors,
     read_json,
     read_model,
     run_server,
+    simulator_app,
 )
 from simulators.webhook_receiver_store import (
     ApiKeysAuth,
@@ -190,20 +190,8 @@ def create_app(data_dir: Path) -> FastAPI:
         events.close()
         logger.info("webhook receiver stopped")
 
-    app = FastAPI(title="mojaflow webhook receiver", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.add_middleware(RedactedAccessLog, logger=logger)
-
-    @app.exception_handler(BadRequest)
-    async def _on_bad_request(_: Request, exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"code": "invalid_request", "message": exc.message}, status_code=400)
-
-    @app.exception_handler(RequestValidationError)
-    async def _on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"code": "invalid_request", "message": "invalid request"}, status_code=400)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app = simulator_app("mojaflow webhook receiver", logger, lifespan)
+    answer_invalid_requests(app)
 
     @app.get("/_sim/events")
     async def sim_events(
