@@ -254,6 +254,7 @@ class Stack:
     api_key: str = ""
     our_task_queue: str = "bench-mojaflow"
     bare_task_queue: str = "bench-bare"
+    extra_env: dict[str, str] = field(default_factory=dict)  # for our API and worker (the webhook run's settings)
 
     def python(self, name: str, *argv: str) -> list[str]:
         """A Python child, under `bench/profiled.py` (cProfile in every thread) when profiling."""
@@ -305,6 +306,7 @@ class Stack:
             "MOJAFLOW_CLIENT_API_PORT": str(client_port),
             "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
             "MOJAFLOW_RATE_LIMIT_PER_MINUTE": "0",  # one key sends every transfer: measure the stack, not the limit
+            **self.extra_env,
         }
         (self.data_dir / "mojaflow").mkdir()
         made = subprocess.run(  # the client API's key, as an operator makes one
@@ -552,7 +554,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="run both workers under cProfile (all threads); keeps the .prof files")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, Temporal's database)")
+    parser.add_argument(
+        "--webhooks", action="store_true", help="the webhook run instead (bench/webhook_load.py; -n, -c, --warmup)"
+    )
+    parser.add_argument(
+        "--parked", type=int, default=0, metavar="N", help="with --webhooks: also N deliveries parked in retry"
+    )
     args = parser.parse_args(argv)
+    if args.webhooks:
+        from bench import webhook_load
+
+        sys.exit(webhook_load.run(args))
     if args.transfers < 1 or args.concurrency < 1 or args.warmup < 0 or not 1 <= args.rounds <= args.transfers:
         parser.error("need --transfers >= 1, --concurrency >= 1, --warmup >= 0, 1 <= --rounds <= --transfers")
 

@@ -123,6 +123,17 @@ class Proc:
             total += times.user + times.system
         return total
 
+    def rss_bytes(self) -> int:
+        """Resident memory of this process and any children it runs."""
+        assert self._ps is not None
+        total = 0
+        for proc in [self._ps, *self._ps.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
     def thread_cpu_s(self) -> dict[str, float]:
         """CPU seconds per kind of thread: `main` (the asyncio loop of our Python processes), `tokio` (the
         Rust core of the Temporal SDK), `python-threads` (e.g. the workflow task executor), else by name."""

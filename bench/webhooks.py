@@ -282,7 +282,7 @@ async def task_waits(client: Client, deliveries: list[DeliveryInput]) -> dict[st
     queued, working = [], []
     for delivery in deliveries:
         handle = client.get_workflow_handle(delivery_workflow_id(delivery.delivery_id, 1))
-        times = {}
+        times: dict[int, float] = {}
         async for event in handle.fetch_history_events():
             times.setdefault(event.event_type, event.event_time.ToDatetime().timestamp())
         queued.append(
@@ -296,7 +296,8 @@ async def task_waits(client: Client, deliveries: list[DeliveryInput]) -> dict[st
     return {"queued_p50_ms": _percentile(sorted(queued), 0.5), "working_p50_ms": _percentile(sorted(working), 0.5)}
 
 
-async def bench(args: argparse.Namespace) -> int:
+async def bench(args: argparse.Namespace, out: dict[str, Any] | None = None) -> int:
+    """Run it, print the figures; `out` (when given) receives them too (`bench/webhook_load.py` reuses this)."""
     data_dir = Path(tempfile.mkdtemp(prefix="mojaflow-bench-webhooks-"))
     profile = Path(args.profile).resolve() if args.profile else None
     stack = Stack(data_dir, profile=profile)
@@ -348,6 +349,8 @@ async def bench(args: argparse.Namespace) -> int:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"webhooks-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps({**figures, "args": vars(args), "cores": cores}, indent=2))
+    if out is not None:
+        out.update(figures)
     return 0 if figures["received"] >= figures["deliveries"] else 1
 
 
