@@ -10,6 +10,10 @@ starting `WebhookDeliveryWorkflow` the way the outbox does (tests/workflows/test
 The outbox of the transfers writes events and deliveries in the save's transaction; here `new_delivery` writes the
 same rows through `mojaflow.webhook_deliveries`, so these tests need no transfer, marked dispatched: the test starts
 the workflow, not the outbox's sweeper of a worker process.
+
+The fixtures (`receiver_peer`, `receiver`, `settings`, `database`) are imported by the test modules that use them,
+one line each (the redundant alias tells ruff the import is meant):
+    from tests.support.webhook_delivery import database_fixture as database_fixture  # a fixture
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ import base64
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from pydantic import SecretStr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.testing import WorkflowEnvironment
 
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
@@ -37,20 +45,30 @@ from mojaflow.webhook_models import PaymentStatus, WebhookEvent, delivery_workfl
 from mojaflow.webhook_subscription_models import SubscriptionCreate, SubscriptionCreated
 from mojaflow.webhook_subscriptions import create_subscription
 from tests.support import secret_scan
-from workflows.webhook_delivery import DeliveryRun
+from tests.support.webhook_peers import Peer, webhook_receiver
+from worker import build_webhook_worker, worker_resources
+from workflows.webhook_delivery import DeliveryOutcome, DeliveryRun, WebhookDeliveryWorkflow
 
 __all__ = [
+    "NO_AUTH",
     "Receiver",
+    "database_fixture",
+    "deliver",
     "delivery_detail",
     "delivery_settings",
     "new_delivery",
     "open_database",
+    "receiver_admin",
+    "receiver_fixture",
+    "receiver_peer_fixture",
+    "settings_fixture",
     "start_options",
     "subscribe",
     "wait_until",
 ]
 
 CLIENT_KEY = "bank1"
+NO_AUTH = {"type": "api_keys", "headers": {"X-Receiver-Key": "not-checked-here"}}  # a receiver that checks none
 
 
 def delivery_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -141,6 +159,15 @@ def start_options(settings: Settings, delivery: DeliveryRun) -> dict[str, Any]:
     }
 
 
+async def deliver(env: WorkflowEnvironment, settings: Settings, delivery: DeliveryRun) -> DeliveryOutcome:
+    """Run the delivery to its end on a webhook worker of its own (a fresh process's memory: no token cached but in
+    our database); under time-skipping, time skips while its result is awaited."""
+    async with worker_resources(settings) as objects, build_webhook_worker(env.client, settings, objects):
+        return await env.client.execute_workflow(
+            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+        )
+
+
 async def delivery_detail(database: Database, delivery_id: str) -> DeliveryDetail:
     """The delivery with its attempts, as `GET /webhooks/deliveries/{id}` answers it."""
     stored = await get_delivery(database, delivery_id, detail=True)
@@ -194,3 +221,39 @@ class Receiver:
 
     async def release(self) -> None:
         (await self._http.post("/_sim/release")).raise_for_status()
+
+
+@asynccontextmanager
+async def receiver_admin(url: str) -> AsyncIterator[Receiver]:
+    """The receiver's admin API, its faults and auth requirements reset before and after."""
+    receiver = Receiver(url)
+    await receiver.reset()
+    yield receiver
+    await receiver.reset()
+    await receiver.close()
+
+
+@pytest.fixture(scope="module", name="receiver_peer")
+def receiver_peer_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    """The webhook receiver simulator, one per test module."""
+    peer = webhook_receiver(tmp_path_factory.mktemp("receiver"))
+    with peer.process:
+        yield peer
+
+
+@pytest.fixture(name="receiver")
+async def receiver_fixture(receiver_peer: Peer) -> AsyncIterator[Receiver]:
+    async with receiver_admin(receiver_peer.url) as receiver:
+        yield receiver
+
+
+@pytest.fixture(name="settings")
+def settings_fixture(tmp_path: Path) -> Settings:
+    return delivery_settings(tmp_path)
+
+
+@pytest.fixture(name="database")
+async def database_fixture(settings: Settings) -> AsyncIterator[Database]:
+    database = await open_database(settings)
+    yield database
+    await database.close()

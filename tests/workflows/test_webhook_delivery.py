@@ -10,7 +10,6 @@ import asyncio
 import base64
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +23,9 @@ from mojaflow.webhook_models import ATTEMPTS_PER_CYCLE, DeliveryStatus
 from mojaflow.webhook_subscriptions import delete_subscription, rotate_signing_secret
 from tests.support.process import free_port
 from tests.support.webhook_delivery import (
+    NO_AUTH,
     Receiver,
+    deliver,
     delivery_detail,
     delivery_settings,
     new_delivery,
@@ -33,51 +34,15 @@ from tests.support.webhook_delivery import (
     subscribe,
     wait_until,
 )
-from tests.support.webhook_peers import Peer, webhook_receiver
+from tests.support.webhook_delivery import database_fixture as database_fixture  # a fixture
+from tests.support.webhook_delivery import receiver_fixture as receiver_fixture  # a fixture
+from tests.support.webhook_delivery import receiver_peer_fixture as receiver_peer_fixture  # a fixture
+from tests.support.webhook_delivery import settings_fixture as settings_fixture  # a fixture
+from tests.support.webhook_peers import webhook_receiver
 from worker import build_webhook_worker, worker_resources
-from workflows.webhook_delivery import DeliveryOutcome, DeliveryRun, WebhookDeliveryWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 HOUR = timedelta(hours=1)
-NO_AUTH = {"type": "api_keys", "headers": {"X-Receiver-Key": "not-checked-here"}}
-
-
-@pytest.fixture(scope="module")
-def receiver_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    peer = webhook_receiver(tmp_path_factory.mktemp("receiver"))
-    peer.process.start()
-    try:
-        yield peer
-    finally:
-        peer.process.stop()
-
-
-@pytest.fixture
-async def receiver(receiver_peer: Peer) -> AsyncIterator[Receiver]:
-    receiver = Receiver(receiver_peer.url)
-    await receiver.reset()
-    yield receiver
-    await receiver.reset()
-    await receiver.close()
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return delivery_settings(tmp_path)
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    database = await open_database(settings)
-    yield database
-    await database.close()
-
-
-async def deliver(env: WorkflowEnvironment, settings: Settings, delivery: DeliveryRun) -> DeliveryOutcome:
-    """Run the delivery to its end on our webhook worker; time skips while its result is awaited."""
-    async with worker_resources(settings) as objects, build_webhook_worker(env.client, settings, objects):
-        return await env.client.execute_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
-        )
 
 
 def sent_at(request: dict) -> datetime:

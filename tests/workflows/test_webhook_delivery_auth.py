@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,17 +26,19 @@ from mojaflow.webhook_subscriptions import update_subscription
 from tests.support import secret_scan
 from tests.support.webhook_delivery import (
     Receiver,
+    deliver,
     delivery_detail,
-    delivery_settings,
     new_delivery,
-    open_database,
+    receiver_admin,
     start_options,
     subscribe,
     wait_until,
 )
+from tests.support.webhook_delivery import database_fixture as database_fixture  # a fixture
+from tests.support.webhook_delivery import settings_fixture as settings_fixture  # a fixture
 from tests.support.webhook_peers import Peer, oauth_token_server, webhook_receiver
 from worker import build_webhook_worker, worker_resources
-from workflows.webhook_delivery import DeliveryOutcome, DeliveryRun, WebhookDeliveryWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 
 def _secret(label: str) -> str:
@@ -56,11 +57,8 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Peer, Peer
 
 @pytest.fixture
 async def receiver(peers: tuple[Peer, Peer]) -> AsyncIterator[Receiver]:
-    receiver = Receiver(peers[0].url)
-    await receiver.reset()
-    yield receiver
-    await receiver.reset()
-    await receiver.close()
+    async with receiver_admin(peers[0].url) as receiver:
+        yield receiver
 
 
 @pytest.fixture
@@ -69,26 +67,6 @@ async def token_server(peers: tuple[Peer, Peer]) -> AsyncIterator[httpx.AsyncCli
         (await http.put("/_sim/config", json={})).raise_for_status()
         (await http.delete("/_sim/tokens")).raise_for_status()
         yield http
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return delivery_settings(tmp_path)
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    database = await open_database(settings)
-    yield database
-    await database.close()
-
-
-async def deliver(env: WorkflowEnvironment, settings: Settings, delivery: DeliveryRun) -> DeliveryOutcome:
-    """On a worker of its own (a fresh process's memory: no token cached but in our database)."""
-    async with worker_resources(settings) as objects, build_webhook_worker(env.client, settings, objects):
-        return await env.client.execute_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
-        )
 
 
 def remember_tokens(requests: list[dict[str, Any]]) -> None:

@@ -8,10 +8,9 @@ deliver. (tests/workflows/test_replay.py replays the transfers' histories; the d
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -20,6 +19,7 @@ from mojaflow.codec import data_converter
 from mojaflow.webhook_models import DeliveryStatus
 from mojaflow.webhook_subscriptions import delete_subscription
 from tests.support.webhook_delivery import (
+    NO_AUTH,
     Receiver,
     delivery_detail,
     delivery_settings,
@@ -29,18 +29,10 @@ from tests.support.webhook_delivery import (
     subscribe,
     wait_until,
 )
-from tests.support.webhook_peers import Peer, webhook_receiver
+from tests.support.webhook_delivery import receiver_peer_fixture as receiver_peer_fixture  # a fixture
+from tests.support.webhook_peers import Peer
 from worker import WORKFLOWS, build_webhook_worker, worker_resources, workflow_runner
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
-
-NO_AUTH = {"type": "api_keys", "headers": {"X-Receiver-Key": "not-checked-here"}}
-
-
-@pytest.fixture(scope="module")
-def receiver_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    peer = webhook_receiver(tmp_path_factory.mktemp("receiver"))
-    with peer.process:
-        yield peer
 
 
 async def _each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:

@@ -7,10 +7,6 @@ result is awaited); the one that needs the whole 72 hours awaits the result, on 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
-import pytest
 from temporalio.client import WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,48 +15,20 @@ from mojaflow.settings import Settings
 from mojaflow.webhook_deliveries import MANUAL_ATTEMPT_BASE
 from mojaflow.webhook_models import DeliveryStatus
 from tests.support.webhook_delivery import (
+    NO_AUTH,
     Receiver,
     delivery_detail,
-    delivery_settings,
     new_delivery,
-    open_database,
     start_options,
     subscribe,
     wait_until,
 )
-from tests.support.webhook_peers import Peer, webhook_receiver
+from tests.support.webhook_delivery import database_fixture as database_fixture  # a fixture
+from tests.support.webhook_delivery import receiver_fixture as receiver_fixture  # a fixture
+from tests.support.webhook_delivery import receiver_peer_fixture as receiver_peer_fixture  # a fixture
+from tests.support.webhook_delivery import settings_fixture as settings_fixture  # a fixture
 from worker import build_webhook_worker, worker_resources
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
-
-NO_AUTH = {"type": "api_keys", "headers": {"X-Receiver-Key": "not-checked-here"}}
-
-
-@pytest.fixture(scope="module")
-def receiver_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    peer = webhook_receiver(tmp_path_factory.mktemp("receiver"))
-    with peer.process:
-        yield peer
-
-
-@pytest.fixture
-async def receiver(receiver_peer: Peer) -> AsyncIterator[Receiver]:
-    receiver = Receiver(receiver_peer.url)
-    await receiver.reset()
-    yield receiver
-    await receiver.reset()
-    await receiver.close()
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return delivery_settings(tmp_path)
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    database = await open_database(settings)
-    yield database
-    await database.close()
 
 
 async def test_a_manual_retry_attempts_at_once_without_counting_toward_the_73(
