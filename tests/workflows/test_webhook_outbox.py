@@ -128,7 +128,11 @@ async def _saved_states(client: Client, workflow_id: str, *, received_at_start: 
     """The states a transfer's workflow saved, in order, from its history (outbound: RECEIVED was saved by the
     API before the start, and set as the start's search attribute)."""
     states = ["RECEIVED"] if received_at_start else []
-    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+    handle = client.get_workflow_handle(workflow_id)
+    # Our database shows the final state as soon as its save commits, before the workflow task that upserts it
+    # is in the history: read the history once the run has returned.
+    await asyncio.wait_for(handle.result(), timeout=60)
+    async for event in handle.fetch_history_events():
         if event.HasField("upsert_workflow_search_attributes_event_attributes"):
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
             if "MojaflowState" in fields:
