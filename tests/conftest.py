@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.support import secret_scan
 from tests.support.auth import client_api_auth
+from tests.support.postgres import PostgresServer, find_pg_bin
 from tests.support.stack import ROOT, Stack, running_stack
 from tests.support.temporal_env import assert_no_workflow_failed, local_temporal, time_skipping_temporal
 
@@ -80,3 +81,13 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
     """Authenticated to our client APIs as tests/support/auth.py says; nothing added for other servers."""
     async with httpx.AsyncClient(timeout=70, auth=client_api_auth) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the database tests of one module (its URL)."""
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
+    server = PostgresServer().start()
+    yield server.url
+    server.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,16 +15,6 @@ from sqlalchemy.engine import Connection
 
 from mojaflow.database import Database, metadata
 from mojaflow.models import Direction, TransferRecord, TransferState, TransferView
-from tests.support.postgres import PostgresServer, find_pg_bin
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
-    server = PostgresServer().start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import event, select
 
 from mojaflow.database import Database
 from mojaflow.keys import KeyRing
@@ -25,33 +24,15 @@ from mojaflow.webhook_outbox import EventDefaults
 from mojaflow.webhook_subscription_models import SubscriptionCreate
 from mojaflow.webhook_subscriptions import create_subscription, delete_subscription
 from mojaflow.webhook_tables import webhook_deliveries, webhook_events
-from tests.support.postgres import PostgresServer, find_pg_bin
+from tests.support.postgres import empty_database_url
 
 S = TransferState
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
-    server = PostgresServer().start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A new, empty database of each engine for each test, with a secrets ring (subscriptions seal secrets)."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        server: str = request.getfixturevalue("postgres")
-        name = f"t{uuid.uuid4().hex[:16]}"
-        engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        await engine.dispose()
-        url = f"{server.rsplit('/', 1)[0]}/{name}"
+    url = await empty_database_url(request, tmp_path)
     database = Database(url, secrets=KeyRing("MOJAFLOW_SECRETS_KEYS", (("k1", os.urandom(32)),)))
     await database.create_schema()
     yield database

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,22 +26,12 @@ from mojaflow.webhook_subscriptions import (
     rotate_signing_secret,
     update_subscription,
 )
-from tests.support.postgres import PostgresServer, find_pg_bin
 
 OLD, NEW = os.urandom(32), os.urandom(32)
 
 
 def _ring(*keys: bytes) -> KeyRing:
     return KeyRing("MOJAFLOW_SECRETS_KEYS", tuple((f"k{key.hex()[:8]}", key) for key in keys))
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
-    server = PostgresServer().start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from mojaflow.keys import load_secrets_ring, prepend_new_key
 from mojaflow.settings import Settings
 from tests.conftest import ROOT, Stack
 from tests.support.auth import make_key
-from tests.support.postgres import PostgresServer, find_pg_bin
 from tests.support.process import ServerProcess, free_port
 from tests.support.transfers import money_movement_headers, new_payer, transfer_body, wait_for_state
 
@@ -383,15 +382,6 @@ async def test_auth_none_warns_at_start_and_lets_the_client_key_header_decide(st
 
 
 # -- the key store and the command --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
-    server = PostgresServer().start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,15 +11,13 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from mojaflow.database import Database
 from mojaflow.key_rotation import reseal_personal_data
@@ -28,7 +26,7 @@ from mojaflow.models import Direction, PartyView, TransferRecord, TransferState,
 from mojaflow.retention import purge_personal_data
 from tests.conftest import Stack
 from tests.inbound.flow import new_payee, notification, quote_request, switch_records, transfer_request
-from tests.support.postgres import PostgresServer, find_pg_bin
+from tests.support.postgres import empty_database_url
 from tests.support.transfers import money_movement_headers, new_payer, transfer_body, wait_for_state
 
 REMOTE_PAYER = ("Remote Payer", "25611111111")  # tests/inbound/flow.py's payer at the other DFSP
@@ -107,15 +105,6 @@ def test_the_database_file_and_the_key_rings_are_private(stack: Stack) -> None:
 # -- retention and re-encryption, in process on both engines -------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
-    server = PostgresServer().start()
-    yield server.url
-    server.stop()
-
-
 _KEYS: dict[str, bytes] = {}  # one key per id, for the whole module
 
 
@@ -126,16 +115,7 @@ def _ring(*ids: str) -> KeyRing:
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A new, empty database of each engine for each test."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        server: str = request.getfixturevalue("postgres")
-        name = f"t{uuid.uuid4().hex[:16]}"
-        engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        await engine.dispose()
-        url = f"{server.rsplit('/', 1)[0]}/{name}"
+    url = await empty_database_url(request, tmp_path)
     database = Database(url)
     await database.create_schema()
     await database.close()
