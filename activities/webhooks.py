@@ -1,14 +1,15 @@
-"""One attempt at delivering a webhook, run by `WebhookDeliveryWorkflow` as a local activity with one try.
+"""Attempts at delivering webhooks, run by `WebhookDeliveryWorkflow` as a local activity with one try.
 
-`attempt_delivery` reads the delivery with its event and the subscription with its secrets (by id: no secret ever
-enters a workflow history), POSTs the event with the Money Movement headers, the Standard Webhooks signature and
-the subscriber's auth scheme through the SSRF-guarded client (redirects never followed), and records the attempt.
-Success is exactly HTTP 200; anything else is a failed attempt, never an exception, so the workflow's schedule
-decides what comes next. It is idempotent per (delivery, cycle, attempt): a re-run after a crash posts again (the
-receiver dedupes on the event id) and rewrites the same record; a delivery already DELIVERED in this cycle is
-not posted again.
+`attempt_deliveries` makes one attempt for each delivery of a batch (those of one transfer to one subscriber that
+are due together), in order: it reads the deliveries with their events and the subscription with its secrets (by
+id, once per batch: no secret ever enters a workflow history), POSTs each event with the Money Movement headers,
+the Standard Webhooks signature and the subscriber's auth scheme through the SSRF-guarded client (redirects never
+followed), and records the attempts in one transaction. Success is exactly HTTP 200; anything else is a failed
+attempt, never an exception, so the workflow's schedule decides what comes next. It is idempotent per (delivery,
+cycle, attempt): a re-run after a crash posts again (the receiver dedupes on the event id) and rewrites the same
+records; a delivery already DELIVERED in this cycle is not posted again.
 
-A subscription has at most `subscription_concurrency` attempts in flight in this process; one more waits for a
+A subscription has at most `subscription_concurrency` batches in flight in this process; one more waits for a
 turn up to `slot_wait_s`, else answers BUSY without a request or a record, and the workflow tries again after a
 pause: a receiver that hangs holds a few slots, never all of them.
 """
@@ -29,12 +30,12 @@ from temporalio import activity
 from activities.webhook_requests import OAuthTokens, TokenUnavailable, auth_headers, delivery_headers, secret_values
 from mojaflow.database import Database
 from mojaflow.url_guard import UnsafeUrl
-from mojaflow.webhook_deliveries import AttemptRecord, PendingDelivery, load_delivery, mark_delivery, record_attempt
+from mojaflow.webhook_deliveries import AttemptRecord, PendingDelivery, load_deliveries, mark_delivery, record_attempts
 from mojaflow.webhook_models import DeliveryStatus
 from mojaflow.webhook_subscription_models import OAuth2ClientCredentialsAuth
 from mojaflow.webhook_subscriptions import SubscriptionSecrets, load_subscription_for_delivery
 
-__all__ = ["AttemptOutcome", "AttemptRequest", "AttemptResult", "FinishRequest", "WebhookActivities"]
+__all__ = ["AttemptBatch", "AttemptOutcome", "AttemptRequest", "AttemptResult", "FinishRequest", "WebhookActivities"]
 
 log = logging.getLogger("mojaflow.webhooks")
 
@@ -54,13 +55,19 @@ class AttemptRequest(BaseModel):
     attempt (a failure makes the delivery FAILED); `next_attempt_at`: when the next one is due, if any."""
 
     delivery_id: str
-    subscription_id: str
     cycle: int
     attempt: int
     manual: bool = False
     at: datetime
     last: bool = False
     next_attempt_at: datetime | None = None
+
+
+class AttemptBatch(BaseModel):
+    """Attempts of one subscriber's deliveries, made in this order."""
+
+    subscription_id: str
+    attempts: list[AttemptRequest]
 
 
 class AttemptResult(BaseModel):
@@ -99,18 +106,19 @@ class WebhookActivities:
         self._tokens = OAuthTokens(http, database)
 
     @activity.defn
-    async def attempt_delivery(self, request: AttemptRequest) -> AttemptResult:
-        """POST the event once (twice with OAuth2 when the first token meets a 401) and record the attempt."""
-        subscription_id = request.subscription_id
+    async def attempt_deliveries(self, batch: AttemptBatch) -> list[AttemptResult]:
+        """POST each event once (twice with OAuth2 when the first token meets a 401); record the attempts. One
+        result per request, in order; all BUSY if the subscription has no turn."""
+        subscription_id = batch.subscription_id
         turns = self._turns.get(subscription_id) or self._turns.setdefault(subscription_id, _Turns(self._limit))
         turns.users += 1
         try:
             try:
                 await asyncio.wait_for(turns.semaphore.acquire(), self._slot_wait_s)
             except TimeoutError:
-                return AttemptResult(outcome=AttemptOutcome.BUSY)
+                return [AttemptResult(outcome=AttemptOutcome.BUSY)] * len(batch.attempts)
             try:
-                return await self._attempt(request)
+                return await self._attempt(batch)
             finally:
                 turns.semaphore.release()
         finally:
@@ -123,28 +131,40 @@ class WebhookActivities:
         """Record a status the attempts did not (CANCELLED; FAILED after an attempt that could not record)."""
         await mark_delivery(self._db, request.delivery_id, request.cycle, request.status)
 
-    async def _attempt(self, request: AttemptRequest) -> AttemptResult:
-        delivery = await load_delivery(self._db, request.delivery_id)
-        if delivery is None:
-            return AttemptResult(outcome=AttemptOutcome.CANCELLED, error_class="delivery_not_found")
-        if delivery.cycle == request.cycle and delivery.status is not DeliveryStatus.DELIVERING:
-            settled = _settled(delivery.status)  # this attempt ran before the crash, or the delivery was cancelled
-            if settled is not None:
-                return AttemptResult(outcome=settled)
-        subscription = await self._load_subscription(self._db, request.subscription_id)
-        if subscription is None or not subscription.active:
-            await mark_delivery(self._db, request.delivery_id, request.cycle, DeliveryStatus.CANCELLED)
-            return AttemptResult(outcome=AttemptOutcome.CANCELLED, error_class="subscription_inactive")
-        result, excerpt = await self._post(delivery, subscription, request.at)
-        await record_attempt(self._db, _record(request, result, excerpt))
-        if result.outcome is AttemptOutcome.FAILED:
-            log.info(
-                "webhook %s attempt %d failed: %s",
-                request.delivery_id,
-                request.attempt,
-                result.error_class or f"HTTP {result.status_code}",
-            )
-        return result
+    async def _attempt(self, batch: AttemptBatch) -> list[AttemptResult]:
+        deliveries = await load_deliveries(self._db, [request.delivery_id for request in batch.attempts])
+        results: list[AttemptResult | None] = [None] * len(batch.attempts)
+        to_post: list[tuple[int, AttemptRequest, PendingDelivery]] = []
+        for index, request in enumerate(batch.attempts):
+            delivery = deliveries.get(request.delivery_id)
+            if delivery is None:
+                results[index] = AttemptResult(outcome=AttemptOutcome.CANCELLED, error_class="delivery_not_found")
+                continue
+            if delivery.cycle == request.cycle and delivery.status is not DeliveryStatus.DELIVERING:
+                settled = _settled(delivery.status)  # this attempt ran before the crash, or the delivery was cancelled
+                if settled is not None:
+                    results[index] = AttemptResult(outcome=settled)
+                    continue
+            to_post.append((index, request, delivery))
+        if to_post:
+            subscription = await self._load_subscription(self._db, batch.subscription_id)
+            records = []
+            for index, request, delivery in to_post:
+                if subscription is None or not subscription.active:
+                    await mark_delivery(self._db, request.delivery_id, request.cycle, DeliveryStatus.CANCELLED)
+                    results[index] = AttemptResult(
+                        outcome=AttemptOutcome.CANCELLED, error_class="subscription_inactive"
+                    )
+                    continue
+                result, excerpt = await self._post(delivery, subscription, request.at)
+                records.append(_record(request, result, excerpt))
+                results[index] = result
+                if result.outcome is AttemptOutcome.FAILED:
+                    log.info("webhook %s attempt %d failed: %s", request.delivery_id, request.attempt,
+                             result.error_class or f"HTTP {result.status_code}")  # fmt: skip
+            await record_attempts(self._db, records)
+        assert all(result is not None for result in results)
+        return [result for result in results if result is not None]
 
     async def _post(
         self, delivery: PendingDelivery, subscription: SubscriptionSecrets, at: datetime
@@ -188,6 +208,9 @@ class WebhookActivities:
                 if len(excerpt) >= EXCERPT_BYTES:
                     break
             return response.status_code, excerpt[:EXCERPT_BYTES]
+
+
+_INACTIVE = AttemptResult(outcome=AttemptOutcome.CANCELLED, error_class="subscription_inactive")
 
 
 class _Turns:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Caller
@@ -34,8 +35,14 @@ from mojaflow.webhook_delivery_queries import (
     restartable,
     start_new_cycle,
 )
-from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, mark_dispatched, start_delivery
-from mojaflow.webhook_models import DeliveryStatus, delivery_workflow_id
+from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, dispatch_batch, mark_dispatched
+from mojaflow.webhook_models import (
+    NOT_IN_THIS_RUN,
+    DeliveryBatch,
+    DeliveryItem,
+    DeliveryStatus,
+    delivery_workflow_id,
+)
 from mojaflow.webhook_subscription_models import (
     OAuth2ClientCredentialsAuth,
     SigningSecretRotated,
@@ -246,15 +253,21 @@ class WebhookService:
             raise Problem(422, "unsafe_url", "URL refused", detail, errors=errors)
 
     async def _retry_now(self, view: DeliveryView) -> Literal["accepted", "refused", "gone"]:
-        """Ask the running workflow for an attempt now: `accepted`; `refused` by its validator (it is finishing);
-        `gone` if no workflow of that cycle runs (finished meanwhile, or never to finish: terminated)."""
-        handle = self._client.get_workflow_handle(delivery_workflow_id(view.delivery_id, view.cycle))
+        """Ask its transfer's delivery workflow for an attempt now: `accepted`; `refused` by its validator (that
+        delivery is finishing); `gone` if no run holds it (the run finished meanwhile, or was terminated)."""
+        handle = self._client.get_workflow_handle(delivery_workflow_id(view.transfer_id, view.subscription_id))
         try:
-            await handle.start_update(
-                RETRY_NOW, wait_for_stage=WorkflowUpdateStage.ACCEPTED, rpc_timeout=timedelta(seconds=10)
+            update = await handle.start_update(
+                RETRY_NOW,
+                view.delivery_id,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                rpc_timeout=timedelta(seconds=10),
             )
-        except WorkflowUpdateFailedError:
-            return "refused"
+            if update._known_outcome is not None:  # a refusal comes with the start's answer: no wait
+                await update.result()
+        except WorkflowUpdateFailedError as refused:
+            cause = refused.cause
+            return "gone" if isinstance(cause, ApplicationError) and cause.type == NOT_IN_THIS_RUN else "refused"
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return "gone"
@@ -262,32 +275,34 @@ class WebhookService:
         return "accepted"
 
     async def _start_cycle(self, view: DeliveryView) -> bool:
-        """Start the workflow of the delivery's (new) cycle, its row already set to it (PENDING, undispatched), and
-        mark the row dispatched. Should Temporal not answer, the row stays undispatched: the sweeper starts it."""
+        """Hand the delivery's (new) cycle to its workflow, its row already set to it (PENDING, undispatched), and
+        mark the row dispatched. Should Temporal not answer, the row stays undispatched: the sweeper dispatches it.
+        Once settled, that workflow closes: nothing else of an old transfer is expected."""
+        item = DeliveryItem(delivery_id=view.delivery_id, event_id=view.event_id, cycle=view.cycle, final=True)
+        batch = DeliveryBatch(transfer_id=view.transfer_id, subscription_id=view.subscription_id, deliveries=[item])
         try:
-            await start_delivery(
-                self._client, view, task_queue=self._settings.webhook_task_queue, timeout_s=_START_TIMEOUT_S
+            await dispatch_batch(
+                self._client, batch, task_queue=self._settings.webhook_task_queue, timeout_s=_START_TIMEOUT_S
             )
         except RPCError as error:
             log.warning("delivery %s cycle %d left to the sweeper: %s", view.delivery_id, view.cycle, error.status.name)
             return False
-        await mark_dispatched(self._db, [view])
+        await mark_dispatched(self._db, [item])
         return True
 
     async def _cancel_workflows(self, deliveries: list[OpenDelivery]) -> None:
         """Best effort: the rows are CANCELLED already, and an attempt of a disabled or deleted subscription is
-        never made (the activity reads the subscription first)."""
+        never made (the activity reads the subscription first). One workflow per transfer holds them all."""
 
-        async def cancel(delivery: OpenDelivery) -> bool:
+        async def cancel(workflow_id: str) -> bool:
             try:
-                await self._client.get_workflow_handle(
-                    delivery_workflow_id(delivery.delivery_id, delivery.cycle)
-                ).cancel()
+                await self._client.get_workflow_handle(workflow_id).cancel()
             except RPCError as error:
                 return error.status == RPCStatusCode.NOT_FOUND  # never started, or finished: nothing to cancel
             return True
 
-        failed = (await _gathered(cancel(delivery) for delivery in deliveries)).count(False)
+        workflow_ids = {delivery_workflow_id(each.transfer_id, each.subscription_id) for each in deliveries}
+        failed = (await _gathered(cancel(workflow_id) for workflow_id in sorted(workflow_ids))).count(False)
         if failed:
             log.warning("%d delivery workflows not cancelled (Temporal did not answer); they stop on their own", failed)
 

@@ -10,8 +10,10 @@
    transfer is COMPLETED (its throughput) and then every delivery workflow has ended (its CPU). CPU per delivery =
    (server + worker CPU of the phases with webhooks − that of the same number of transfers without) / deliveries.
    First-attempt latency = the receiver's arrival time − the event's `occurredAt` (the state change's save).
-2. First-attempt deliveries/s alone: `bench/webhooks.py` (its own stack; 500 deliveries, 50 starts in flight).
-3. `--parked N` (0: skipped): N deliveries whose first attempt gets a 500 from the receiver, parked until the next
+2. First-attempt deliveries/s alone: `bench/webhooks.py` (its own stack; 600 deliveries of 100 made-up transfers,
+   50 saving at once, their states 25 ms apart, through the real outbox).
+3. `--parked N` (0: skipped): N deliveries (six per made-up transfer, as the outbox emits them) whose first attempt
+   gets a 500 from the receiver, parked until the next
    hourly attempt: server + worker RSS, and their CPU over 30 s of that wait (share of the machine's cores).
 
 Stops every process it started, by PID, at the end and on Ctrl-C (each stack in its `finally`).
@@ -177,7 +179,7 @@ async def parked(count: int, concurrency: int, keep: bool) -> dict[str, Any]:
     """`count` deliveries whose first attempt gets a 500: RSS and idle CPU while they wait for the next hour."""
     data_dir = Path(tempfile.mkdtemp(prefix="mojaflow-bench-wh-parked-"))
     stack = webhooks.Stack(data_dir)
-    print(f"parked: {count} deliveries answered 500, {concurrency} starts in flight; data in {data_dir}")
+    print(f"parked: {count} deliveries answered 500, {concurrency} transfers saving at once; data in {data_dir}")
     try:
         await stack.start()
         client = await stack.client()
@@ -189,14 +191,16 @@ async def parked(count: int, concurrency: int, keep: bool) -> dict[str, Any]:
             "url": f"{stack.receiver_url}/hooks", "eventTypes": ["moneymovementservices.payment.status_updated"],
             "auth": {"type": "api_keys", "headers": {"X-Bench-Key": os.urandom(12).hex()}},
         })  # fmt: skip
-        subscription = await webhooks.create_subscription(database, webhooks.CLIENT_KEY, request)
-        deliveries = await webhooks.make_deliveries(database, subscription.subscription_id, count)
-        await database.close()
+        await webhooks.create_subscription(database, webhooks.CLIENT_KEY, request)
+        outbox = webhooks.Outbox(database, client, stack.settings)
+        transfers = webhooks.transfer_records(count // webhooks.EVENTS_PER_TRANSFER)
         measured = [stack.procs["temporal"], stack.procs["worker"]]
         async with httpx.AsyncClient(timeout=30) as http:
             (await http.put(f"{stack.receiver_url}/_sim/faults", json={"status": 500})).raise_for_status()
             started = time.perf_counter()
-            first = await webhooks.run_phase(stack, client, http, deliveries, concurrency)  # every first attempt
+            first = await webhooks.run_phase(stack, outbox, http, transfers, concurrency, 0.025, until_closed=False)
+            await outbox.aclose()
+            await database.close()
             print(f"  first attempts done in {time.perf_counter() - started:.0f} s; waiting for the workflows to "
                   "settle …", flush=True)  # fmt: skip
             await asyncio.sleep(5)
@@ -229,8 +233,8 @@ async def main_async(args: argparse.Namespace) -> int:
     load = await transfers_with_and_without(args)
     alone: dict[str, Any] = {}
     print("deliveries alone (bench/webhooks.py):", flush=True)
-    await webhooks.bench(argparse.Namespace(deliveries=500, concurrency=50, warmup=50, keep=args.keep, profile=None),
-                         alone)  # fmt: skip
+    await webhooks.bench(argparse.Namespace(deliveries=600, concurrency=50, warmup=60, gap_ms=25.0, keep=args.keep,
+                                            profile=None), alone)  # fmt: skip
     park = await parked(args.parked, 50, args.keep) if args.parked else None
     result = {"load": load, "alone": alone, "parked": park, "loadavg_before": load_before,
               "loadavg_after": os.getloadavg(), "cores": len(os.sched_getaffinity(0))}  # fmt: skip

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import SearchAttributeKey
 from temporalio.service import TLSConfig
@@ -22,7 +23,7 @@ __all__ = [
     "SEARCH_ATTRIBUTES",
     "TRANSFER_ID",
     "TemporalConnectError",
-    "WEBHOOK_EVENT_ID",
+    "WEBHOOK_EVENT_IDS",
     "WEBHOOK_STATUS",
     "WEBHOOK_SUBSCRIPTION_ID",
     "connect",
@@ -30,6 +31,7 @@ __all__ = [
     "inbound_workflow_id",
     "outbound_workflow_id",
     "retrieve_start_outcome",
+    "search_attribute_flags",
     "tls_config",
     "tls_enabled",
 ]
@@ -40,12 +42,14 @@ HOME_TRANSACTION_ID = SearchAttributeKey.for_keyword("HomeTransactionId")
 SDK_TRANSFER_ID = SearchAttributeKey.for_keyword("SdkTransferId")
 CLIENT_KEY = SearchAttributeKey.for_keyword("ClientKey")
 DIRECTION = SearchAttributeKey.for_keyword("Direction")
-# A webhook delivery's (workflows/webhook_delivery.py): the Web UI finds every delivery of a transfer or an event.
+# A transfer's webhook deliveries to one subscriber (workflows/webhook_delivery.py): the Web UI finds every delivery
+# of a transfer or an event (`WebhookEventIds` lists the events of that workflow).
 TRANSFER_ID = SearchAttributeKey.for_keyword("TransferId")
-WEBHOOK_EVENT_ID = SearchAttributeKey.for_keyword("WebhookEventId")
+WEBHOOK_EVENT_IDS = SearchAttributeKey.for_keyword_list("WebhookEventIds")
 WEBHOOK_SUBSCRIPTION_ID = SearchAttributeKey.for_keyword("WebhookSubscriptionId")
 WEBHOOK_STATUS = SearchAttributeKey.for_keyword("WebhookStatus")
-# Nine keywords: a SQL-backed visibility store (the dev server's SQLite among them) holds ten at most.
+# Eight keywords and a keyword list: a SQL-backed visibility store (the dev server's SQLite among them) holds ten
+# keywords and three keyword lists at most.
 SEARCH_ATTRIBUTES = (
     MOJAFLOW_STATE,
     HOME_TRANSACTION_ID,
@@ -53,10 +57,20 @@ SEARCH_ATTRIBUTES = (
     CLIENT_KEY,
     DIRECTION,
     TRANSFER_ID,
-    WEBHOOK_EVENT_ID,
+    WEBHOOK_EVENT_IDS,
     WEBHOOK_SUBSCRIPTION_ID,
     WEBHOOK_STATUS,
 )
+
+
+def search_attribute_flags() -> list[str]:
+    """`temporal server start-dev` arguments that register our search attributes with their types."""
+    flags = []
+    for key in SEARCH_ATTRIBUTES:
+        is_list = key.indexed_value_type == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST
+        kind = "KeywordList" if is_list else "Keyword"
+        flags += ["--search-attribute", f"{key.name}={kind}"]
+    return flags
 
 
 class TemporalConnectError(Exception):

@@ -35,10 +35,10 @@ __all__ = [
     "forget_oauth_token",
     "insert_delivery",
     "insert_event",
-    "load_delivery",
+    "load_deliveries",
     "load_oauth_token",
     "mark_delivery",
-    "record_attempt",
+    "record_attempts",
     "save_oauth_token",
 ]
 
@@ -164,14 +164,17 @@ _LOAD = (
         webhook_events.c.data,
     )
     .join(webhook_events, webhook_events.c.event_id == webhook_deliveries.c.event_id)
-    .where(webhook_deliveries.c.delivery_id == bindparam("b_delivery"))
+    .where(webhook_deliveries.c.delivery_id.in_(bindparam("b_deliveries", expanding=True)))
 )
 # The delivery's row while this cycle may still change it: an older cycle, or this one not yet final.
 _THIS_CYCLE_OPEN = and_(
     webhook_deliveries.c.delivery_id == bindparam("b_delivery"),
     or_(
         webhook_deliveries.c.cycle < bindparam("b_cycle"),
-        and_(webhook_deliveries.c.cycle == bindparam("b_cycle"), webhook_deliveries.c.status.not_in(_FINAL)),
+        and_(
+            webhook_deliveries.c.cycle == bindparam("b_cycle"),
+            *(webhook_deliveries.c.status != final for final in _FINAL),  # not NOT IN: these run as executemany
+        ),
     ),
 )
 _ATTEMPTED: dict[str, Any] = {
@@ -204,11 +207,14 @@ def _attempt_upsert(insert: Any) -> Any:
 _ATTEMPT_UPSERT = {"postgresql": _attempt_upsert(postgresql.insert), "sqlite": _attempt_upsert(sqlite.insert)}
 
 
-async def load_delivery(database: Database, delivery: str) -> PendingDelivery | None:
+async def load_deliveries(database: Database, deliveries: list[str]) -> dict[str, PendingDelivery]:
+    """These deliveries with their events, by id (unknown ones left out): one query for a workflow's batch."""
     async with database.engine.connect() as connection:
-        row = (await connection.execute(_LOAD, {"b_delivery": delivery})).first()
-    if row is None:
-        return None
+        rows = (await connection.execute(_LOAD, {"b_deliveries": deliveries})).all()
+    return {row.delivery_id: _pending(row) for row in rows}
+
+
+def _pending(row: Any) -> PendingDelivery:
     envelope = {"id": row.event_id, "event_type": row.event_type or EVENT_TYPE, "data": row.data}
     return PendingDelivery(
         delivery_id=row.delivery_id,
@@ -224,31 +230,47 @@ async def load_delivery(database: Database, delivery: str) -> PendingDelivery | 
     )
 
 
-async def record_attempt(database: Database, record: AttemptRecord) -> None:
-    """Write the attempt (rewritten if this attempt ran before) and the delivery's status and counters."""
-    attempt = {
-        "delivery_id": record.delivery_id,
-        "cycle": record.cycle,
-        "attempt": record.attempt,
-        "manual": record.manual,
-        "at": record.at,
-        "status_code": record.status_code,
-        "latency_ms": record.latency_ms,
-        "error_class": record.error_class,
-        "response_excerpt": record.response_excerpt,
-    }
-    delivery = {
-        "b_delivery": record.delivery_id,
-        "b_cycle": record.cycle,
-        "b_status": record.status.value,
-        "b_at": record.at,
-        "b_next": record.next_attempt_at,
-        "b_now": datetime.now(UTC),
-        "b_attempt": record.attempt,
+async def record_attempts(database: Database, records: list[AttemptRecord]) -> None:
+    """Write the attempts (each rewritten if it ran before) and their deliveries' statuses and counters, in one
+    transaction."""
+    if not records:
+        return
+    now = datetime.now(UTC)
+    attempts = [
+        {
+            "delivery_id": record.delivery_id,
+            "cycle": record.cycle,
+            "attempt": record.attempt,
+            "manual": record.manual,
+            "at": record.at,
+            "status_code": record.status_code,
+            "latency_ms": record.latency_ms,
+            "error_class": record.error_class,
+            "response_excerpt": record.response_excerpt,
+        }
+        for record in records
+    ]
+    updates = {
+        manual: [
+            {
+                "b_delivery": record.delivery_id,
+                "b_cycle": record.cycle,
+                "b_status": record.status.value,
+                "b_at": record.at,
+                "b_next": record.next_attempt_at,
+                "b_now": now,
+                "b_attempt": record.attempt,
+            }
+            for record in records
+            if record.manual is manual
+        ]
+        for manual in (False, True)
     }
     async with _writing(database), database.engine.begin() as connection:
-        await connection.execute(_ATTEMPT_UPSERT[connection.dialect.name], attempt)
-        await connection.execute(_RECORD_MANUAL if record.manual else _RECORD_SCHEDULED, delivery)
+        await connection.execute(_ATTEMPT_UPSERT[connection.dialect.name], attempts)
+        for manual, params in updates.items():
+            if params:
+                await connection.execute(_RECORD_MANUAL if manual else _RECORD_SCHEDULED, params)
 
 
 async def mark_delivery(database: Database, delivery: str, cycle: int, status: DeliveryStatus) -> bool:

@@ -19,7 +19,9 @@ from mojaflow.models import CamelModel, Direction, TransferError, TransferState
 __all__ = [
     "ATTEMPTS_PER_CYCLE",
     "EVENT_TYPE",
-    "DeliveryInput",
+    "NOT_IN_THIS_RUN",
+    "DeliveryBatch",
+    "DeliveryItem",
     "DeliveryStatus",
     "PaymentStatus",
     "WebhookEvent",
@@ -30,6 +32,7 @@ __all__ = [
 
 EVENT_TYPE: Literal["moneymovementservices.payment.status_updated"] = "moneymovementservices.payment.status_updated"
 ATTEMPTS_PER_CYCLE = 73  # 0 h, 1 h, ... 72 h: re-posted every hour for at most 3 days
+NOT_IN_THIS_RUN = "DeliveryNotInThisRun"  # the delivery workflow's refusal of a `retry_now` for one it does not hold
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 EVENT_ID_LENGTH = 20  # the contract's maximum; 20 base62 digits hold 119 bits of the hash
 
@@ -49,9 +52,11 @@ def delivery_id(event: str, subscription_id: str) -> str:
     return f"{event}-{subscription_id}"
 
 
-def delivery_workflow_id(delivery: str, cycle: int) -> str:
-    """`webhook-{eventId}-{subscriptionId}-{cycle}`: a manual retry of a FAILED delivery starts the next cycle."""
-    return f"webhook-{delivery}-{cycle}"
+def delivery_workflow_id(transfer_id: str, subscription_id: str) -> str:
+    """`webhook-{transferId}-{subscriptionId}`: one workflow delivers a transfer's events to one subscriber, in
+    order (DESIGN "Webhooks", the delivery's cost). Once it has closed, the next event of that transfer starts a new
+    run under the same id; a delivery's cycle (a manual retry of a FAILED one starts the next) is in its item."""
+    return f"webhook-{transfer_id}-{subscription_id}"
 
 
 class PaymentStatus(CamelModel):
@@ -87,12 +92,22 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "CANCELLED"  # its subscription was deleted or disabled
 
 
-class DeliveryInput(BaseModel):
-    """The delivery workflow's input: ids only. The event is read from our database and the subscription's
-    credentials by the activity, by id: no secret or personal data ever enters a history."""
+class DeliveryItem(BaseModel):
+    """One delivery (event x subscription) in one of its cycles, as the delivery workflow knows it: ids only. The
+    event is read from our database and the subscription's credentials by the activity, by id: no secret or
+    personal data ever enters a history."""
 
     delivery_id: str
     event_id: str
-    subscription_id: str
-    transfer_id: str
     cycle: int = Field(default=1, ge=1)
+    sequence: int = Field(default=0, ge=0)  # the event's: a transfer's deliveries are attempted in this order
+    final: bool = False  # of a final state: once it is settled, the workflow closes rather than wait for more
+
+
+class DeliveryBatch(BaseModel):
+    """Deliveries of one transfer's events to one subscriber: the delivery workflow's input and its `deliver`
+    signal's (signal-with-start: whoever dispatches does not know, nor need to, whether the workflow runs)."""
+
+    transfer_id: str
+    subscription_id: str
+    deliveries: list[DeliveryItem] = Field(min_length=1)

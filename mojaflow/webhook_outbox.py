@@ -4,13 +4,15 @@
   from (transferId, sequence), `ON CONFLICT DO NOTHING`: a re-run writes nothing) and one delivery row per
   subscription of the transfer's owner that wants it. Without any subscription of that owner this is one statement:
   the event insert's RETURNING tells whether the owner has one.
-* After the commit, `Outbox.save` starts a `WebhookDeliveryWorkflow` (by name, on the webhooks' task queue) for each
-  delivery of that transfer not yet started, then marks them started (both by `mojaflow.webhook_dispatch`). A start
-  that finds the workflow there (running or closed) is success. A failed start is not retried here, so a Temporal
-  hiccup never stalls a transfer: each worker's sweeper (`Outbox.sweeping`) starts what is left, also after a crash
-  between the commit and the start.
+* After the commit, `Outbox.save` hands that transfer's new deliveries to the process's dispatcher and returns: the
+  save never waits for Temporal. The dispatcher lingers `DISPATCH_LINGER_S` so that a transfer's states saved in
+  quick succession travel together, then signals each (transfer, subscription)'s `WebhookDeliveryWorkflow` with
+  its deliveries (signal-with-start, by name, on the webhooks' task queue: `mojaflow.webhook_dispatch`) and marks
+  them dispatched. A workflow ignores a delivery it has, so dispatching twice is harmless. A failed dispatch is not
+  retried here, so a Temporal hiccup never stalls a transfer: each worker's sweeper (`Outbox.sweeping`) dispatches
+  what is left, also after a crash between the commit and the dispatch.
 * The state upsert's revision guard makes a re-run of a save a no-op; the re-run still dispatches (its event insert
-  finds the row, so it looks for deliveries left unstarted).
+  finds the row, so it looks for deliveries left undispatched).
 
 Event rows hold no personal data: `PaymentStatus` has ids, states, amount and the reason of a failure, no party.
 """
@@ -33,10 +35,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
 from mojaflow import webhook_subscriptions as _subscriptions  # a module: database.py imports us while it loads
-from mojaflow.models import Direction, TransferRecord
+from mojaflow.models import FINAL_STATES, Direction, TransferRecord, TransferState
 from mojaflow.settings import Settings
-from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, mark_dispatched, start_delivery
-from mojaflow.webhook_models import EVENT_TYPE, DeliveryStatus, PaymentStatus, delivery_id, event_id
+from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, batches, dispatch_batch, mark_dispatched
+from mojaflow.webhook_models import (
+    EVENT_TYPE,
+    DeliveryBatch,
+    DeliveryItem,
+    DeliveryStatus,
+    PaymentStatus,
+    delivery_id,
+    event_id,
+)
 from mojaflow.webhook_tables import webhook_deliveries, webhook_events, webhook_subscriptions
 
 if TYPE_CHECKING:
@@ -44,8 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DELIVERY_WORKFLOW", "EventDefaults", "EventWriter", "Outbox", "PendingDelivery", "event_row"]
 
-START_TIMEOUT_S = 2.0  # a save waits at most this for its starts; what did not start is the sweeper's
-PAUSE_AFTER_FAILURE_S = 5.0  # then saves leave their starts to the sweeper for a while: no wait per state change
+DISPATCH_LINGER_S = 0.1  # a transfer's states saved within this go to its workflow together: one signal, not one each
+START_TIMEOUT_S = 2.0  # per signal-with-start; what was not dispatched then is the sweeper's
+PAUSE_AFTER_FAILURE_S = 5.0  # then the dispatcher leaves new deliveries to the sweeper for a while
 SWEEP_BATCH = 200
 CRASH_EXIT_CODE = 70
 
@@ -68,13 +79,11 @@ class EventDefaults:
 
 @dataclass(frozen=True)
 class PendingDelivery:
-    """A delivery whose workflow is to be started (as `DeliveryInput` names it)."""
+    """A delivery to hand to its workflow: which workflow (transfer, subscription) and what (`item`)."""
 
-    delivery_id: str
-    event_id: str
-    subscription_id: str
     transfer_id: str
-    cycle: int = 1
+    subscription_id: str
+    item: DeliveryItem
 
 
 def event_row(record: TransferRecord, defaults: EventDefaults, now: datetime) -> dict[str, Any]:
@@ -136,26 +145,32 @@ class EventWriter:
             return None
         if not written.subscribed:
             return []
-        state = record.view.current_state.value
-        subscriptions = await _subscriptions.matching_subscription_ids(connection, row["client_key"], EVENT_TYPE, state)
+        state = record.view.current_state
+        subscriptions = await _subscriptions.matching_subscription_ids(
+            connection, row["client_key"], EVENT_TYPE, state.value
+        )
         pending = [
-            PendingDelivery(delivery_id(row["event_id"], sub), row["event_id"], sub, row["transfer_id"])
+            PendingDelivery(row["transfer_id"], sub, _item(delivery_id(row["event_id"], sub), row["event_id"],
+                                                           record.sequence, state))
             for sub in subscriptions
-        ]
+        ]  # fmt: skip
         if pending:
-            common = {"client_key": row["client_key"], "created_at": now, "updated_at": now}
-            await connection.execute(
-                self._insert_deliveries,
-                [{**vars(each), **common, "status": DeliveryStatus.PENDING.value, "attempts": 0} for each in pending],
-            )
+            common = {
+                "event_id": row["event_id"], "transfer_id": row["transfer_id"], "client_key": row["client_key"],
+                "created_at": now, "updated_at": now, "status": DeliveryStatus.PENDING.value, "attempts": 0,
+                "cycle": 1,
+            }  # fmt: skip
+            rows = [{**common, "delivery_id": each.item.delivery_id, "subscription_id": each.subscription_id}
+                    for each in pending]  # fmt: skip
+            await connection.execute(self._insert_deliveries, rows)
         return pending
 
 
 class Outbox:
-    """Saves transfer states with their events and starts their deliveries; sweeps up what was left unstarted.
+    """Saves transfer states with their events and dispatches their deliveries; sweeps up what was left behind.
 
     One per process (the worker's save activity, the API's RECEIVED save). Without a Temporal client it only
-    writes: the sweeper of some worker starts the deliveries.
+    writes: the sweeper of some worker dispatches the deliveries.
     """
 
     def __init__(self, database: Database, client: Client | None, settings: Settings) -> None:
@@ -166,103 +181,166 @@ class Outbox:
         self._crash_after_commit = settings.test_crash_after_outbox_commit
         self._sweep_interval = timedelta(seconds=settings.webhook_sweep_interval_s)
         self._paused_until = 0.0
+        self._waiting: list[PendingDelivery] = []  # for the dispatcher's next round
+        self._wake: asyncio.Event | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
 
     async def save(self, record: TransferRecord) -> bool:
-        """Save the state with its event (one transaction), then start its deliveries. Idempotent: a re-run
-        writes nothing new and starts what is still unstarted. True if the state was newer than the saved one.
-        Raises what the database raises before the commit; nothing after it."""
+        """Save the state with its event (one transaction), then hand its deliveries to the dispatcher. Idempotent:
+        a re-run writes nothing new and dispatches what is still undispatched. True if the state was newer than the
+        saved one. Raises what the database raises before the commit; nothing after it."""
         saved = await self._db.save_transfer_with_event(record, self.defaults)
         if saved.deliveries_waiting:
             if self._crash_after_commit:
                 _crash()
-            await self.dispatch(record.view.transfer_id, saved.deliveries if not saved.rerun else None)
+            if saved.rerun:
+                await self.dispatch(record.view.transfer_id)
+            else:
+                self._hand_over(saved.deliveries)
         return saved.applied
 
-    async def dispatch(self, transfer_id: str, deliveries: Sequence[PendingDelivery] | None = None) -> int:
-        """Start these deliveries of a transfer (None: every one of it not yet started), at most `START_TIMEOUT_S`
-        long; how many started. Never raises: what fails is left to the sweeper (and the next saves skip their
-        starts for a while)."""
+    async def dispatch(self, transfer_id: str) -> int:
+        """Dispatch now every undispatched delivery of a transfer; how many. Never raises: what fails is left to the
+        sweeper."""
         if self._client is None or time.monotonic() < self._paused_until:
             return 0
         try:
-            if deliveries is None:
-                deliveries = await self._unstarted(webhook_deliveries.c.transfer_id == transfer_id)
-            return await self._start(deliveries)
+            return await self._dispatch(await self._undispatched(webhook_deliveries.c.transfer_id == transfer_id))
         except Exception as error:  # the database after the commit: the sweeper retries
-            self._pause(f"{type(error).__name__} starting the deliveries of transfer {transfer_id}")
+            self._pause(f"{type(error).__name__} dispatching the deliveries of transfer {transfer_id}")
             return 0
 
     async def sweep(self, older_than: timedelta) -> int:
-        """Start every unstarted delivery written more than `older_than` ago (a crash or a hiccup left it)."""
+        """Dispatch every undispatched delivery written more than `older_than` ago (a crash or a hiccup left it)."""
         if self._client is None:
             return 0
-        started = 0
+        dispatched = 0
         while True:
             cutoff = datetime.now(UTC) - older_than
-            rows = await self._unstarted(webhook_deliveries.c.created_at < cutoff, limit=SWEEP_BATCH)
-            count = await self._start(rows)
-            started += count
-            if len(rows) < SWEEP_BATCH or count == 0:
-                return started
+            pending = await self._undispatched(webhook_deliveries.c.created_at < cutoff, limit=SWEEP_BATCH)
+            count = await self._dispatch(pending)
+            dispatched += count
+            if len(pending) < SWEEP_BATCH or count == 0:
+                return dispatched
 
     @asynccontextmanager
     async def sweeping(self) -> AsyncIterator[asyncio.Task[None]]:
-        """Sweep every `MOJAFLOW_WEBHOOK_SWEEP_INTERVAL_S` until the block exits."""
+        """Sweep every `MOJAFLOW_WEBHOOK_SWEEP_INTERVAL_S` until the block exits; then stop the dispatcher."""
         task = asyncio.create_task(self._sweep_forever(), name="webhook-outbox-sweeper")
         try:
             yield task
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the dispatcher; what it had not dispatched yet is the sweeper's."""
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+            self._dispatcher = None
+
+    def _hand_over(self, deliveries: Sequence[PendingDelivery]) -> None:
+        if self._client is None or not deliveries or time.monotonic() < self._paused_until:
+            return
+        self._waiting.extend(deliveries)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._wake = asyncio.Event()
+            self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="webhook-outbox-dispatcher")
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _dispatch_forever(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(DISPATCH_LINGER_S)
+            self._wake.clear()
+            waiting, self._waiting = self._waiting, []
+            try:
+                await self._dispatch(waiting)
+            except Exception as error:  # marking them dispatched: the sweeper dispatches them again, harmlessly
+                self._pause(f"{type(error).__name__} marking deliveries dispatched")
 
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_interval.total_seconds())
             try:
-                started = await self.sweep(self._sweep_interval)
+                dispatched = await self.sweep(self._sweep_interval)
             except Exception as error:  # the database down: the next sweep catches up
                 log.warning("webhook sweeper: %s; next sweep in %.0f s", type(error).__name__,
                             self._sweep_interval.total_seconds())  # fmt: skip
             else:
-                if started:
-                    log.info("webhook sweeper started %d deliveries left unstarted", started)
+                if dispatched:
+                    log.info("webhook sweeper dispatched %d deliveries left undispatched", dispatched)
 
-    async def _unstarted(self, condition: Any, limit: int | None = None) -> Sequence[Any]:
-        deliveries = webhook_deliveries.c
-        columns = (deliveries.delivery_id, deliveries.event_id, deliveries.subscription_id, deliveries.transfer_id)
+    async def _undispatched(self, condition: Any, limit: int | None = None) -> list[PendingDelivery]:
+        deliveries, events = webhook_deliveries.c, webhook_events.c
         query = (
-            select(*columns, deliveries.cycle)
+            select(
+                deliveries.delivery_id,
+                deliveries.event_id,
+                deliveries.subscription_id,
+                deliveries.transfer_id,
+                deliveries.cycle,
+                events.sequence,
+                events.data,
+            )  # fmt: skip
+            .join_from(webhook_deliveries, webhook_events, events.event_id == deliveries.event_id)
             .where(deliveries.dispatched_at.is_(None) & (deliveries.status == DeliveryStatus.PENDING.value) & condition)
             .order_by(deliveries.created_at, deliveries.delivery_id)
             .limit(limit)
         )
         async with self._db.engine.connect() as connection:
-            return (await connection.execute(query)).all()
+            rows = (await connection.execute(query)).all()
+        return [
+            PendingDelivery(
+                row.transfer_id,
+                row.subscription_id,
+                _item(
+                    row.delivery_id,
+                    row.event_id,
+                    row.sequence,
+                    TransferState(row.data["currentState"]),
+                    cycle=row.cycle,
+                ),
+            )  # fmt: skip
+            for row in rows
+        ]
 
-    async def _start(self, rows: Sequence[Any]) -> int:
-        """Start these deliveries' workflows at once; mark those started. A failure pauses the saves' starts."""
-        if not rows:
+    async def _dispatch(self, pending: Sequence[PendingDelivery]) -> int:
+        """Signal each workflow its deliveries, all at once; mark those dispatched. A failure pauses the saves'
+        dispatches."""
+        if not pending or self._client is None:
             return 0
-        tasks = [asyncio.create_task(self._start_one(row)) for row in rows]
-        done, pending = await asyncio.wait(tasks, timeout=START_TIMEOUT_S)
-        for task in pending:
+        grouped = batches((each.transfer_id, each.subscription_id, each.item) for each in pending)
+        tasks = [asyncio.create_task(self._dispatch_one(batch)) for batch in grouped]
+        done, unfinished = await asyncio.wait(tasks, timeout=START_TIMEOUT_S)
+        for task in unfinished:
             task.cancel()
-        started = [row for row, task in zip(rows, tasks, strict=True) if _succeeded(task, done)]
-        if len(started) < len(rows):
+        dispatched = [item for batch, task in zip(grouped, tasks, strict=True) if _succeeded(task, done)
+                      for item in batch.deliveries]  # fmt: skip
+        if len(dispatched) < len(pending):
             failures = {type(task.exception()).__name__ for task in done if task.exception() is not None}
-            self._pause(f"{len(rows) - len(started)} of {len(rows)} starts failed ({', '.join(sorted(failures))}"
-                        f"{', timed out' if pending else ''})")  # fmt: skip
-        if started:
-            await mark_dispatched(self._db, started)
-        return len(started)
+            self._pause(f"{len(pending) - len(dispatched)} of {len(pending)} dispatches failed "
+                        f"({', '.join(sorted(failures))}{', timed out' if unfinished else ''})")  # fmt: skip
+        if dispatched:
+            await mark_dispatched(self._db, dispatched)
+        return len(dispatched)
 
-    async def _start_one(self, row: Any) -> None:
+    async def _dispatch_one(self, batch: DeliveryBatch) -> None:
         assert self._client is not None
-        await start_delivery(self._client, row, task_queue=self._task_queue, timeout_s=START_TIMEOUT_S)
+        await dispatch_batch(self._client, batch, task_queue=self._task_queue, timeout_s=START_TIMEOUT_S)
 
     def _pause(self, reason: str) -> None:
         self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
-        log.warning("webhook deliveries not started: %s; the sweeper will start them", reason)
+        log.warning("webhook deliveries not dispatched: %s; the sweeper will dispatch them", reason)
+
+
+def _item(delivery: str, event: str, sequence: int, state: TransferState, *, cycle: int = 1) -> DeliveryItem:
+    return DeliveryItem(delivery_id=delivery, event_id=event, cycle=cycle, sequence=sequence,
+                        final=state in FINAL_STATES)  # fmt: skip
 
 
 def _succeeded(task: asyncio.Task[None], done: set[asyncio.Task[None]]) -> bool:

@@ -87,10 +87,12 @@ class StoredSubscription:
 
 @dataclass(frozen=True)
 class OpenDelivery:
-    """A delivery cancelled by a delete or disable: its workflow (this cycle's) is to be cancelled too."""
+    """A delivery cancelled by a delete or disable: its workflow (its transfer's to this subscriber) is to be
+    cancelled too."""
 
     delivery_id: str
-    cycle: int
+    transfer_id: str
+    subscription_id: str
 
 
 @dataclass(frozen=True, repr=False)
@@ -361,11 +363,12 @@ async def _cancel_open_deliveries(
 ) -> list[OpenDelivery]:
     deliveries = webhook_deliveries.c
     open_ = (deliveries.subscription_id == subscription_id) & deliveries.status.in_(_OPEN)
-    rows = (await connection.execute(select(deliveries.delivery_id, deliveries.cycle).where(open_))).all()
+    columns = (deliveries.delivery_id, deliveries.transfer_id, deliveries.subscription_id)
+    rows = (await connection.execute(select(*columns).where(open_))).all()
     if rows:
         await connection.execute(
             update(webhook_deliveries)
             .where(open_)
             .values(status=DeliveryStatus.CANCELLED.value, updated_at=now, next_attempt_at=None)
         )
-    return [OpenDelivery(row.delivery_id, row.cycle) for row in rows]
+    return [OpenDelivery(row.delivery_id, row.transfer_id, row.subscription_id) for row in rows]

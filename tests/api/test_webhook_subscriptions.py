@@ -29,14 +29,14 @@ import pytest
 from sqlalchemy import update
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
 from mojaflow.settings import Settings
 from mojaflow.webhook_models import (
     EVENT_TYPE,
-    DeliveryInput,
+    DeliveryBatch,
+    DeliveryItem,
     DeliveryStatus,
     delivery_id,
     delivery_workflow_id,
@@ -49,6 +49,7 @@ from tests.support.auth import keys_for
 from tests.support.secret_scan import remember_secret
 from tests.support.transfers import money_movement_headers, new_payer, transfer_body
 from tests.support.webhook_peers import webhook_receiver
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 RECEIVER = "http://127.0.0.1:9/hooks"  # an allowed host; nothing is delivered in these tests
 TOKEN_URL = "http://127.0.0.1:9/token"
@@ -562,9 +563,17 @@ async def test_deliveries_are_listed_filtered_and_read_with_their_attempts(
                       ["items"]]  # fmt: skip
 
 
-async def _workflow_exists(client: Client, workflow_id: str) -> dict[str, Any]:
-    described = await client.get_workflow_handle(workflow_id).describe()
-    return {"type": described.workflow_type, "task_queue": described.task_queue}
+async def _handed_over(client: Client, transfer: str, sid: str, delivery: str, cycle: int) -> dict[str, Any]:
+    """The transfer's delivery workflow for the subscription has that delivery in that cycle (its query says so)."""
+    handle = client.get_workflow_handle(delivery_workflow_id(transfer, sid))
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        held = await handle.query(WebhookDeliveryWorkflow.deliveries)
+        if any((each.delivery_id, each.cycle) == (delivery, cycle) for each in held):
+            described = await handle.describe()
+            return {"type": described.workflow_type, "task_queue": described.task_queue}
+        assert asyncio.get_running_loop().time() < deadline, f"{delivery} cycle {cycle} not in {held}"
+        await asyncio.sleep(0.2)
 
 
 async def test_a_failed_delivery_is_retried_in_a_new_cycle_and_recovered(
@@ -587,14 +596,14 @@ async def test_a_failed_delivery_is_retried_in_a_new_cycle_and_recovered(
     retried = await http.post(f"{base}/deliveries/{failed}/retry", headers=_as(client))
     assert retried.status_code == 202, retried.text
     assert retried.json()["cycle"] == 2 and retried.json()["status"] in ("PENDING", "DELIVERING", "DELIVERED")
-    started = await _workflow_exists(stack.client, delivery_workflow_id(failed, 2))
+    started = await _handed_over(stack.client, transfer, sid, failed, 2)
     assert started == {"type": "WebhookDeliveryWorkflow", "task_queue": api.webhook_task_queue}
     _problem(await http.post(f"{base}/deliveries/{pending}/retry", headers=_as(client)), 409, "delivery_not_retryable")
     # DELIVERING, but no workflow of its cycle runs (terminated by hand, say): a new cycle too
     orphan = await _outbox(database, client=client, subscription_id=sid, transfer_id=transfer, sequence=5)
     adopted = await http.post(f"{base}/deliveries/{orphan}/retry", headers=_as(client))
     assert (adopted.status_code, adopted.json()["cycle"]) == (202, 2), adopted.text
-    await _workflow_exists(stack.client, delivery_workflow_id(orphan, 2))
+    await _handed_over(stack.client, transfer, sid, orphan, 2)
 
     recovered = await http.post(
         f"{base}/subscriptions/{sid}/recover", json={"since": (long_ago + timedelta(days=1)).isoformat()},
@@ -602,7 +611,7 @@ async def test_a_failed_delivery_is_retried_in_a_new_cycle_and_recovered(
     )  # fmt: skip
     assert recovered.status_code == 202, recovered.text
     assert recovered.json() == {"restarted": 1, "deliveryIds": [recent]}  # `failed` is in cycle 2 already
-    await _workflow_exists(stack.client, delivery_workflow_id(recent, 2))
+    await _handed_over(stack.client, transfer, sid, recent, 2)
     old_view = (await http.get(f"{base}/deliveries/{old}", headers=_as(client))).json()
     assert (old_view["status"], old_view["cycle"]) == ("FAILED", 1)  # before `since`: left alone
     naive = await http.post(f"{base}/subscriptions/{sid}/recover", json={"since": "2026-01-01T00:00:00"},
@@ -630,13 +639,11 @@ async def test_deleting_or_disabling_cancels_the_open_deliveries_and_their_workf
                                 status=DeliveryStatus.PENDING)  # fmt: skip
         done = await _outbox(database, client=client, subscription_id=sid, transfer_id=transfer, sequence=3,
                              status=DeliveryStatus.DELIVERED)  # fmt: skip
-        workflow_id = delivery_workflow_id(running, 1)
+        item = DeliveryItem(delivery_id=running, event_id=event_id(transfer, 1), sequence=1)
         handle = await stack.client.start_workflow(
             "WebhookDeliveryWorkflow",
-            DeliveryInput(delivery_id=running, event_id=event_id(transfer, 1), subscription_id=sid,
-                          transfer_id=transfer),
-            id=workflow_id, task_queue=api.webhook_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            DeliveryBatch(transfer_id=transfer, subscription_id=sid, deliveries=[item]),
+            id=delivery_workflow_id(transfer, sid), task_queue=api.webhook_task_queue,
         )  # fmt: skip
 
         if action == "delete":

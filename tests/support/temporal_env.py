@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from temporalio.api.enums.v1 import IndexedValueType, WorkflowExecutionStatus
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import ListClosedWorkflowExecutionsRequest
 from temporalio.client import Client
@@ -62,7 +62,7 @@ async def time_skipping_temporal(payload_key: bytes) -> AsyncIterator[WorkflowEn
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=env.client.namespace,
-                search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES},
+                search_attributes={key.name: key.indexed_value_type for key in SEARCH_ATTRIBUTES},
             )
         )
         yield env

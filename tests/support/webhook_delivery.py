@@ -5,7 +5,9 @@ starting `WebhookDeliveryWorkflow` the way the outbox does (tests/workflows/test
     database = await open_database(settings)
     subscription = await subscribe(database, receiver.url + "/hooks", {"type": "basic", ...})
     delivery = await new_delivery(database, subscription.subscription_id)   # the event and its PENDING delivery
-    outcome = await client.execute_workflow(WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery))
+    options = start_options(settings, delivery)
+    outcome = await client.execute_workflow(WebhookDeliveryWorkflow.run, delivery.run, **options)
+    summary = outcome.of(delivery.delivery_id)
 
 The outbox of the transfers writes events and deliveries in the save's transaction; here `new_delivery` writes the
 same rows through `mojaflow.webhook_deliveries`, so these tests need no transfer, marked dispatched: the test starts
@@ -25,6 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
 
 from mojaflow.database import Database
@@ -41,16 +44,17 @@ from mojaflow.models import Direction, TransferState
 from mojaflow.settings import Settings
 from mojaflow.webhook_deliveries import insert_delivery, insert_event
 from mojaflow.webhook_delivery_queries import DeliveryDetail, get_delivery
-from mojaflow.webhook_models import PaymentStatus, WebhookEvent, delivery_workflow_id, event_id
+from mojaflow.webhook_models import DeliveryItem, PaymentStatus, WebhookEvent, delivery_workflow_id, event_id
 from mojaflow.webhook_subscription_models import SubscriptionCreate, SubscriptionCreated
 from mojaflow.webhook_subscriptions import create_subscription
 from tests.support import secret_scan
 from tests.support.webhook_peers import Peer, webhook_receiver
 from worker import build_webhook_worker, worker_resources
-from workflows.webhook_delivery import DeliveryOutcome, DeliveryRun, WebhookDeliveryWorkflow
+from workflows.webhook_delivery import DeliveryRun, DeliverySummary, WebhookDeliveryWorkflow
 
 __all__ = [
     "NO_AUTH",
+    "OneDelivery",
     "Receiver",
     "database_fixture",
     "deliver",
@@ -109,6 +113,17 @@ async def subscribe(
     return created
 
 
+@dataclass(frozen=True)
+class OneDelivery:
+    """A delivery written as the outbox writes it, and `run`: the input of a workflow that delivers it alone."""
+
+    delivery_id: str
+    event_id: str
+    transfer_id: str
+    subscription_id: str
+    run: DeliveryRun
+
+
 async def new_delivery(
     database: Database,
     subscription_id: str,
@@ -117,9 +132,11 @@ async def new_delivery(
     transfer_id: str | None = None,
     sequence: int = 1,
     attempt_interval_s: float | None = None,
-) -> DeliveryRun:
+    final: bool = True,
+) -> OneDelivery:
     """An event of a transfer's state change and its PENDING delivery to the subscription, as the outbox writes
-    them; the workflow's input for it."""
+    them; with the input of a workflow that delivers it. `final`: the workflow closes once it is settled (else it
+    waits for the transfer's next event)."""
     transfer_id = transfer_id or str(uuid.uuid4())
     event = WebhookEvent(
         id=event_id(transfer_id, sequence),
@@ -144,28 +161,28 @@ async def new_delivery(
             client_key=client_key, dispatched=True,  # started by the test: no sweeper starts it
         )  # fmt: skip
     extra = {} if attempt_interval_s is None else {"attempt_interval_s": attempt_interval_s}
-    return DeliveryRun(
-        delivery_id=delivery, event_id=event.id, subscription_id=subscription_id, transfer_id=transfer_id, **extra
-    )
+    item = DeliveryItem(delivery_id=delivery, event_id=event.id, sequence=sequence, final=final)
+    run = DeliveryRun(transfer_id=transfer_id, subscription_id=subscription_id, deliveries=[item], **extra)
+    return OneDelivery(delivery, event.id, transfer_id, subscription_id, run)
 
 
-def start_options(settings: Settings, delivery: DeliveryRun) -> dict[str, Any]:
-    """As the outbox starts a delivery: its derived id, the webhooks' task queue."""
+def start_options(settings: Settings, delivery: OneDelivery | DeliveryRun) -> dict[str, Any]:
+    """As the outbox starts a delivery workflow: its id from (transfer, subscription), the webhooks' task queue."""
     return {
-        "id": delivery_workflow_id(delivery.delivery_id, delivery.cycle),
+        "id": delivery_workflow_id(delivery.transfer_id, delivery.subscription_id),
         "task_queue": settings.webhook_task_queue,
-        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     }
 
 
-async def deliver(env: WorkflowEnvironment, settings: Settings, delivery: DeliveryRun) -> DeliveryOutcome:
+async def deliver(env: WorkflowEnvironment, settings: Settings, delivery: OneDelivery) -> DeliverySummary:
     """Run the delivery to its end on a webhook worker of its own (a fresh process's memory: no token cached but in
-    our database); under time-skipping, time skips while its result is awaited."""
+    our database); under time-skipping, time skips while its result is awaited. Its summary in the outcome."""
     async with worker_resources(settings) as objects, build_webhook_worker(env.client, settings, objects):
-        return await env.client.execute_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+        outcome = await env.client.execute_workflow(
+            WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
         )
+    return outcome.of(delivery.delivery_id)
 
 
 async def delivery_detail(database: Database, delivery_id: str) -> DeliveryDetail:

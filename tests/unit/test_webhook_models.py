@@ -41,6 +41,6 @@ def test_the_envelope_is_the_contracts_to_the_letter() -> None:
     assert set(body) == {"id", "event_type", "data"}
     assert body["event_type"] == "moneymovementservices.payment.status_updated"
     assert body["data"]["previousState"] == "TRANSFERRING" and body["data"]["sequence"] == 6
-    assert delivery_workflow_id(f"{event.id}-sub1", 2) == f"webhook-{event.id}-sub1-2"
+    assert delivery_workflow_id("t-1", "sub1") == "webhook-t-1-sub1"  # one workflow per (transfer, subscription)
     with pytest.raises(ValidationError):
         WebhookEvent(id="not-alphanumeric", data=status)

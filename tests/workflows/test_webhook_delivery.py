@@ -158,7 +158,7 @@ async def test_a_refused_connection_is_posted_again_once_the_receiver_is_up(
 
     async with worker_resources(settings) as objects, build_webhook_worker(skipping_temporal.client, settings, objects):
         handle = await skipping_temporal.client.start_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+            WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
         )
 
         async def first_attempt_recorded() -> bool:  # time stands still until the result is awaited
@@ -166,7 +166,7 @@ async def test_a_refused_connection_is_posted_again_once_the_receiver_is_up(
 
         await wait_until(first_attempt_recorded, "the first attempt recorded")
         with late.process.start():
-            outcome = await handle.result()
+            outcome = (await handle.result()).of(delivery.delivery_id)
             received = await Receiver(late.url).events(delivery.event_id)
 
     assert (outcome.status, outcome.attempts) == (DeliveryStatus.DELIVERED, 2)
@@ -224,7 +224,7 @@ async def test_a_cancelled_delivery_stops_and_says_so(
 
     async with worker_resources(settings) as objects, build_webhook_worker(skipping_temporal.client, settings, objects):
         handle = await skipping_temporal.client.start_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+            WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
         )
 
         async def first_attempt_made() -> bool:
@@ -232,7 +232,7 @@ async def test_a_cancelled_delivery_stops_and_says_so(
 
         await wait_until(first_attempt_made, "the first attempt")
         await handle.cancel()
-        outcome = await handle.result()
+        outcome = (await handle.result()).of(delivery.delivery_id)
 
     assert outcome.status == DeliveryStatus.CANCELLED
     assert len(await receiver.events(delivery.event_id)) == 1
@@ -280,7 +280,7 @@ async def test_an_attempt_keeps_1_kb_of_the_answer_and_none_of_our_secrets(
         build_webhook_worker(skipping_temporal.client, settings, objects),
     ):
         handle = await skipping_temporal.client.start_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+            WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
         )
 
         async def first_attempt_recorded() -> bool:

@@ -87,7 +87,7 @@ async def test_api_key_headers_are_sent_as_configured_and_read_at_each_attempt(
 
     async with worker_resources(settings) as objects, build_webhook_worker(skipping_temporal.client, settings, objects):
         handle = await skipping_temporal.client.start_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+            WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
         )
 
         async def refused() -> bool:
@@ -96,7 +96,7 @@ async def test_api_key_headers_are_sent_as_configured_and_read_at_each_attempt(
         await wait_until(refused, "the first attempt refused with 401")
         patch = SubscriptionUpdate.model_validate({"auth": {"type": "api_keys", "headers": headers}})
         assert await update_subscription(database, subscription.subscription_id, patch) is not None
-        outcome = await handle.result()
+        outcome = (await handle.result()).of(delivery.delivery_id)
 
     assert (outcome.status, outcome.attempts) == (DeliveryStatus.DELIVERED, 2)
     requests = await receiver.events(delivery.event_id)
@@ -210,7 +210,7 @@ async def test_a_token_server_that_fails_fails_the_attempt_which_is_made_again(
 
     async with worker_resources(settings) as objects, build_webhook_worker(skipping_temporal.client, settings, objects):
         handle = await skipping_temporal.client.start_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+            WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
         )
 
         async def first_attempt_recorded() -> bool:
@@ -218,7 +218,7 @@ async def test_a_token_server_that_fails_fails_the_attempt_which_is_made_again(
 
         await wait_until(first_attempt_recorded, "the first attempt recorded")
         (await token_server.put("/_sim/config", json={})).raise_for_status()
-        outcome = await handle.result()
+        outcome = (await handle.result()).of(delivery.delivery_id)
 
     assert (outcome.status, outcome.attempts) == (DeliveryStatus.DELIVERED, 2)
     assert len(await receiver.events(delivery.event_id)) == 1  # nothing was posted without a token

@@ -53,7 +53,10 @@ class Crash:
 
     async def start(self, delivery: DeliveryRun) -> WorkflowHandle[object, DeliveryOutcome]:
         return await self.stack.client.start_workflow(
-            "WebhookDeliveryWorkflow", delivery, result_type=DeliveryOutcome, **start_options(self.settings, delivery)
+            "WebhookDeliveryWorkflow",
+            delivery.run,
+            result_type=DeliveryOutcome,
+            **start_options(self.settings, delivery),
         )
 
 
@@ -99,7 +102,7 @@ async def test_a_worker_killed_while_an_attempt_is_in_flight_redelivers_the_same
 
     await wait_until(held, "the first POST held open at the receiver")
     crash.restart_worker()
-    outcome = await asyncio.wait_for(handle.result(), timeout=90)
+    outcome = (await asyncio.wait_for(handle.result(), timeout=90)).of(delivery.delivery_id)
 
     assert (outcome.status, outcome.attempts) == (DeliveryStatus.DELIVERED, 1)
     requests = await crash.receiver.events(delivery.event_id)
@@ -133,7 +136,9 @@ async def test_a_worker_killed_while_deliveries_wait_for_their_next_attempt_lose
     crash.restart_worker()
     outcomes = await asyncio.wait_for(asyncio.gather(*(handle.result() for handle in handles)), timeout=90)
 
-    assert [(o.status, o.attempts) for o in outcomes] == [(DeliveryStatus.DELIVERED, 2)] * len(deliveries)
+    assert [(o.deliveries[0].status, o.deliveries[0].attempts) for o in outcomes] == [
+        (DeliveryStatus.DELIVERED, 2)
+    ] * len(deliveries)
     for delivery in deliveries:
         requests = await crash.receiver.events(delivery.event_id)
         assert [r["status"] for r in requests] == [503, 200]

@@ -60,7 +60,7 @@ async def test_every_delivery_path_replays_in_the_sandbox(
             if fault:
                 await receiver.fault(**fault)
             outcome = await client.execute_workflow(
-                WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+                WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
             )
             outcomes[label] = outcome.status
             ids.append(start_options(settings, delivery)["id"])
@@ -71,20 +71,20 @@ async def test_every_delivery_path_replays_in_the_sandbox(
 
         manual = await new_delivery(database, subscription.subscription_id)
         await receiver.fault(status=500, times=1)
-        handle = await client.start_workflow(WebhookDeliveryWorkflow.run, manual, **start_options(settings, manual))
+        handle = await client.start_workflow(WebhookDeliveryWorkflow.run, manual.run, **start_options(settings, manual))
 
         async def first_attempt_recorded() -> bool:
             return (await delivery_detail(database, manual.delivery_id)).attempts == 1
 
         await wait_until(first_attempt_recorded, "the first attempt recorded")
-        await handle.execute_update(WebhookDeliveryWorkflow.retry_now)
+        await handle.execute_update(WebhookDeliveryWorkflow.retry_now, manual.delivery_id)
         outcomes["manual"] = (await handle.result()).status
         ids.append(handle.id)
 
         cancelled = await new_delivery(database, subscription.subscription_id)
         await receiver.fault(status=500)
         handle = await client.start_workflow(
-            WebhookDeliveryWorkflow.run, cancelled, **start_options(settings, cancelled)
+            WebhookDeliveryWorkflow.run, cancelled.run, **start_options(settings, cancelled)
         )
 
         async def waiting() -> bool:
@@ -99,7 +99,7 @@ async def test_every_delivery_path_replays_in_the_sandbox(
         nothing = await new_delivery(database, gone.subscription_id)
         await delete_subscription(database, gone.subscription_id)
         outcome = await client.execute_workflow(
-            WebhookDeliveryWorkflow.run, nothing, **start_options(settings, nothing)
+            WebhookDeliveryWorkflow.run, nothing.run, **start_options(settings, nothing)
         )
         outcomes["nothing to deliver"] = outcome.status
         ids.append(start_options(settings, nothing)["id"])

@@ -40,15 +40,15 @@ async def test_a_manual_retry_attempts_at_once_without_counting_toward_the_73(
 
     async with worker_resources(settings) as objects, build_webhook_worker(temporal.client, settings, objects):
         handle = await temporal.client.start_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+            WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
         )
 
         async def waiting_an_hour() -> bool:
             return (await delivery_detail(database, delivery.delivery_id)).attempts == 1
 
         await wait_until(waiting_an_hour, "the first attempt recorded")
-        manual = await handle.execute_update(WebhookDeliveryWorkflow.retry_now)
-        outcome = await handle.result()
+        manual = await handle.execute_update(WebhookDeliveryWorkflow.retry_now, delivery.delivery_id)
+        outcome = (await handle.result()).of(delivery.delivery_id)
 
     assert (manual.attempt, manual.status) == (MANUAL_ATTEMPT_BASE + 1, DeliveryStatus.DELIVERED)
     assert manual.result is not None and manual.result.status_code == 200
@@ -72,7 +72,7 @@ async def test_a_retry_asked_during_an_attempt_is_made_after_it(
 
     async with worker_resources(settings) as objects, build_webhook_worker(temporal.client, settings, objects):
         handle = await temporal.client.start_workflow(
-            WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery)
+            WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
         )
 
         async def held() -> bool:
@@ -80,11 +80,11 @@ async def test_a_retry_asked_during_an_attempt_is_made_after_it(
 
         await wait_until(held, "the first POST held open")
         update = await handle.start_update(
-            WebhookDeliveryWorkflow.retry_now, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+            WebhookDeliveryWorkflow.retry_now, delivery.delivery_id, wait_for_stage=WorkflowUpdateStage.ACCEPTED
         )
         await receiver.release()
         manual = await update.result()
-        outcome = await handle.result()
+        outcome = (await handle.result()).of(delivery.delivery_id)
 
     assert (manual.attempt, manual.status) == (MANUAL_ATTEMPT_BASE + 1, DeliveryStatus.DELIVERED)
     assert (outcome.status, outcome.attempts, outcome.manual_attempts) == (DeliveryStatus.DELIVERED, 1, 1)
@@ -100,16 +100,20 @@ async def test_a_failed_manual_retry_leaves_the_73_hourly_attempts_as_they_were(
     client = skipping_temporal.client
 
     async with worker_resources(settings) as objects, build_webhook_worker(client, settings, objects):
-        handle = await client.start_workflow(WebhookDeliveryWorkflow.run, delivery, **start_options(settings, delivery))
+        handle = await client.start_workflow(
+            WebhookDeliveryWorkflow.run, delivery.run, **start_options(settings, delivery)
+        )
 
         async def first_attempt_recorded() -> bool:  # time stands still until the result is awaited
             return (await delivery_detail(database, delivery.delivery_id)).attempts == 1
 
         await wait_until(first_attempt_recorded, "the first attempt recorded")
         before = await delivery_detail(database, delivery.delivery_id)
-        manual = await handle.execute_update(WebhookDeliveryWorkflow.retry_now)  # needs no time to pass
+        manual = await handle.execute_update(
+            WebhookDeliveryWorkflow.retry_now, delivery.delivery_id
+        )  # needs no time to pass
         after = await delivery_detail(database, delivery.delivery_id)
-        outcome = await handle.result()
+        outcome = (await handle.result()).of(delivery.delivery_id)
 
     assert (manual.status, manual.result and manual.result.status_code) == (DeliveryStatus.DELIVERING, 500)
     assert (after.attempts, after.next_attempt_at) == (1, before.next_attempt_at)  # the schedule did not move

@@ -26,8 +26,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from mojaflow.database import Database
-from mojaflow.models import Direction, TransferRecord, TransferState, TransferView
-from mojaflow.temporal import connect, inbound_workflow_id, outbound_workflow_id
+from mojaflow.models import FINAL_STATES, Direction, TransferRecord, TransferState, TransferView
+from mojaflow.temporal import WEBHOOK_EVENT_IDS, connect, inbound_workflow_id, outbound_workflow_id
 from mojaflow.webhook_models import EVENT_TYPE, PaymentStatus, delivery_workflow_id, event_id
 from mojaflow.webhook_outbox import Outbox
 from mojaflow.webhook_tables import webhook_deliveries, webhook_events
@@ -35,6 +35,7 @@ from tests.conftest import Stack
 from tests.inbound.flow import new_payee, notification, quote_request, switch_records, transfer_request
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.transfers import money_movement_headers, new_payer, transfer_body, wait_for_state
+from tests.support.webhook_delivery import wait_until
 from tests.support.webhook_peers import webhook_receiver
 from tests.support.workers import settings_of
 from worker import build_worker, worker_resources
@@ -158,18 +159,19 @@ def _assert_one_event_per_state(events: list[Any], transfer_id: str, states: lis
     assert occurred == sorted(occurred)
 
 
-async def _delivery_workflows(client: Client, transfer_id: str, expected: int, timeout_s: float = 60) -> list[Any]:
-    """The delivery workflows of a transfer on the server (by the TransferId their workflow sets), once
-    `expected` of them are there and closed."""
+async def _delivery_workflows(client: Client, transfer_id: str, closed: set[str], timeout_s: float = 60) -> list[Any]:
+    """The delivery workflows of a transfer on the server (by the TransferId their workflow sets), once those with
+    an id in `closed` are closed."""
     query = f"WorkflowType = 'WebhookDeliveryWorkflow' AND TransferId = '{transfer_id}'"
     deadline = time.monotonic() + timeout_s
     found: list[Any] = []
     while time.monotonic() < deadline:
         found = [execution async for execution in client.list_workflows(query)]
-        if len(found) >= expected and all(e.status != WorkflowExecutionStatus.RUNNING for e in found):
+        done = {e.id for e in found if e.status != WorkflowExecutionStatus.RUNNING}
+        if closed <= done:
             return found
         await asyncio.sleep(0.2)
-    raise AssertionError(f"{len(found)} delivery workflows of {transfer_id}, {expected} expected, all closed")
+    raise AssertionError(f"delivery workflows of {transfer_id}: {[e.id for e in found]}, {sorted(closed)} closed")
 
 
 async def _received(http: httpx.AsyncClient, hooks: Hooks, transfer_id: str, count: int) -> list[dict[str, Any]]:
@@ -206,10 +208,18 @@ async def _assert_delivered_once_each(
     assert sorted((row.event_id, row.subscription_id) for row in deliveries) == sorted(
         (event, sub.subscription_id) for event, sub in wanted
     )
-    workflows = await _delivery_workflows(hooks.stack.client, transfer_id, len(wanted))
-    assert sorted(workflow.id for workflow in workflows) == sorted(
-        delivery_workflow_id(row.delivery_id, 1) for row in deliveries
-    )  # one run each: no second start of any
+    # One workflow per subscription that wants any, one run each: a transfer's events all go to the same run. It
+    # closes once the final state's event is delivered (else it waits for the transfer's next event), listing them.
+    events_of = {sub.subscription_id: [event for event, each in wanted if each is sub] for sub in subscriptions}
+    final = {event.event_id for event in events if TransferState(event.data["currentState"]) in FINAL_STATES}
+    workflow_ids = {delivery_workflow_id(transfer_id, sub): sub for sub, ids in events_of.items() if ids}
+    closing = {workflow_id for workflow_id, sub in workflow_ids.items() if final & set(events_of[sub])}
+    workflows = await _delivery_workflows(hooks.stack.client, transfer_id, closing)
+    assert sorted(workflow.id for workflow in workflows) == sorted(workflow_ids)
+    for workflow in workflows:
+        if workflow.id in closing:
+            indexed = workflow.typed_search_attributes.get(WEBHOOK_EVENT_IDS)
+            assert sorted(indexed) == sorted(events_of[workflow_ids[workflow.id]])
     received = [(item["eventId"], item["path"]) for item in await _received(http, hooks, transfer_id, len(wanted))]
     expected = [(event, f"/{sub.path}") for event, sub in wanted]
     if posts_may_repeat:
@@ -331,7 +341,7 @@ async def test_a_rerun_of_a_save_writes_nothing_and_starts_what_was_left(hooks: 
         assert written.sequence == 3 and written.event_id == event_id(transfer_id, 3)
         assert written.data["previousState"] == "RESOLVING_PARTY" and written.data["currentState"] == "REQUESTING_QUOTE"
         assert left.dispatched_at is None and left.subscription_id == every.subscription_id
-        workflow_id = delivery_workflow_id(left.delivery_id, 1)
+        workflow_id = delivery_workflow_id(transfer_id, left.subscription_id)
         with pytest.raises(RPCError) as missing:
             await client.get_workflow_handle(workflow_id).describe()
         assert missing.value.status == RPCStatusCode.NOT_FOUND
@@ -380,11 +390,14 @@ async def test_a_crash_between_the_commit_and_the_start_is_swept_up(hooks: Hooks
     events = await _events(hooks, transfer_id)
     assert [e.data["currentState"] for e in events] == ["RECEIVED", "RESOLVING_PARTY"]  # committed, then died
     left = {row.event_id: row for row in await _deliveries(hooks, transfer_id)}
-    assert left[events[0].event_id].dispatched_at is not None  # the API's save started RECEIVED's
     assert left[events[1].event_id].dispatched_at is None
-    with pytest.raises(RPCError) as missing:
-        await stack.client.get_workflow_handle(delivery_workflow_id(left[events[1].event_id].delivery_id, 1)).describe()
-    assert missing.value.status == RPCStatusCode.NOT_FOUND
+
+    async def received_dispatched() -> bool:  # by the API's dispatcher, right after its save
+        return {row.event_id: row for row in await _deliveries(hooks, transfer_id)}[
+            events[0].event_id
+        ].dispatched_at is not None
+
+    await wait_until(received_dispatched, "RECEIVED's delivery dispatched by the API")
 
     log_size = stack.data_dir.joinpath("worker.log").stat().st_size
     stack.worker = stack.worker_process().start()
@@ -398,7 +411,7 @@ async def test_a_crash_between_the_commit_and_the_start_is_swept_up(hooks: Hooks
     await _assert_delivered_once_each(http, hooks, transfer_id, events, [every], posts_may_repeat=True)
     with stack.data_dir.joinpath("worker.log").open("rb") as log:
         log.seek(log_size)
-        assert b"webhook sweeper started 1 deliveries left unstarted" in log.read()
+        assert b"webhook sweeper dispatched 1 deliveries left undispatched" in log.read()
 
 
 async def test_a_temporal_outage_does_not_stall_the_transfer(hooks: Hooks, http: httpx.AsyncClient) -> None:
