@@ -46,7 +46,8 @@ from temporalio.client import Client  # noqa: E402
 
 from bench.baseline import BareTransfer, BareTransferWorkflow  # noqa: E402
 from bench.stack import Proc, free_port, http_ok, tcp_open  # noqa: E402
-from mojaflow.temporal import search_attribute_flags  # noqa: E402
+from mojaflow.settings import Settings  # noqa: E402
+from mojaflow.temporal import dev_server_flags  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
@@ -280,7 +281,7 @@ class Stack:
             "--port", str(temporal_port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
             "--db-filename", str(self.data_dir / "temporal.db"), "--log-level", "warn",
         ]  # fmt: skip
-        argv += search_attribute_flags()
+        argv += dev_server_flags(Settings())  # as `make run`: MOJAFLOW_TEMPORAL_SQLITE_PRAGMAS applies
         await self.add(Proc("temporal", argv, log_path=log / "temporal.log", ready=tcp_open(temporal_port)))
         client = await _connect(self.temporal_address)
 

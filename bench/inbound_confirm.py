@@ -32,7 +32,8 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client, WorkflowExecutionStatus  # noqa: E402
 
 from bench.stack import Proc, free_port, http_ok, tcp_open  # noqa: E402
-from mojaflow.temporal import inbound_workflow_id, search_attribute_flags  # noqa: E402
+from mojaflow.settings import Settings  # noqa: E402
+from mojaflow.temporal import dev_server_flags, inbound_workflow_id  # noqa: E402
 from tests.inbound.flow import Payee, notification, quote_request, transfer_request  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -73,7 +74,7 @@ async def run(rounds: int) -> None:
             "--port", str(temporal_port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
             "--db-filename", str(data_dir / "temporal.db"), "--log-level", "warn",
         ]  # fmt: skip
-        argv += search_attribute_flags()
+        argv += dev_server_flags(Settings())  # as `make run`: MOJAFLOW_TEMPORAL_SQLITE_PRAGMAS applies
         await start(Proc("temporal", argv, log_path=data_dir / "temporal.log", ready=tcp_open(temporal_port)))
         sdk_port, cbs_port = free_port(), free_port()
         for name, module, port in (("sdk-sim", "simulators.sdk", sdk_port), ("cbs-sim", "simulators.cbs", cbs_port)):

@@ -49,7 +49,7 @@ from mojaflow.database import Database  # noqa: E402
 from mojaflow.keys import load_secrets_ring  # noqa: E402
 from mojaflow.models import Direction, TransferRecord, TransferState, TransferView  # noqa: E402
 from mojaflow.settings import Settings  # noqa: E402
-from mojaflow.temporal import search_attribute_flags  # noqa: E402
+from mojaflow.temporal import dev_server_flags  # noqa: E402
 from mojaflow.webhook_models import delivery_workflow_id  # noqa: E402
 from mojaflow.webhook_outbox import Outbox  # noqa: E402
 from mojaflow.webhook_subscription_models import SubscriptionCreate  # noqa: E402
@@ -100,7 +100,7 @@ class Stack:
             "--http-port", str(free_port()), "--metrics-port", str(free_port()),
             "--db-filename", str(self.data_dir / "temporal.db"), "--log-level", "warn",
         ]  # fmt: skip
-        argv += search_attribute_flags()
+        argv += dev_server_flags(Settings())  # as `make run`: MOJAFLOW_TEMPORAL_SQLITE_PRAGMAS applies
         await self.add(Proc("temporal", argv, log_path=self.data_dir / "temporal.log", ready=tcp_open(int(port))))
         receiver_port = self.receiver_url.rsplit(":", 1)[1]
         argv = [sys.executable, "-m", "simulators.webhook_receiver", "--port", receiver_port,

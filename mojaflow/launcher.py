@@ -22,7 +22,7 @@ from mojaflow.api_keys import ApiKeyStore, ensure_dev_key
 from mojaflow.database import Database
 from mojaflow.keys import load_party_hash_ring, load_payload_ring, load_secrets_ring
 from mojaflow.settings import Settings
-from mojaflow.temporal import search_attribute_flags, tls_enabled
+from mojaflow.temporal import dev_server_flags, tls_enabled
 
 __all__ = ["main"]
 
@@ -55,7 +55,7 @@ def _components(settings: Settings) -> list[Component]:
             "--namespace", settings.temporal_namespace, "--log-level", "warn",
             "--ui-codec-endpoint", f"http://{settings.api_host}:{settings.client_api_port}/codec",
         ]  # fmt: skip
-        argv += search_attribute_flags()
+        argv += dev_server_flags(settings)
         components.append(Component("temporal", argv, port))
     if settings.sdk_simulator:
         _, port = _port_of(settings.sdk_url)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, StringConstraints, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -28,6 +28,9 @@ def _trusted_jwks_url(url: str) -> bool:
     return parsed.scheme == "https" or (parsed.scheme == "http" and loopback)
 
 
+SqlitePragma = Annotated[str, StringConstraints(pattern=r"^[a-z_]+=[A-Za-z0-9_-]+$")]
+
+
 class Settings(BaseSettings):
     """Typed settings; see the README for the table of names and defaults."""
 
@@ -41,6 +44,11 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
     temporal_dev_server: bool = True  # `make run` starts the dev server at temporal_address
+    # The dev server's SQLite file: a write-ahead log, each commit synced (durable across an OS crash: a lost
+    # "activity started" record could send the money step twice). PRAGMA=VALUE, comma-separated.
+    temporal_sqlite_pragmas: Annotated[list[SqlitePragma], NoDecode] = Field(
+        default_factory=lambda: ["journal_mode=wal", "synchronous=full"]
+    )
     task_queue: str = "mojaflow-transfers"
     workflow_sandbox: bool = False  # the tests replay every workflow through the sandbox instead (see worker.py)
     # A real cluster or Temporal Cloud (mojaflow/temporal.py): TLS is on when any of these is set ("auto"), or
@@ -192,7 +200,7 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:  # host names compare case-insensitively
         return [item.strip().lower() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
 
-    @field_validator("codec_cors_origins", mode="before")
+    @field_validator("codec_cors_origins", "temporal_sqlite_pragmas", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

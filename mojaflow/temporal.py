@@ -31,6 +31,7 @@ __all__ = [
     "inbound_workflow_id",
     "outbound_workflow_id",
     "retrieve_start_outcome",
+    "dev_server_flags",
     "search_attribute_flags",
     "tls_config",
     "tls_enabled",
@@ -61,6 +62,14 @@ SEARCH_ATTRIBUTES = (
     WEBHOOK_SUBSCRIPTION_ID,
     WEBHOOK_STATUS,
 )
+
+
+def dev_server_flags(settings: Settings) -> list[str]:
+    """`temporal server start-dev` arguments of ours besides addresses: search attributes, SQLite pragmas."""
+    flags = search_attribute_flags()
+    for pragma in settings.temporal_sqlite_pragmas:
+        flags += ["--sqlite-pragma", pragma]
+    return flags
 
 
 def search_attribute_flags() -> list[str]:
