@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -45,6 +46,7 @@ class ServerProcess:
         argv: list[str],
         *,
         health_url: str,
+        ready: Callable[[], bool] | None = None,
         env: dict[str, str] | None = None,
         cwd: str | None = None,
         log_path: Path | None = None,
@@ -52,6 +54,7 @@ class ServerProcess:
         self.name = name
         self.argv = list(argv)
         self.health_url = health_url
+        self.ready = ready  # instead of the GET on health_url (a server that speaks no HTTP, or not only)
         self.env = env
         self.cwd = cwd
         if log_path is None:
@@ -80,7 +83,8 @@ class ServerProcess:
             return "<no log>"
 
     def start(self, timeout_s: float = 30) -> ServerProcess:
-        """Start the process and wait until `health_url` answers 200; raise with the log tail otherwise."""
+        """Start the process and wait until `health_url` answers 200 (or `ready()` is true); raise with the log tail
+        otherwise."""
         if self.running:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,9 +101,9 @@ class ServerProcess:
                     self._close_log()
                     raise RuntimeError(f"{self.name} exited with {code} while starting:\n{self.log_tail()}")
                 try:
-                    if client.get(self.health_url).status_code == 200:
+                    if self.ready() if self.ready else client.get(self.health_url).status_code == 200:
                         return self
-                except httpx.HTTPError:
+                except (httpx.HTTPError, OSError):
                     pass
                 if time.monotonic() > deadline:
                     self.kill()
