@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint bench lock clean record-histories
+.PHONY: install run test e2e lint bench lock clean record-histories
 
 $(INSTALLED): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mojaflow needs Python 3.11 or newer: set PYTHON=python3.11")'
@@ -21,6 +21,13 @@ run: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) e2e
+
+# End to end against the real Payment Manager SDK and the Mojaloop Testing Toolkit (e2e/): installs them outside
+# the repository once (~/.cache/mojaflow-e2e, e2e/install.sh), then runs e2e/tests.
+e2e: install
+	bash e2e/install.sh >/dev/null
+	$(PY) -m pytest e2e/tests $(E2E_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

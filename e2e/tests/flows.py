@@ -1,0 +1,74 @@
+"""What the scenarios do and check, as a bank and an operator would: our client API over HTTP, the CBS simulator's
+balances, and what the switch saw (the switch front's record)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from e2e.tests.conftest import E2E
+from tests.support.transfers import account, money_movement_headers
+
+__all__ = ["MANUAL", "balances", "decide", "send", "switch_saw", "wait_until"]
+
+MANUAL = {"autoAcceptParty": False, "autoAcceptQuote": False}
+
+
+async def send(
+    e2e: E2E, http: httpx.AsyncClient, body: dict[str, Any], *, respond_async: bool = False
+) -> dict[str, Any]:
+    """`POST /transfers` as the CBS sends it: 201 with the outcome (or the decision it waits for), or 202."""
+    headers = money_movement_headers()
+    if respond_async:
+        headers["Prefer"] = "respond-async"
+    response = await http.post(f"{e2e.stack.api_url}/transfers", json=body, headers=headers)
+    assert response.status_code == (202 if respond_async else 201), response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def decide(
+    e2e: E2E, http: httpx.AsyncClient, transfer_id: str, decision: dict[str, bool], *, respond_async: bool = False
+) -> dict[str, Any]:
+    headers = money_movement_headers()
+    if respond_async:
+        headers["Prefer"] = "respond-async"
+    response = await http.put(f"{e2e.stack.api_url}/transfers/{transfer_id}", json=decision, headers=headers)
+    assert response.status_code == (202 if respond_async else 200), response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def balances(e2e: E2E, http: httpx.AsyncClient, account_id: str) -> tuple[str, str]:
+    """(balance, held) at the CBS simulator."""
+    found = await account(http, e2e.stack.cbs_url, account_id)
+    return found["balance"], found["held"]
+
+
+async def switch_saw(e2e: E2E, http: httpx.AsyncClient, sdk_transfer_id: str) -> dict[str, Any] | None:
+    """What the switch recorded of this transfer (prepares, state, fulfilment), None if it never saw it."""
+    response = await http.get(f"{e2e.mojaloop.switch_url}/_switch/transfers/{sdk_transfer_id}")
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    record: dict[str, Any] = response.json()
+    return record
+
+
+async def wait_until(
+    http: httpx.AsyncClient, e2e: E2E, transfer_id: str, states: set[str], timeout_s: float = 60
+) -> dict[str, Any]:
+    """Poll `GET /transfers/{id}` (ours) until its state is one of `states`; fail with the last one seen."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = await http.get(f"{e2e.stack.api_url}/transfers/{transfer_id}")
+        if response.status_code == 200:
+            last = response.json()
+            if last["currentState"] in states:
+                return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"transfer {transfer_id} never reached {states}; last seen {last.get('currentState')}")
