@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.payee_locks import PayeeLocks
 from mojaflow.models import PartyView, QuoteView, TransferRequest
 
 __all__ = [
@@ -256,18 +257,24 @@ def _not_sent_failure() -> SdkFailure:
 class PaymentManagerActivities:
     """Activities against the SDK outbound API. The `httpx.AsyncClient` is built in `worker.py`."""
 
-    def __init__(self, client: httpx.AsyncClient, retry_backoff_s: float = 0.5) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, retry_backoff_s: float = 0.5, payee_locks: PayeeLocks | None = None
+    ) -> None:
         self._http = client
         self._backoff_s = retry_backoff_s
+        self._payee_locks = payee_locks or PayeeLocks()  # one per worker process (activities/payee_locks.py)
 
     @activity.defn
     async def request_party(self, request: TransferRequest) -> PartyLookupResult:
         """`POST /transfers`: resolves the payee. Run with `maximum_attempts=1`: a misconfigured SDK (both
-        auto flags on) runs on to the prepare, so it is sent again only when it provably never left."""
+        auto flags on) runs on to the prepare, so it is sent again only when it provably never left. Waits for
+        any lookup of the same payee in this process to finish first (heartbeating meanwhile)."""
         body = request.model_dump(
             mode="json", by_alias=True, exclude_none=True, exclude={"auto_accept_party", "auto_accept_quote"}
         )
-        async with _heartbeating():
+        payee = request.to_party
+        # One lookup per payee at a time: SDK 18.0.2 breaks on two at once (activities/payee_locks.py)
+        async with _heartbeating(), self._payee_locks.hold(payee.id_type, payee.id_value, payee.id_sub_value):
             response = await _send_once(
                 lambda: self._http.post("/transfers", json=body), "POST /transfers", self._backoff_s
             )
