@@ -12,7 +12,7 @@ with the fulfilment it released, `ABORTED` (rejected, or expired unanswered), `R
 one it rejected or never saw: that hides exactly the cases reconciliation exists for.)
 
 Its test controls, on the SDK side under `/_switch/`:
-  GET  /_switch/transfers/{id}          what it recorded (404: never seen)
+  GET  /_switch/transfers/{id}          what it recorded (404: never seen; `queries`: the 3208s it answered)
   POST /_switch/hold                    hold the next prepare (`POST /transfers`) instead of forwarding it
   GET  /_switch/held?wait_s=N           the held prepare's transfer id, as soon as there is one (404 after N s)
   POST /_switch/held/{id}?forward=...   true: send it on to TTK; false: reset the SDK's connection (never left)
@@ -53,6 +53,7 @@ class TransferRecord:
     fulfilment: str | None = None
     expiration: str | None = None
     error_code: str | None = None
+    queries: int = 0  # GET /transfers/{id} it answered
 
     def current(self) -> str:
         """Unanswered past its expiration: the switch's timeout has aborted it."""
@@ -64,6 +65,7 @@ class TransferRecord:
 class SwitchFront:
     def __init__(self, ttk_url: str, sdk_inbound_url: str, jws_key: Path | None = None) -> None:
         self.transfers: dict[str, TransferRecord] = {}
+        self.unknown_queries: dict[str, int] = {}  # GETs it answered 3208, by transfer id
         self._ttk = _transparent_client(ttk_url)
         self._sdk = _transparent_client(sdk_inbound_url)
         self._jws_key = jws_key
@@ -144,11 +146,13 @@ class SwitchFront:
         record = self.transfers.get(transfer_id)
         destination = request.header("fspiop-source") or ""
         if record is None:
+            self.unknown_queries[transfer_id] = self.unknown_queries.get(transfer_id, 0) + 1
             path = f"/transfers/{transfer_id}/error"
             body: dict[str, Any] = {
                 "errorInformation": {"errorCode": "3208", "errorDescription": "Transfer ID not found"}
             }
         else:
+            record.queries += 1
             path = f"/transfers/{transfer_id}"
             state = record.current()
             body = {"transferState": "RESERVED" if state == "RECEIVED" else state}
@@ -179,9 +183,10 @@ class SwitchFront:
     async def _control(self, request: Request) -> Answer:
         path, query = request.path, _query(request.target)
         if request.method == "GET" and path.startswith("/_switch/transfers/"):
-            record = self.transfers.get(path.rsplit("/", 1)[1])
+            transfer_id = path.rsplit("/", 1)[1]
+            record = self.transfers.get(transfer_id)
             if record is None:
-                return _json(404, {"message": "never seen"})
+                return _json(404, {"message": "never seen", "queries": self.unknown_queries.get(transfer_id, 0)})
             return _json(200, {**asdict(record), "state": record.current()})
         if request.method == "POST" and path == "/_switch/hold":
             self._hold_next = True

@@ -12,16 +12,32 @@ import httpx
 from e2e.tests.conftest import E2E
 from tests.support.transfers import account, money_movement_headers
 
-__all__ = ["MANUAL", "balances", "decide", "send", "switch_saw", "wait_until"]
+__all__ = [
+    "MANUAL",
+    "balances",
+    "decide",
+    "hold_next_prepare",
+    "held_prepare",
+    "release_prepare",
+    "send",
+    "switch_queries_of_unknown",
+    "switch_saw",
+    "wait_until",
+]
 
 MANUAL = {"autoAcceptParty": False, "autoAcceptQuote": False}
 
 
 async def send(
-    e2e: E2E, http: httpx.AsyncClient, body: dict[str, Any], *, respond_async: bool = False
+    e2e: E2E,
+    http: httpx.AsyncClient,
+    body: dict[str, Any],
+    *,
+    respond_async: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`POST /transfers` as the CBS sends it: 201 with the outcome (or the decision it waits for), or 202."""
-    headers = money_movement_headers()
+    headers = dict(headers or money_movement_headers())
     if respond_async:
         headers["Prefer"] = "respond-async"
     response = await http.post(f"{e2e.stack.api_url}/transfers", json=body, headers=headers)
@@ -72,3 +88,30 @@ async def wait_until(
                 return last
         await asyncio.sleep(0.1)
     raise AssertionError(f"transfer {transfer_id} never reached {states}; last seen {last.get('currentState')}")
+
+
+async def switch_queries_of_unknown(e2e: E2E, http: httpx.AsyncClient, sdk_transfer_id: str) -> int:
+    """How often the switch answered 3208 (never seen) for this id."""
+    response = await http.get(f"{e2e.mojaloop.switch_url}/_switch/transfers/{sdk_transfer_id}")
+    assert response.status_code == 404, "the switch saw this transfer"
+    queries: int = response.json()["queries"]
+    return queries
+
+
+async def hold_next_prepare(e2e: E2E, http: httpx.AsyncClient) -> None:
+    """The switch front keeps the next prepare (`POST /transfers`) from going on to TTK until released."""
+    (await http.post(f"{e2e.mojaloop.switch_url}/_switch/hold")).raise_for_status()
+
+
+async def held_prepare(e2e: E2E, http: httpx.AsyncClient, wait_s: float = 30) -> str:
+    """The SDK transfer id of the held prepare, as soon as the SDK has sent it (a long poll, not a sleep)."""
+    response = await http.get(f"{e2e.mojaloop.switch_url}/_switch/held", params={"wait_s": wait_s})
+    assert response.status_code == 200, "no prepare arrived to be held"
+    transfer_id: str = response.json()["transferId"]
+    return transfer_id
+
+
+async def release_prepare(e2e: E2E, http: httpx.AsyncClient, sdk_transfer_id: str, *, forward: bool) -> None:
+    """Send the held prepare on to TTK, or reset the SDK's connection: then it never left the SDK's side."""
+    url = f"{e2e.mojaloop.switch_url}/_switch/held/{sdk_transfer_id}"
+    (await http.post(url, params={"forward": str(forward).lower()})).raise_for_status()
