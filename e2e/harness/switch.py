@@ -54,6 +54,7 @@ class TransferRecord:
     expiration: str | None = None
     error_code: str | None = None
     queries: int = 0  # GET /transfers/{id} it answered
+    signed: bool = False  # the prepare carried an FSPIOP-Signature (JWS on)
 
     def current(self) -> str:
         """Unanswered past its expiration: the switch's timeout has aborted it."""
@@ -95,6 +96,7 @@ class SwitchFront:
             record = self.transfers.setdefault(transfer_id, TransferRecord("OUTBOUND"))
             record.prepares += 1
             record.expiration = body.get("expiration")
+            record.signed = request.header("fspiop-signature") is not None
         elif request.method == "PUT" and match:  # the SDK as payee answers TTK's prepare
             self._payee_answered(match.group(1), _body(request), error=bool(match.group(2)))
         return await _forward(self._ttk, request)
@@ -117,6 +119,7 @@ class SwitchFront:
             record = self.transfers.setdefault(str(body.get("transferId", "")), TransferRecord("INBOUND"))
             record.prepares += 1
             record.expiration = body.get("expiration")
+            record.signed = request.header("fspiop-signature") is not None
         elif request.method == "PUT" and match:  # TTK as payee answers the SDK's prepare
             self._payee_answered(match.group(1), _body(request), error=bool(match.group(2)))
         elif request.method == "PATCH" and match:  # the switch's final word to the payee (the SDK)
