@@ -541,6 +541,11 @@ def _git_head() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--e2e" in argv:  # against the real SDK and TTK: bench/e2e_latency.py, its own options
+        from bench import e2e_latency
+
+        e2e_latency.main(argv)
     parser = argparse.ArgumentParser(prog="bench/bench.py", description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--transfers", type=int, default=200, help="measured transfers per phase (200)")
     parser.add_argument("-c", "--concurrency", type=int, default=20, help="transfers in flight at once (20)")
@@ -560,6 +565,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--parked", type=int, default=0, metavar="N", help="with --webhooks: also N deliveries parked in retry"
     )
+    parser.add_argument("--e2e", action="store_true", help="the end-to-end latency run (bench/e2e_latency.py)")
     args = parser.parse_args(argv)
     if args.webhooks:
         from bench import webhook_load
