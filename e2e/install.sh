@@ -37,7 +37,7 @@ install_package() { # install_package NAME: npm ci into $DIR/NAME unless the sam
   if [[ -f $target/.installed && $(cat "$target/.installed") == "$want" ]]; then
     return 0
   fi
-  say "installing $name from npm into $target (about a minute)"
+  say "installing $name from npm into $target (well under a minute)"
   rm -rf "$target"
   mkdir -p "$target"
   cp "$HERE/node/$name/package.json" "$HERE/node/$name/package-lock.json" "$target/"
