@@ -42,7 +42,7 @@ TTK_ADMIN_PORT = 5050  # hard-coded in TTK: loopback.js moves it
 # REQUEST_PROCESSING_TIMEOUT_SECONDS; a prepare expires EXPIRY_SECONDS after it is sent (mojaflow's
 # MOJAFLOW_TRANSFER_EXPIRY_S must be at least that).
 SDK_CALLBACK_TIMEOUT_S = 8
-SDK_EXPIRY_S = 10
+SDK_EXPIRY_S = 14  # leaves a prepare unanswered by TTK some seconds RESERVED after the SDK's 504
 
 
 @dataclass
