@@ -262,7 +262,8 @@ class PaymentManagerActivities:
     ) -> None:
         self._http = client
         self._backoff_s = retry_backoff_s
-        self._payee_locks = payee_locks or PayeeLocks()  # one per worker process (activities/payee_locks.py)
+        # The worker builds one of these per process: so one set of payee locks per process (activities/payee_locks.py)
+        self._payee_locks = PayeeLocks() if payee_locks is None else payee_locks
 
     @activity.defn
     async def request_party(self, request: TransferRequest) -> PartyLookupResult:
