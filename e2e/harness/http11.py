@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import h11
 
-__all__ = ["Answer", "Cut", "Http11Server", "Request"]
+__all__ = ["Answer", "Cut", "Handler", "Http11Server", "Request"]
 
 _CHUNK = 65536
 

@@ -16,13 +16,13 @@ import re
 import signal
 from pathlib import Path
 
-from e2e.harness.http11 import Answer, Http11Server, Request
+from e2e.harness.http11 import Answer, Handler, Http11Server, Request
 
 _ENVIRONMENT = {"id": 1, "name": "TESTING-TOOLKIT"}
 _JWS_CERTS = re.compile(r"^/api/environments/1/dfsps/([^/]+)/jwscerts$")
 
 
-def handler(certs: dict[str, str]):  # type: ignore[no-untyped-def]
+def handler(certs: dict[str, str]) -> Handler:
     async def handle(request: Request) -> Answer:
         if request.method in ("POST", "PUT"):
             try:

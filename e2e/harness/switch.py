@@ -123,10 +123,10 @@ class SwitchFront:
         elif request.method == "PUT" and match:  # TTK as payee answers the SDK's prepare
             self._payee_answered(match.group(1), _body(request), error=bool(match.group(2)))
         elif request.method == "PATCH" and match:  # the switch's final word to the payee (the SDK)
-            record = self.transfers.get(match.group(1))
+            notified = self.transfers.get(match.group(1))
             state = _body(request).get("transferState")
-            if record is not None and state in ("COMMITTED", "ABORTED"):
-                record.state = state
+            if notified is not None and state in ("COMMITTED", "ABORTED"):
+                notified.state = state
         return await _forward(self._sdk, request)
 
     def _payee_answered(self, transfer_id: str, body: dict[str, Any], *, error: bool) -> None:

@@ -85,7 +85,7 @@ def _error(path: str, resource: str, code: str, description: str) -> dict[str, A
             "type": "FIXED_ERROR_CALLBACK"}  # fmt: skip
 
 
-_SILENT = {"method": None, "path": None, "params": {}, "type": "NO_CALLBACK"}
+_SILENT: dict[str, Any] = {"method": None, "path": None, "params": {}, "type": "NO_CALLBACK"}
 
 
 def _party(sub_id: bool) -> dict[str, Any]:

@@ -25,7 +25,7 @@ __all__ = [
     "wait_until",
 ]
 
-MANUAL = {"autoAcceptParty": False, "autoAcceptQuote": False}
+MANUAL: dict[str, Any] = {"autoAcceptParty": False, "autoAcceptQuote": False}  # as a body's fields
 
 
 async def send(
