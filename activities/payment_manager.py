@@ -22,7 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.payee_locks import PayeeLocks
-from mojaflow.models import PartyView, QuoteView, TransferRequest
+from mojaflow.models import PartyView, Payee, Payer, QuoteView, TransferOrder
 
 __all__ = [
     "MoneyStepResult",
@@ -33,6 +33,7 @@ __all__ = [
     "SdkTransferRef",
     "SwitchState",
     "classify_transfer_answer",
+    "sdk_transfer_request",
 ]
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,30 @@ def classify_transfer_answer(status: int, body: dict[str, Any]) -> MoneyStepResu
     return MoneyStepResult(outcome="UNKNOWN", failure=failure if status >= 400 else None, **known)
 
 
+def sdk_transfer_request(order: TransferOrder) -> dict[str, Any]:
+    """The SDK's `transferRequest` for an order, field by field (outbound API v2.1.0; `purposeCode` has no place
+    there in SDK 18.0.2)."""
+    body: dict[str, Any] = {
+        "homeTransactionId": order.home_transaction_id,
+        "from": _sdk_party(order.payer),
+        "to": _sdk_party(order.payee),
+        "amountType": order.amount_type,
+        "currency": order.currency,
+        "amount": order.amount,
+        "transactionType": order.transaction_type,
+    }
+    if order.note:
+        body["note"] = order.note
+    return body
+
+
+def _sdk_party(party: Payer | Payee) -> dict[str, Any]:
+    """A `transferParty`: the id, and the names and birth date a payer has."""
+    fields = party.model_dump(mode="json", by_alias=True, exclude_none=True)
+    names = ("idType", "idValue", "idSubValue", "displayName", "firstName", "middleName", "lastName", "dateOfBirth")
+    return {name: fields[name] for name in names if name in fields}
+
+
 _NOT_SENT: Literal["not sent"] = "not sent"
 _RETRIES = 3
 
@@ -266,14 +291,12 @@ class PaymentManagerActivities:
         self._payee_locks = PayeeLocks() if payee_locks is None else payee_locks
 
     @activity.defn
-    async def request_party(self, request: TransferRequest) -> PartyLookupResult:
+    async def request_party(self, order: TransferOrder) -> PartyLookupResult:
         """`POST /transfers`: resolves the payee. Run with `maximum_attempts=1`: a misconfigured SDK (both
         auto flags on) runs on to the prepare, so it is sent again only when it provably never left. Waits for
         any lookup of the same payee in this process to finish first (heartbeating meanwhile)."""
-        body = request.model_dump(
-            mode="json", by_alias=True, exclude_none=True, exclude={"auto_accept_party", "auto_accept_quote"}
-        )
-        payee = request.to_party
+        body = sdk_transfer_request(order)
+        payee = order.payee
         # One lookup per payee at a time: SDK 18.0.2 breaks on two at once (activities/payee_locks.py)
         async with _heartbeating(), self._payee_locks.hold(payee.id_type, payee.id_value, payee.id_sub_value):
             response = await _send_once(

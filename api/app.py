@@ -130,7 +130,7 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
             app.state.transfers = TransferService(opened.client, opened.database, settings)
             app.state.webhooks = WebhookService(opened.client, opened.database, settings)
             app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)
-            app.state.authenticator = _authenticator(settings, api_keys, jwks)
+            app.state.authenticator, app.state.send_money_authenticator = _authenticators(settings, api_keys, jwks)
             if codec_guard is not None:  # the codec endpoint's own credentials: operator API keys, the UI's tokens
                 codec_guard.api_keys = api_keys
                 if jwks is not None:
@@ -178,19 +178,30 @@ def _codec_cors(settings: Settings) -> dict[str, Any]:
     return {"allow_origins": settings.codec_cors_origins, "allow_methods": ["POST"], "allow_headers": ["*"]}
 
 
-def _authenticator(settings: Settings, api_keys: ApiKeyVerifier, jwks: Jwks | None) -> Authenticator:
-    """Who may call the client API (api.auth): API keys and, when configured, OAuth2 bearer tokens; or nobody
-    checked at all with MOJAFLOW_AUTH=none. POSTs count against the caller's rate limit (api.limits)."""
+def _authenticators(
+    settings: Settings, api_keys: ApiKeyVerifier, jwks: Jwks | None
+) -> tuple[Authenticator, Authenticator]:
+    """Who may call the client API (api.auth), under MOJAFLOW_AUTH, and its Send Money routes, under
+    MOJAFLOW_SEND_MONEY_AUTH: API keys and, when configured, OAuth2 bearer tokens; or nobody checked at all with
+    `none`. POSTs count against the caller's rate limit (api.limits), one limit for both."""
     if settings.auth == "none":
         log.warning(
             "MOJAFLOW_AUTH=none: the client API authenticates nobody; the client_key header decides and every "
             "caller reads every transfer. For local experiments only."
         )
+    if settings.send_money_auth == "none":
+        log.warning(
+            "MOJAFLOW_SEND_MONEY_AUTH=none: the Send Money routes authenticate nobody; anyone who reaches this "
+            "port can send money from the bank's customers' accounts. Only behind network isolation."
+        )
     verifiers: list[CredentialVerifier] = [api_keys]
     if jwks is not None:
         verifiers.append(JwtVerifier(JwtValidator.from_settings(jwks, settings), settings))
     limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
-    return Authenticator(settings.auth, verifiers, rate_limit=limiter)
+    return (
+        Authenticator(settings.auth, verifiers, rate_limit=limiter),
+        Authenticator(settings.send_money_auth, verifiers, rate_limit=limiter),
+    )
 
 
 def create_backend_app(settings: Settings, resources: Resources | None = None) -> FastAPI:

@@ -50,6 +50,7 @@ class Caller:
     client_key: str | None  # None only with MOJAFLOW_AUTH=none and no client_key header
     actor: str  # `api_key:<key_id>`, `token:<subject>`, or `anonymous` (MOJAFLOW_AUTH=none)
     operator: bool = False
+    outbound_only: bool = False  # reads outbound transfers only (a Send Money client without a credential)
 
     def may_read(self, owner: str | None) -> bool:
         return self.operator or (owner is not None and owner == self.client_key)

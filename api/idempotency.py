@@ -1,20 +1,60 @@
-"""Idempotency keys on the client API: what a key is bound to, and how a decision's retry finds its truth.
+"""Idempotency, one component for every front door: what a key is, each door's rule, and what it is bound to.
 
-A key (`idempotent_request_key`, scoped to client_key, method and route) is bound to a hash of its body for
-good: the same key with another body is 422. For `POST /transfers` the key names the transfer; for
-`PUT /transfers/{id}` it names the workflow update that carries the decision, so Temporal dedupes a re-sent
-decision, and the workflow records each decision with that update's id in the transfer's `decisions`.
+A key lives in a scope (client_key, method, route) and is bound to a fingerprint of its request for good: the
+same key with another request raises `IdempotencyKeyReused`, whatever happened in between. Each door's rule:
+
+* `POST /transfers`: the `idempotent_request_key` header (required there), route `/transfers`.
+* `POST /send-money`, `POST /merchant-payment` with the Money Movement headers: their `idempotent_request_key`,
+  route the door's own. Without them: the body's `homeTransactionId` (`home.` + a hash of it, a form no header
+  key can take), in one scope for both doors, so one homeTransactionId makes one transfer, never two.
+* Decisions (`PUT /transfers/{id}`, `PUT /send-money/{id}`, `PUT /merchant-payment/{id}`): route
+  `/transfers/{our transferId}` whichever door and id; the header key, or without headers `quote.accept` /
+  `quote.decline`. The key also names the workflow update that carries the decision, so Temporal dedupes a
+  re-sent decision, and the workflow records each decision with that update's id in the transfer's `decisions`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
-from api.problems import Problem
-from mojaflow.models import AcceptanceDecision, TransferState, TransferView
+from api.errors import IdempotencyKeyReused
+from mojaflow.database import Database
+from mojaflow.models import TransferState, TransferView
 
-__all__ = ["decision_fingerprint", "decision_taken", "decision_update_id", "key_reused", "request_hash"]
+__all__ = [
+    "Claim",
+    "Idempotency",
+    "IdempotencyKey",
+    "SEND_MONEY_SCOPE",
+    "decision_fingerprint",
+    "decision_key",
+    "decision_route",
+    "decision_taken",
+    "decision_update_id",
+    "request_hash",
+    "send_money_key",
+    "transfers_key",
+]
+
+SEND_MONEY_SCOPE = "/send-money"  # the one scope of header-less Send Money requests (P2P and P2B alike)
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A key in its scope."""
+
+    client_key: str
+    method: str
+    route: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    created: bool  # False: the key was claimed before, with the same fingerprint (a replay)
+    transfer_id: str  # the transfer the key names
 
 
 def request_hash(body: object) -> str:
@@ -22,9 +62,38 @@ def request_hash(body: object) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def decision_fingerprint(decision: AcceptanceDecision) -> str:
-    """What a key is bound to for `PUT /transfers/{id}`: the decision, not the wait preference."""
-    return request_hash(decision.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"wait_s"}))
+def transfers_key(client_key: str, idempotent_request_key: str) -> IdempotencyKey:
+    return IdempotencyKey(client_key, "POST", "/transfers", idempotent_request_key)
+
+
+def send_money_key(
+    client_key: str, route: str, idempotent_request_key: str | None, home_transaction_id: str | None
+) -> IdempotencyKey | None:
+    """The header key in the door's own scope; else the homeTransactionId in the shared one; None: neither, so
+    nothing could make a retry safe."""
+    if idempotent_request_key is not None:
+        return IdempotencyKey(client_key, "POST", route, idempotent_request_key)
+    if home_transaction_id:
+        digest = hashlib.sha256(home_transaction_id.encode()).hexdigest()[:40]
+        return IdempotencyKey(client_key, "POST", SEND_MONEY_SCOPE, f"home.{digest}")
+    return None
+
+
+def decision_route(transfer_id: str) -> str:
+    return f"/transfers/{transfer_id}"
+
+
+def decision_key(idempotent_request_key: str | None, accept_quote: bool) -> str:
+    """A decision's key: the header's, or (Send Money without headers) one per decision a transfer can take."""
+    if idempotent_request_key is not None:
+        return idempotent_request_key
+    return "quote.accept" if accept_quote else "quote.decline"
+
+
+def decision_fingerprint(accept_party: bool | None, accept_quote: bool | None) -> str:
+    """What a decision's key is bound to: the decision, nothing else (not the wait, not the door)."""
+    decision = {"acceptParty": accept_party, "acceptQuote": accept_quote}
+    return request_hash({name: value for name, value in decision.items() if value is not None})
 
 
 def decision_update_id(client_key: str, key: str) -> str:
@@ -33,24 +102,37 @@ def decision_update_id(client_key: str, key: str) -> str:
     return f"decision-{client_key}-{key}"
 
 
-def decision_taken(view: TransferView, update_id: str, decision: AcceptanceDecision) -> bool:
+def decision_taken(view: TransferView, update_id: str, accept_party: bool | None, accept_quote: bool | None) -> bool:
     """Whether the workflow recorded this decision under this update id, as far as `view` shows."""
-    if decision.accept_party is not None:
-        expected = (TransferState.WAITING_FOR_PARTY_ACCEPTANCE, decision.accept_party)
+    if accept_party is not None:
+        expected = (TransferState.WAITING_FOR_PARTY_ACCEPTANCE, accept_party)
     else:
-        expected = (TransferState.WAITING_FOR_QUOTE_ACCEPTANCE, bool(decision.accept_quote))
+        expected = (TransferState.WAITING_FOR_QUOTE_ACCEPTANCE, bool(accept_quote))
     for taken in view.decisions:
         if taken.update_id == update_id:
             if (taken.state, taken.accepted) != expected:  # keys are bound to their body: not expected, but never
-                raise key_reused()  # answer one decision's replay to another
+                raise IdempotencyKeyReused()  # answer one decision's replay to another
             return True
     return False
 
 
-def key_reused() -> Problem:
-    return Problem(
-        422,
-        "idempotency_key_reused",
-        "Idempotency key reused",
-        "idempotent_request_key was already used with a different request body",
-    )
+class Idempotency:
+    """Claims keys in our database (kept beyond Temporal's retention): concurrent claims, exactly one wins."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def claim(self, key: IdempotencyKey, fingerprint: str, transfer_id: str) -> Claim:
+        """Bind `key` to `fingerprint` and `transfer_id`, or find what it is bound to; raises
+        `IdempotencyKeyReused` when that is another fingerprint."""
+        claim = await self._db.claim_idempotency_key(
+            client_key=key.client_key,
+            method=key.method,
+            route=key.route,
+            key=key.key,
+            request_hash=fingerprint,
+            transfer_id=transfer_id,
+        )
+        if not claim.created and claim.request_hash != fingerprint:
+            raise IdempotencyKeyReused()
+        return Claim(created=claim.created, transfer_id=claim.transfer_id)

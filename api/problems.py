@@ -84,6 +84,7 @@ class Problem(Exception):
         *,
         errors: list[dict[str, str]] | None = None,
         headers: dict[str, str] | None = None,
+        pm4ml: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -92,6 +93,7 @@ class Problem(Exception):
         self.detail = detail
         self.errors = errors
         self.headers = headers  # e.g. `WWW-Authenticate` on a 401
+        self.pm4ml = pm4ml  # (statusCode, message) for the pm4ml Send Money API's clients, on routes both read
 
 
 class FieldProblem(BaseModel):
@@ -106,7 +108,7 @@ class FieldProblem(BaseModel):
 class ProblemDetails(BaseModel):
     """An error answer (RFC 9457 `application/problem+json`) with our stable `code`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     type: str = Field(pattern=rf"^{_TYPE_PREFIX}[a-z_]+$", description=f"`{_TYPE_PREFIX}` + `code`")
     title: str = Field(description="Short summary of the problem type")
@@ -116,6 +118,13 @@ class ProblemDetails(BaseModel):
     errors: list[FieldProblem] | SkipJsonSchema[None] = Field(  # absent when None: never sent as null
         default=None, description="Each rejected input (`invalid_header`, `validation_error`)"
     )
+    status_code: str | SkipJsonSchema[None] = Field(
+        default=None,
+        alias="statusCode",
+        pattern=r"^[1-9]\d{3}$",
+        description="On routes the pm4ml Send Money API's clients read too (`GET /transfers/{id}`): the FSPIOP code",
+    )
+    message: str | SkipJsonSchema[None] = Field(default=None, description="With `statusCode`: the reason")
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -128,8 +137,10 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
         detail=problem.detail,
         code=problem.code,
         errors=errors or None,
+        status_code=problem.pm4ml[0] if problem.pm4ml else None,
+        message=problem.pm4ml[1] if problem.pm4ml else None,
     )
-    content = body.model_dump(mode="json", exclude_none=True)
+    content = body.model_dump(mode="json", by_alias=True, exclude_none=True)
     return JSONResponse(content, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -37,12 +37,14 @@ __all__ = [
     "ReconciliationCheckpoint",
     "REPORTABLE_STATES",
     "TransferError",
+    "TransferOrder",
     "TransferPolicy",
     "TransferRecord",
     "TransferRequest",
     "TransferState",
     "TransferView",
     "WaitRequest",
+    "check_amount_precision",
     "minor_unit",
     "normalise_amount",
 ]
@@ -162,6 +164,36 @@ class Payee(CamelModel):
     id_sub_value: PartyIdentifier | None = None
 
 
+def check_amount_precision(model: str, field: str, amount: str, currency: str) -> None:
+    """No more significant decimals than the currency's minor unit ("150.00" UGX is 150; "150.5" is not).
+    Raises a `ValidationError` naming `field` of `model`; `amount` is normalised already."""
+    exponent = minor_unit(currency) or 0
+    decimals = max(0, -int(Decimal(amount).as_tuple().exponent))
+    if decimals > exponent:
+        error = PydanticCustomError(
+            "amount_precision",
+            "{currency} has {exponent} decimals (ISO 4217): amount {amount} has {decimals}",
+            {"currency": currency, "exponent": exponent, "amount": amount, "decimals": decimals},
+        )
+        raise ValidationError.from_exception_data(model, [InitErrorDetails(type=error, loc=(field,), input=amount)])
+
+
+class TransferOrder(BaseModel):
+    """What to pay, whichever front door it came through (`TransferRequest` on `/transfers`, the Send Money API's
+    bodies): validated there, carried by the workflow, turned into the SDK's request by
+    `activities.payment_manager`. Amounts are in Mojaloop's format already."""
+
+    home_transaction_id: str
+    payer: Payer
+    payee: Payee
+    amount_type: Literal["SEND", "RECEIVE"]
+    currency: str
+    amount: str
+    transaction_type: Literal["TRANSFER"] = "TRANSFER"
+    note: str | None = None
+    purpose_code: str | None = None  # Send Money's `purposeCode`: kept with the transfer; SDK 18.0.2 takes none
+
+
 class TransferRequest(CamelModel):
     """`POST /transfers`: the SDK's outbound transfer request, plus optional acceptance overrides."""
 
@@ -178,18 +210,20 @@ class TransferRequest(CamelModel):
 
     @model_validator(mode="after")
     def _amount_fits_currency(self) -> Self:
-        """No more significant decimals than the currency's minor unit ("150.00" UGX is 150; "150.5" is not)."""
-        exponent = minor_unit(self.currency) or 0
-        decimals = max(0, -int(Decimal(self.amount).as_tuple().exponent))  # amount is normalised already
-        if decimals > exponent:
-            error = PydanticCustomError(
-                "amount_precision",
-                "{currency} has {exponent} decimals (ISO 4217): amount {amount} has {decimals}",
-                {"currency": self.currency, "exponent": exponent, "amount": self.amount, "decimals": decimals},
-            )
-            details = InitErrorDetails(type=error, loc=("amount",), input=self.amount)
-            raise ValidationError.from_exception_data(type(self).__name__, [details])
+        check_amount_precision(type(self).__name__, "amount", self.amount, self.currency)
         return self
+
+    def order(self) -> TransferOrder:
+        return TransferOrder(
+            home_transaction_id=self.home_transaction_id,
+            payer=self.from_party,
+            payee=self.to_party,
+            amount_type=self.amount_type,
+            currency=self.currency,
+            amount=self.amount,
+            transaction_type=self.transaction_type,
+            note=self.note,
+        )
 
 
 class TransferPolicy(BaseModel):
@@ -213,22 +247,22 @@ class OutboundTransferInput(BaseModel):
     client_key: str
     product: str | None = None
     payment_channel: str | None = None
-    request: TransferRequest
+    order: TransferOrder
     policy: TransferPolicy
     received_at: datetime
     resume: ReconciliationCheckpoint | None = None
 
     def initial_view(self) -> TransferView:
         """The resource as it stands before the workflow's first step."""
-        request = self.request
+        order = self.order
         view = TransferView(
             transfer_id=self.transfer_id,
             direction=Direction.OUTBOUND,
-            home_transaction_id=request.home_transaction_id,
+            home_transaction_id=order.home_transaction_id,
             current_state=TransferState.RECEIVED,
-            amount_type=request.amount_type,
-            currency=request.currency,
-            amount=request.amount,
+            amount_type=order.amount_type,
+            currency=order.currency,
+            amount=order.amount,
         )
         view.timestamps.received_at = self.received_at
         return view

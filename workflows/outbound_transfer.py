@@ -146,7 +146,7 @@ class OutboundTransferWorkflow(SavedTransferState):
 
     async def _resolve_payer(self) -> CbsParty:
         await self._enter(S.RESOLVING_PARTY)
-        payer = self._input.request.from_party
+        payer = self._input.order.payer
         try:
             return await workflow.execute_local_activity_method(
                 CoreBankingActivities.resolve_payer,
@@ -163,8 +163,8 @@ class OutboundTransferWorkflow(SavedTransferState):
             raise
 
     async def _resolve_payee(self, payer: CbsParty) -> SdkTransferRef:
-        request = self._input.request
-        known = request.from_party
+        order = self._input.order
+        known = order.payer
         enriched = known.model_copy(
             update={
                 "display_name": known.display_name or payer.display_name,
@@ -177,7 +177,7 @@ class OutboundTransferWorkflow(SavedTransferState):
         try:
             result = await workflow.execute_activity_method(
                 PaymentManagerActivities.request_party,
-                request.model_copy(update={"from_party": enriched}),
+                order.model_copy(update={"payer": enriched}),
                 **SDK_ONCE,
             )
         except ActivityError:
@@ -229,7 +229,7 @@ class OutboundTransferWorkflow(SavedTransferState):
         self._view.quote = result.quote
         self._condition = result.quote.condition
         self._view.timestamps.quote_received_at = workflow.now()
-        problem = check_quote(result.quote, self._input.request, now=workflow.now(), max_fee=self._input.policy.max_fee)
+        problem = check_quote(result.quote, self._input.order, now=workflow.now(), max_fee=self._input.policy.max_fee)
         if problem:
             await self._decline(sdk_ref)
             await self._end(S.ABORTED, problem[0], detail=problem[1] or None)
@@ -413,7 +413,7 @@ class OutboundTransferWorkflow(SavedTransferState):
         quote = self._view.quote
         if quote is not None and quote.transfer_amount:
             return quote.transfer_amount, quote.currency
-        return self._input.request.amount, self._input.request.currency
+        return self._input.order.amount, self._input.order.currency
 
     # -- updates and queries: the CBS decides, or waits for news -----------------------------------
 

@@ -6,20 +6,20 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from mojaflow.codes import ErrorCode
-from mojaflow.models import QuoteView, TransferRequest
+from mojaflow.models import QuoteView, TransferOrder
 
 __all__ = ["check_quote"]
 
 
 def check_quote(
-    quote: QuoteView, request: TransferRequest, *, now: datetime, max_fee: Decimal | None
+    quote: QuoteView, order: TransferOrder, *, now: datetime, max_fee: Decimal | None
 ) -> tuple[ErrorCode, str] | None:
     """None if the quote may be accepted; else the reason to decline it.
 
     Mojaloop's arithmetic: payeeReceiveAmount = transferAmount − payeeFspFee + payeeFspCommission; for SEND
     the payer sends exactly `amount`, for RECEIVE the payee receives exactly `amount`.
     """
-    if quote.currency != request.currency:
+    if quote.currency != order.currency:
         return ErrorCode.QUOTE_INVALID, "currency differs from the request"
     try:
         transfer_amount = Decimal(quote.transfer_amount)
@@ -30,10 +30,10 @@ def check_quote(
         return ErrorCode.QUOTE_INVALID, "an amount is not a number"
     if min(fees, commission) < 0 or min(transfer_amount, receive_amount) <= 0:
         return ErrorCode.QUOTE_INVALID, "negative or zero amounts"
-    requested = Decimal(request.amount)
-    if request.amount_type == "SEND" and transfer_amount != requested:
+    requested = Decimal(order.amount)
+    if order.amount_type == "SEND" and transfer_amount != requested:
         return ErrorCode.QUOTE_INVALID, "transferAmount differs from the amount sent"
-    if request.amount_type == "RECEIVE" and receive_amount != requested:
+    if order.amount_type == "RECEIVE" and receive_amount != requested:
         return ErrorCode.QUOTE_INVALID, "payeeReceiveAmount differs from the amount to receive"
     if receive_amount != transfer_amount - fees + commission:
         return ErrorCode.QUOTE_INVALID, "payeeReceiveAmount is not transferAmount - fees + commission"

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 from temporalio.api.enums.v1 import EventType
 
-from api.idempotency import decision_fingerprint
-from api.transfer_service import ROUTE
+from api.idempotency import decision_fingerprint, decision_route
 from mojaflow.database import Database
 from mojaflow.models import AcceptanceDecision
 from mojaflow.temporal import outbound_workflow_id
@@ -76,9 +75,11 @@ async def test_a_claim_left_by_a_crashed_api_is_delivered_on_retry(stack: Stack,
         claim = await database.claim_idempotency_key(
             client_key="bank1",
             method="PUT",
-            route=f"{ROUTE}/{transfer_id}",
+            route=decision_route(transfer_id),
             key=key,
-            request_hash=decision_fingerprint(AcceptanceDecision.model_validate(PARTY)),
+            request_hash=decision_fingerprint(
+                **AcceptanceDecision.model_validate(PARTY).model_dump(exclude={"wait_s"})
+            ),
             transfer_id=transfer_id,
         )
     finally:

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api.headers import MoneyMovementHeaders
-from api.transfer_service import TransferService
-from mojaflow.models import TransferRequest
+from api.commands import Acceptance
+from api.transfer_service import transfer_policy
+from mojaflow.models import TransferPolicy, TransferRequest
 from mojaflow.settings import Settings
 from tests.conftest import Stack
 from tests.support.transfers import money_movement_headers, transfer_body
@@ -116,21 +116,13 @@ async def test_json_nested_deep_inside_a_field_is_a_4xx(stack: Stack, http: http
     assert await _no_workflow(stack, body["homeTransactionId"])
 
 
-# The policy a transfer runs under (built by `_workflow_input`; one stack per session, so tested directly).
-
-_HEADERS = MoneyMovementHeaders(
-    client_key="bank1",
-    product="retail_payments",
-    payment_channel="mobile_banking",
-    idempotent_request_key="k",
-    timestamp="2026-11-25T10:00:00.000+03:00",
-)
+# The policy a transfer runs under (`transfer_policy`; one stack per session, so tested directly).
 
 
-def _policy(settings: dict[str, Any], **body: Any):  # noqa: ANN202
-    service = TransferService(None, None, Settings(_env_file=None, **settings))  # type: ignore[arg-type]
+def _policy(settings: dict[str, Any], **body: Any) -> TransferPolicy:
     request = TransferRequest.model_validate(transfer_body(**body))
-    return service._workflow_input("t-1", _HEADERS, request).policy
+    acceptance = Acceptance(party=request.auto_accept_party, quote=request.auto_accept_quote)
+    return transfer_policy(Settings(_env_file=None, **settings), acceptance, request.amount)
 
 
 @pytest.mark.parametrize("caller", [True, False, None])

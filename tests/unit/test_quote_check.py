@@ -8,13 +8,13 @@ from decimal import Decimal
 import pytest
 
 from mojaflow.codes import ErrorCode
-from mojaflow.models import QuoteView, TransferRequest
+from mojaflow.models import QuoteView, TransferOrder, TransferRequest
 from workflows.quote_check import check_quote
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-def _request(amount: str = "100", amount_type: str = "SEND") -> TransferRequest:
+def _request(amount: str = "100", amount_type: str = "SEND") -> TransferOrder:
     return TransferRequest.model_validate(
         {
             "homeTransactionId": "h",
@@ -25,7 +25,7 @@ def _request(amount: str = "100", amount_type: str = "SEND") -> TransferRequest:
             "amount": amount,
             "transactionType": "TRANSFER",
         }
-    )
+    ).order()
 
 
 def _quote(

@@ -18,7 +18,7 @@ from activities.payment_manager import (
     classify_transfer_answer,
 )
 from mojaflow.ilp import fulfilment_matches
-from mojaflow.models import TransferRequest
+from mojaflow.models import TransferOrder, TransferRequest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sdk"
 REF = SdkTransferRef(sdk_transfer_id="0048d491-89be-48dd-960c-8bd4d68a68be")
@@ -57,8 +57,8 @@ def raising(error: Exception, calls: list[httpx.Request]) -> PaymentManagerActiv
     return activities(handler)
 
 
-def transfer_request() -> TransferRequest:
-    return TransferRequest.model_validate(fixture("post_manual")["request_body"])
+def transfer_request() -> TransferOrder:
+    return TransferRequest.model_validate(fixture("post_manual")["request_body"]).order()
 
 
 async def run(method: Any, arg: Any) -> Any:

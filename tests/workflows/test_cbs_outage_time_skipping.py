@@ -110,7 +110,7 @@ async def test_a_week_of_cbs_outage_keeps_the_transfer_settling_then_debits_the_
     transfer = OutboundTransferInput(
         transfer_id=str(uuid.uuid4()),
         client_key="bank1",
-        request=TransferRequest.model_validate(transfer_body(payer=payer, amount="10")),
+        order=TransferRequest.model_validate(transfer_body(payer=payer, amount="10")).order(),
         policy=_policy(),
         received_at=datetime.now(UTC),
     )
@@ -213,7 +213,7 @@ async def test_a_day_without_our_database_at_the_final_save_keeps_the_workflow_r
     transfer = OutboundTransferInput(
         transfer_id=str(uuid.uuid4()),
         client_key="bank1",
-        request=TransferRequest.model_validate(transfer_body(payer=payer, amount="10")),
+        order=TransferRequest.model_validate(transfer_body(payer=payer, amount="10")).order(),
         policy=_policy(),
         received_at=datetime.now(UTC),
     )

@@ -217,7 +217,7 @@ class ReorderedOutboundTransferWorkflow(OutboundTransferWorkflow):
         self._payer_account_id = payer.account_id
         sdk_ref = await self._resolve_payee(payer)
         await self._decide_party()
-        hold = await self._hold_funds(sdk_ref, self._input.request.amount, self._input.request.currency)  # swapped
+        hold = await self._hold_funds(sdk_ref, self._input.order.amount, self._input.order.currency)  # swapped
         quote = await self._request_quote(sdk_ref)  # swapped
         await self._decide_quote(sdk_ref, quote)
         await self._check_quote_still_valid(sdk_ref, quote, hold)

@@ -82,7 +82,7 @@ async def test_a_not_found_transfer_is_released_only_after_expiry_and_grace(
     transfer = OutboundTransferInput(
         transfer_id=str(uuid.uuid4()),
         client_key="bank1",
-        request=TransferRequest.model_validate(body),
+        order=TransferRequest.model_validate(body).order(),
         policy=_policy(),
         received_at=datetime.now(UTC),
     )

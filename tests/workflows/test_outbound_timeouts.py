@@ -47,7 +47,7 @@ async def _run(client: Client, stack: Stack, tmp_path: Path, body: dict, *, manu
     transfer = OutboundTransferInput(
         transfer_id=str(uuid.uuid4()),
         client_key="bank1",
-        request=TransferRequest.model_validate(body),
+        order=TransferRequest.model_validate(body).order(),
         policy=policy,
         received_at=datetime.now(UTC),
     )
