@@ -5,6 +5,7 @@ Built once per process by `Settings()` and passed in; nothing else reads the env
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from ipaddress import ip_network
 from pathlib import Path
@@ -13,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, StringConstraints, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from mojaflow.models import PartyIdType
 
 __all__ = ["Settings"]
 
@@ -88,7 +91,7 @@ class Settings(BaseSettings):
     # so a revoked key stops working within that long. `none`: local experiments only (the client_key header
     # decides).
     auth: Literal["api_key", "none"] = "api_key"
-    send_money_auth: Literal["api_key", "none"] = "api_key"  # for the Send Money routes (not built yet)
+    send_money_auth: Literal["api_key", "none"] = "api_key"  # for the Send Money routes (api/send_money.py)
     api_key_cache_s: float = Field(default=5.0, ge=0, le=60)
 
     # OAuth2 bearer tokens on the client API (api/jwt_auth.py), off unless the JWKS URL is set: JWTs signed by a
@@ -146,7 +149,11 @@ class Settings(BaseSettings):
     reconcile_require_fulfilment: bool = True
     reconcile_checks_per_run: int = Field(default=500, ge=1)  # then continue-as-new: history stays small
 
-    # Inbound
+    # The pm4ml Send Money API (api/send_money.py): the id type of its `payer.payerId`
+    send_money_payer_id_type: PartyIdType = PartyIdType.MSISDN
+
+    # Inbound. Currencies the bank serves at all: a quote or transfer in another is refused (5106) before any lookup
+    currencies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["USD"], min_length=1)
     quote_expiry_s: float = 300.0
     # The SDK waits for our answer to its `POST /transfers` before it answers the switch: answer well within that.
     inbound_reservation_wait_s: float = Field(default=20.0, gt=0, le=60)
@@ -199,6 +206,19 @@ class Settings(BaseSettings):
     @classmethod
     def _split_hosts(cls, value: object) -> object:  # host names compare case-insensitively
         return [item.strip().lower() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("currencies", mode="before")
+    @classmethod
+    def _split_currencies(cls, value: object) -> object:
+        return [item.strip().upper() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("currencies")
+    @classmethod
+    def _iso_codes(cls, value: list[str]) -> list[str]:
+        refused = [code for code in value if not re.fullmatch(r"[A-Z]{3}", code)]
+        if refused:
+            raise ValueError(f"ISO 4217 codes such as USD, comma-separated; not {refused}")
+        return value
 
     @field_validator("codec_cors_origins", "temporal_sqlite_pragmas", mode="before")
     @classmethod

@@ -8,9 +8,9 @@
 |     |      | a transfer that does not match its quote (or whose quote expired)                         |
 | 400 | 3101 | malformed JSON (or nested too deep to parse) |
 | 404 | 3204 | party not found at the CBS |
-| 404 | 3208 | no inbound transfer with that id (`GET`/`PUT /transfers/{id}`) |
+| 404 | 3208 | no inbound transfer with that id (`GET /transfers/{id}`) |
 | 400 | 5100 | the CBS refused for another reason |
-| 400 | 5106 | the account does not hold the currency |
+| 400 | 5106 | the account does not hold the currency, or the bank serves it at all (MOJAFLOW_CURRENCIES) |
 | 400 | 5200 | over the account's credit or balance limit |
 | 400 | 5400 | the account is blocked or closed |
 | 400 | 5105 | a transfer reserved once, then aborted or failed, posted again |

@@ -21,7 +21,8 @@ _CBS_REFUSALS = ["3100", "5100", "5106", "5200", "5400"]
 _PARTY_ERRORS = error_responses({400: _CBS_REFUSALS, 404: ["3204"], 503: ["2003"]})
 _QUOTE_ERRORS = error_responses({400: ["3101", *_CBS_REFUSALS], 404: ["3204"], 503: ["2003"]})
 _TRANSFER_ERRORS = error_responses({400: ["3101", *_CBS_REFUSALS, "5105"], 404: ["3204"], 503: ["2003"]})
-_NOTIFICATION_ERRORS = error_responses({400: ["3100", "3101"], 404: ["3208"], 503: ["2003"]})
+# 5106 (in _CBS_REFUSALS): also a currency outside MOJAFLOW_CURRENCIES, refused before any lookup
+_NOTIFICATION_ERRORS = error_responses({400: ["3100", "3101"], 503: ["2003"]})
 _READ_ERRORS = error_responses({400: ["3100"], 404: ["3208"]})
 
 _ID_TYPE = re.compile(r"^[A-Z_]{1,32}$")
@@ -86,7 +87,8 @@ async def post_transfer(body: TransferBody, inbound: InboundDep) -> dict[str, An
 @router.put("/transfers/{transferId}", responses=_NOTIFICATION_ERRORS)
 async def put_transfer(transferId: str, body: NotificationBody, inbound: InboundDep) -> JSONResponse:  # noqa: N803
     """The SDK's final notification: commit on COMMITTED, release on ABORTED, reconcile otherwise.
-    Answered at once; a repeated notification changes nothing."""
+    Answered at once; a repeated notification changes nothing; one for a transfer we never had is 200 `{}` too
+    (logged as a warning: nothing to commit or release)."""
     _check_transfer_id(transferId)
     await inbound.notify(transferId, body)
     return JSONResponse({}, status_code=200)

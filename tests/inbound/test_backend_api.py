@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +22,7 @@ from mojaflow.inbound_models import QuoteRequestBody
 from mojaflow.keys import load_party_hash_ring
 from mojaflow.settings import Settings
 from tests.conftest import Stack
-from tests.inbound.flow import new_payee, quote_request, transfer_request
+from tests.inbound.flow import Payee, new_payee, quote_request, transfer_request
 
 
 async def test_party_lookup_answers_the_account_holder(stack: Stack, http: httpx.AsyncClient) -> None:
@@ -221,8 +225,13 @@ async def test_bad_notification_is_3100(stack: Stack, http: httpx.AsyncClient) -
         assert response.json()["message"].startswith(f"{field}:")
 
 
-async def test_notification_for_a_transfer_we_never_had_is_3208(stack: Stack, http: httpx.AsyncClient) -> None:
-    transfer_id = "3453f26a-86ad-4313-a301-20981fc15169"
+async def test_a_final_notification_for_a_transfer_we_never_had_is_200_and_a_warning(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """The SDK ignores the answer; pm4ml's acceptance runs expect 200. Nothing was reserved, so nothing moves; the
+    log says it happened. A read of it stays 404 3208."""
+    transfer_id = str(uuid.uuid4())
+    api_log = Path(stack.data_dir) / "api.log"
 
     put = await http.put(
         f"{stack.backend_url}/transfers/{transfer_id}",
@@ -230,8 +239,40 @@ async def test_notification_for_a_transfer_we_never_had_is_3208(stack: Stack, ht
     )
     get = await http.get(f"{stack.backend_url}/transfers/{transfer_id}")
 
-    assert (put.status_code, put.json()["statusCode"]) == (404, "3208")
+    assert (put.status_code, put.json()) == (200, {})
     assert (get.status_code, get.json()["statusCode"]) == (404, "3208")
+    warning = f"WARNING mojaflow.api: final notification for inbound transfer {transfer_id}, which we never had"
+    await _until(lambda: warning in api_log.read_text())
+    assert (await stack.client.count_workflows(f"WorkflowId = 'inbound-{transfer_id}'")).count == 0
+
+
+async def test_a_currency_the_bank_does_not_serve_is_5106_before_any_party_lookup(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """MOJAFLOW_CURRENCIES is USD,EUR in the tests: KES is refused for a payee the CBS does not even know (a
+    lookup would have answered 3204), on the quote and on the transfer, and nothing starts."""
+    payee = await new_payee(http, stack.cbs_url)
+    unknown = Payee(msisdn="25600000000", account_id="none", currency="USD")
+    quote = (await http.post(f"{stack.backend_url}/quoterequests", json=quote_request(payee))).json()
+
+    quoted = await http.post(f"{stack.backend_url}/quoterequests", json=quote_request(unknown, currency="KES"))
+    served = await http.post(f"{stack.backend_url}/quoterequests", json=quote_request(unknown, currency="EUR"))
+    transferred = await http.post(
+        f"{stack.backend_url}/transfers", json=transfer_request(unknown, quote, currency="KES")
+    )
+
+    for response in (quoted, transferred):
+        assert (response.status_code, response.json()["statusCode"]) == (400, "5106"), response.text
+        assert response.json()["message"].startswith("currency:")
+    assert (served.status_code, served.json()["statusCode"]) == (404, "3204")  # served: the lookup did run
+    assert (await stack.client.count_workflows(f"WorkflowId = 'inbound-{quote['transactionId']}'")).count == 0
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        await asyncio.sleep(0.05)
 
 
 async def test_unknown_route_is_an_fspiop_error_not_a_problem_document(stack: Stack, http: httpx.AsyncClient) -> None:

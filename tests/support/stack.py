@@ -134,6 +134,7 @@ def running_stack(temporal: WorkflowEnvironment, payload_key: bytes, data_dir: P
             "MOJAFLOW_CBS_URL": cbs_url,
             "MOJAFLOW_CLIENT_API_PORT": str(client_port),
             "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
+            "MOJAFLOW_CURRENCIES": "USD,EUR",  # EUR: served, yet held by no account (the CBS refuses it)
             **SHORTENED_SETTINGS,
         }
         stack = Stack(
