@@ -25,6 +25,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.core_banking import CoreBankingActivities, CoreBankingClient
 from activities.payment_manager import PaymentManagerActivities
+from activities.sdk_accounts import AccountActivities
 from activities.store import StoreActivities
 from activities.webhooks import WebhookActivities
 from mojaflow.database import Database
@@ -35,6 +36,7 @@ from mojaflow.settings import Settings
 from mojaflow.temporal import TemporalConnectError, connect, describe_connection
 from mojaflow.url_guard import guarded_client
 from mojaflow.webhook_outbox import Outbox
+from workflows.account_registration import AccountRegistrationWorkflow
 from workflows.inbound_transfer import InboundTransferWorkflow
 from workflows.outbound_transfer import OutboundTransferWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
@@ -49,7 +51,7 @@ __all__ = [
     "workflow_runner",
 ]
 
-TRANSFER_WORKFLOWS = [OutboundTransferWorkflow, InboundTransferWorkflow]
+TRANSFER_WORKFLOWS = [OutboundTransferWorkflow, InboundTransferWorkflow, AccountRegistrationWorkflow]
 WEBHOOK_WORKFLOWS = [WebhookDeliveryWorkflow]
 WORKFLOWS = [*TRANSFER_WORKFLOWS, *WEBHOOK_WORKFLOWS]  # every workflow type we run (the replay tests take them all)
 
@@ -74,6 +76,7 @@ async def worker_resources(settings: Settings, client: Client | None = None) -> 
         try:
             yield [
                 PaymentManagerActivities(sdk),
+                AccountActivities(sdk),
                 CoreBankingActivities(CoreBankingClient(cbs)),
                 StoreActivities(outbox),
                 WebhookActivities(

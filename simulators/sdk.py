@@ -5,7 +5,8 @@ Run: `python -m simulators.sdk --host 127.0.0.1 --port 4001 --data-dir DIR [--pa
 AUTO_ACCEPT_PARTY / AUTO_ACCEPT_QUOTES, overridable per payer by the FaultSpec's `autoAccept`).
 
 Magic values (as the reference Testing Toolkit rules): payee `25600000404` → 3204, payee `25600000408` → 504 after
-`--party-timeout-s`, amount `500` → quote rejected 5101, amount `600` → transfer rejected 5105.
+`--party-timeout-s`, amount `500` → quote rejected 5101, amount `600` → transfer rejected 5105. `POST /accounts`
+(identifier registration) has its own: see `simulators.sdk_accounts`.
 Test-only admin API under `/_sim`: `PUT|DELETE /_sim/faults/{homeTransactionId}` (a FaultSpec, see
 `simulators.sdk_models.FaultSpec`: delays, moneyStepAnswer, switchOutcome, prepareLost, prepareArrivesAfterS,
 getAnswer, notFoundAnswers, fulfilment, autoAccept, quote shapes), `PUT /_sim/switch/{transferId}` (the switch's
@@ -35,6 +36,7 @@ from simulators._common import (
     read_model,
     run_server,
 )
+from simulators.sdk_accounts import AccountsBody, register_accounts
 from simulators.sdk_models import FaultSpec, SwitchStateUpdate, TransferContinuation, TransferRequest
 from simulators.sdk_store import SdkStore
 from simulators.sdk_transfers import Answer, TransferEngine
@@ -112,6 +114,13 @@ def create_app(
     async def get_transfer(transferId: str) -> Response:  # noqa: N803
         """Ask the switch: COMPLETED + fulfil.body.transferState, 3208 if the switch does not know it."""
         return _answer(await engine.get(transferId))
+
+    @app.post("/accounts")
+    async def post_accounts(request: Request) -> Response:
+        """Identifier registration at the ALS (`simulators.sdk_accounts`)."""
+        raw = await read_json(request)
+        body = await read_model(request, AccountsBody)
+        return _answer(await register_accounts(body, raw, party_timeout_s))
 
     @app.put("/_sim/faults/{homeTransactionId}")
     async def put_faults(homeTransactionId: str, request: Request) -> dict[str, Any]:  # noqa: N803
