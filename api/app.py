@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from activities.core_banking import CoreBankingClient
+from api.accounts import AccountRegistrar
 from api.auth import ApiKeyVerifier, Authenticator, CredentialVerifier
 from api.backend import InboundService, install_backend_error_handlers
 from api.backend import router as backend_router
@@ -33,6 +34,7 @@ from api.jwt_auth import Jwks, JwtValidator, JwtVerifier
 from api.limits import RateLimiter, RequestLimits, client_limit_responses, document_limits, problem_render
 from api.openapi import publish_openapi
 from api.problems import ProblemDetails, install_problem_handlers
+from api.send_money import router as send_money_router
 from api.transfer_service import TransferService
 from api.transfers import router as transfers_router
 from api.webhook_service import WebhookService
@@ -128,6 +130,7 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
                 stack.push_async_callback(jwks.aclose)
             app.state.settings = settings
             app.state.transfers = TransferService(opened.client, opened.database, settings)
+            app.state.accounts = AccountRegistrar(opened.client, settings)
             app.state.webhooks = WebhookService(opened.client, opened.database, settings)
             app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)
             app.state.authenticator, app.state.send_money_authenticator = _authenticators(settings, api_keys, jwks)
@@ -154,18 +157,13 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
     # UI sends credentials (TEMPORAL_CODEC_INCLUDE_CREDENTIALS): allowed for the exact origins listed only.
     app.add_middleware(PrefixCORS, prefix="/codec", **_codec_cors(settings))
     app.include_router(transfers_router)
+    app.include_router(send_money_router)
     app.include_router(webhooks_router)
     document_event(app)
     codec = EncryptionCodec(load_payload_ring(settings))
     app.include_router(codec_router(codec, settings.codec_cors_origins, guard=codec_guard))
-    app.add_api_route(
-        "/health",
-        health,
-        methods=["GET"],
-        tags=["health"],
-        summary="Temporal and a worker are up",
-        responses=_HEALTH_RESPONSES,
-    )
+    for path, summary in (("/health", "Temporal and a worker are up"), ("/", "Health check (Send Money API spec)")):
+        app.add_api_route(path, health, methods=["GET"], tags=["health"], summary=summary, responses=_HEALTH_RESPONSES)
     document_limits(app, client_limit_responses())
     return app
 

@@ -1,4 +1,5 @@
-"""The Money Movement headers (DESIGN "Money Movement headers"): required on our client API's POST and PUT.
+"""The Money Movement headers (DESIGN "Money Movement headers"): required on our client API's POST and PUT,
+optional on the Send Money API's (validated as a whole when any is sent).
 
 Their names contain underscores, so each `Header` has an explicit alias and `convert_underscores=False`.
 Missing or malformed → 400 naming the header and its rule (validated here, not by FastAPI, which says 422).
@@ -15,7 +16,13 @@ from fastapi import Depends, Header
 
 from api.problems import Problem
 
-__all__ = ["MoneyMovementHeaders", "MoneyMovementHeadersDep", "PAYMENT_CHANNELS", "PRODUCTS"]
+__all__ = [
+    "MoneyMovementHeaders",
+    "MoneyMovementHeadersDep",
+    "OptionalMoneyMovementHeadersDep",
+    "PAYMENT_CHANNELS",
+    "PRODUCTS",
+]
 
 PRODUCTS = ("retail_payments", "business_payments")
 PAYMENT_CHANNELS = (
@@ -87,3 +94,28 @@ def _money_movement_headers(
 
 
 MoneyMovementHeadersDep = Annotated[MoneyMovementHeaders, Depends(_money_movement_headers)]
+
+
+def _optional_money_movement_headers(
+    client_key: Annotated[str | None, Header(alias="client_key", convert_underscores=False)] = None,
+    product: Annotated[str | None, Header(alias="product")] = None,
+    payment_channel: Annotated[str | None, Header(alias="payment_channel", convert_underscores=False)] = None,
+    idempotent_request_key: Annotated[
+        str | None, Header(alias="idempotent_request_key", convert_underscores=False)
+    ] = None,
+    timestamp: Annotated[str | None, Header(alias="timestamp")] = None,
+) -> MoneyMovementHeaders | None:
+    """None when none is sent; else all five, each valid (400 otherwise), as on `/transfers`."""
+    values = {
+        "client_key": client_key,
+        "product": product,
+        "payment_channel": payment_channel,
+        "idempotent_request_key": idempotent_request_key,
+        "timestamp": timestamp,
+    }
+    if all(value is None for value in values.values()):
+        return None
+    return validate_headers(values)
+
+
+OptionalMoneyMovementHeadersDep = Annotated[MoneyMovementHeaders | None, Depends(_optional_money_movement_headers)]

@@ -16,8 +16,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-__all__ = ["publish_openapi"]
+__all__ = ["OPTIONAL_HEADERS", "publish_openapi"]
 
+OPTIONAL_HEADERS = "x-money-movement-headers"  # an operation's `openapi_extra` key: `optional` (see _document_headers)
 _DEFAULT_422 = "#/components/schemas/HTTPValidationError"
 
 
@@ -64,10 +65,12 @@ def _drop_default_422(document: dict[str, Any]) -> None:
 
 
 def _document_headers(document: dict[str, Any], headers: Mapping[str, dict[str, Any]]) -> None:
+    """An operation marked `x-money-movement-headers: optional` (the Send Money API's) takes them as optional."""
     for operation in _operations(document):
+        optional = operation.pop(OPTIONAL_HEADERS, None) == "optional"
         for parameter in operation.get("parameters", []):
             if parameter.get("in") == "header" and parameter.get("name") in headers:
-                parameter.update(headers[parameter["name"]])
+                parameter.update({**headers[parameter["name"]], **({"required": False} if optional else {})})
 
 
 def _add_models(document: dict[str, Any], models: Sequence[type[BaseModel]]) -> None:

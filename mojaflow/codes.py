@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from mojaflow.models import TransferError
 
-__all__ = ["ErrorCode", "from_fspiop", "transfer_error"]
+__all__ = ["ErrorCode", "fspiop_code", "from_fspiop", "transfer_error"]
 
 
 class ErrorCode(StrEnum):
@@ -94,3 +94,35 @@ def from_fspiop(fspiop_code: str | None, http_status: int) -> ErrorCode:
 def transfer_error(code: ErrorCode, fspiop_error_code: str | None = None, detail: str | None = None) -> TransferError:
     message = _MESSAGES[code] + (f" ({detail})" if detail else "")
     return TransferError(code=code.value, message=message, fspiop_error_code=fspiop_error_code)
+
+
+# The FSPIOP code of an outcome that carries none (API Definition v1.1): what the Send Money API answers in
+# `statusCode`. 2xxx server, 3xxx client (3100 validation, 3302 quote expired), 4xxx payer (4000 generic, 4101
+# payer rejected, 4200 payer limit, 4400 payer blocked).
+_FSPIOP: dict[ErrorCode, str] = {
+    ErrorCode.PAYER_NOT_FOUND: "4000",
+    ErrorCode.PAYER_ACCOUNT_UNAVAILABLE: "4400",
+    ErrorCode.INSUFFICIENT_FUNDS: "4000",
+    ErrorCode.HOLD_REFUSED: "4000",
+    ErrorCode.PARTY_REJECTED: "4101",
+    ErrorCode.QUOTE_DECLINED: "4101",
+    ErrorCode.FEE_LIMIT_EXCEEDED: "4200",
+    ErrorCode.ACCEPTANCE_TIMEOUT: "3302",
+    ErrorCode.QUOTE_EXPIRED: "3302",
+    ErrorCode.QUOTE_INVALID: "3100",
+    ErrorCode.TIMEOUT: "2004",
+    ErrorCode.SDK_UNAVAILABLE: "2003",
+    ErrorCode.CBS_UNAVAILABLE: "2003",
+}
+
+
+def fspiop_code(error: TransferError | None) -> str:
+    """The FSPIOP code of a transfer's outcome: the one it carries (3204, 5101, ...), else ours; 2001 otherwise."""
+    if error is None:
+        return "2001"
+    if error.fspiop_error_code:
+        return error.fspiop_error_code
+    try:
+        return _FSPIOP.get(ErrorCode(error.code), "2001")
+    except ValueError:
+        return "2001"

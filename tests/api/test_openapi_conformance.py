@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from mojaflow.webhook_models import EVENT_TYPE, WebhookEvent
+from tests.api.test_send_money import merchant_body, send_money_body
 from tests.conftest import Stack
 from tests.inbound.flow import new_payee, notification, quote_request, transfer_request
 from tests.support.auth import client_api_auth
@@ -45,6 +46,8 @@ SUBSCRIPTION = "/webhooks/subscriptions/{subscription_id}"
 UNKNOWN = "3f1c0f6e-0000-4000-8000-000000000000"
 TOO_DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON syntax, deeper than the parser goes
 MANUAL = {"autoAcceptParty": False, "autoAcceptQuote": False}
+SEND_MONEY_PATHS = {"/send-money", "/send-money/{transferId}", "/merchant-payment", "/merchant-payment/{transferId}",
+                    "/accounts", "/accounts/{Type}/{ID}"}  # fmt: skip
 
 
 @dataclass
@@ -217,8 +220,12 @@ async def test_the_documents_promise_no_default_422_and_the_real_error_shapes(
             for method, operation in operations.items():
                 for status, answer in operation["responses"].items():
                     if status.startswith(("4", "5")) and path not in ("/", "/health"):
-                        assert list(answer["content"]) == [media_type], (method, path, status)
-                        assert error_model in str(answer["content"][media_type]["schema"]), (method, path, status)
+                        expected = (media_type, error_model)
+                        if api is client_api and path in SEND_MONEY_PATHS and status not in ("413", "431"):
+                            expected = ("application/json", "AccountsFailed" if status in (
+                                "500", "504") and path == "/accounts" else "SendMoneyError")  # fmt: skip
+                        assert list(answer["content"]) == [expected[0]], (method, path, status)
+                        assert expected[1] in str(answer["content"][expected[0]]["schema"]), (method, path, status)
     assert {"200", "201", "202", "400", "422", "500", "503"} <= set(
         client_api.document["paths"]["/transfers"]["post"]["responses"]
     )
@@ -271,6 +278,39 @@ async def test_webhook_subscriptions_and_deliveries_are_as_documented(
     _problem(gone, 404, "subscription_not_found")
     example = client_api.document["webhooks"][EVENT_TYPE]["post"]["requestBody"]["content"]["application/json"]
     assert WebhookEvent.model_validate(example["examples"]["completed"]["value"]).event_type == EVENT_TYPE
+
+
+async def test_send_money_answers_are_as_documented(
+    stack: Stack, client_api: Published, http: httpx.AsyncClient
+) -> None:
+    payer, _ = await new_payer(http, stack.cbs_url)
+    body = send_money_body(payer)
+    decide = "/send-money/{transferId}"
+
+    quoted = await client_api.answer(http, "POST", "/send-money", json=body)
+    path = {"transferId": quoted.json()["transactionId"]}
+    pending = await client_api.answer(
+        http, "POST", "/merchant-payment", json=merchant_body(payer), headers={"Prefer": "respond-async"}
+    )
+    invalid = await client_api.answer(http, "POST", "/send-money", json={**body, "sendAmount": "x"})
+    unknown = await client_api.answer(http, "PUT", decide, {"transferId": UNKNOWN}, json={"acceptQuote": True,
+                                      "homeTransactionId": "h"})  # fmt: skip
+    confirmed = await client_api.answer(
+        http, "PUT", decide, path, json={"acceptQuote": True, "homeTransactionId": body["homeTransactionId"]}
+    )
+    not_found = await client_api.answer(http, "POST", "/send-money", json=send_money_body(payer, payeeId="25600000404"))
+    accounts = await client_api.answer(http, "POST", "/accounts", json=[{"idType": "MSISDN", "idValue": "25612"}])
+    als_error = await client_api.answer(
+        http, "POST", "/accounts", json=[{"idType": "MSISDN", "idValue": "25600000500"}]
+    )
+    no_delete = await client_api.answer(http, "DELETE", "/accounts/{Type}/{ID}", {"Type": "MSISDN", "ID": "25612"})
+    read = await client_api.answer(http, "GET", TRANSFER, {"transfer_id": path["transferId"]})
+    root = await client_api.answer(http, "GET", "/")
+
+    assert [r.status_code for r in (quoted, pending, invalid, unknown, confirmed, not_found)] == [
+        200, 504, 400, 404, 200, 500]  # fmt: skip
+    assert [r.status_code for r in (accounts, als_error, no_delete, read, root)] == [200, 500, 501, 200, 200]
+    assert read.json()["fulfil"]["body"]["transferState"] == "COMMITTED"
 
 
 async def test_health_is_as_documented(client_api: Published, backend_api: Published, http: httpx.AsyncClient) -> None:
@@ -346,7 +386,9 @@ GENERATED = settings(
     ("method", "template", "mode"),
     [
         *[(method, template, mode) for method, template in (("POST", "/transfers"), ("PUT", TRANSFER),
-                                                            ("GET", "/transfers"), ("GET", "/webhooks/deliveries"))
+                                                            ("GET", "/transfers"), ("GET", "/webhooks/deliveries"),
+                                                            ("POST", "/send-money"), ("POST", "/merchant-payment"),
+                                                            ("PUT", "/send-money/{transferId}"), ("POST", "/accounts"))
                                                            for mode in GenerationMode],
         ("GET", TRANSFER, GenerationMode.POSITIVE),  # any string is a valid id: nothing negative to send
     ],
@@ -385,6 +427,8 @@ def _own_payer_and_no_wait(case: Case, payer: str) -> None:
     case.headers = {**headers, "Prefer": "respond-async"}
     if isinstance(case.body, dict) and isinstance(case.body.get("from"), dict):
         case.body["from"].update(idType="MSISDN", idValue=payer)
+    if isinstance(case.body, dict) and isinstance(case.body.get("payer"), dict):  # Send Money
+        case.body["payer"]["payerId"] = payer
 
 
 def _with_test_key(request: requests.PreparedRequest) -> requests.PreparedRequest:
