@@ -302,6 +302,20 @@ async def inbound_quote_mismatch(d: Driver) -> str:
     return await d.inbound_closed(quote["transactionId"], "ABORTED")
 
 
+async def accounts_registered(d: Driver) -> str:
+    """The Send Money API's `POST /accounts`: one id registered, one refused by the ALS (an entry with its error)."""
+    accounts = [{"idType": "MSISDN", "idValue": "25612345678", "currency": "USD"},
+                {"idType": "MSISDN", "idValue": "25600000409", "currency": "USD"}]  # fmt: skip
+    response = await d.http.post(f"{d.stack.api_url}/accounts", json=accounts)
+    assert response.status_code == 200, response.text
+    query = f"WorkflowType = 'AccountRegistrationWorkflow' AND TaskQueue = '{d.stack.env['MOJAFLOW_TASK_QUEUE']}'"
+    runs = [execution.id async for execution in d.stack.client.list_workflows(query)]
+    assert len(runs) == 1, runs
+    handle = d.stack.client.get_workflow_handle(runs[0])
+    await _until(lambda: _closed(handle), f"{runs[0]} never closed")
+    return runs[0]
+
+
 # The file name of each path (`<name>.json`; a path that continues as new also writes `<name>_run<N>.json` for
 # its later runs), and how to drive it.
 PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
@@ -344,4 +358,5 @@ PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
     "inbound_settlement_failed": inbound_settlement_failed,
     "inbound_credit_refused": inbound_credit_refused,
     "inbound_quote_mismatch": inbound_quote_mismatch,
+    "accounts_registered": accounts_registered,
 }
