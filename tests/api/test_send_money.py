@@ -134,11 +134,12 @@ async def test_p2b_receives_the_amount_and_the_payer_pays_the_fee(
     assert quoted.status_code == 200, quoted.text
     quote = valid("merchantPaymentResponse", quoted.json())
     assert (quote["sendAmount"], quote["receiveAmount"], quote["targetFees"]) == ("21.5", "20", "1.5")
-    confirmed = await http.put(
-        f"{stack.api_url}/merchant-payment/{quote['transactionId']}",
+    sdk_transfer_id = (await http.get(f"{stack.api_url}/transfers/{quote['transactionId']}")).json()["sdkTransferId"]
+    confirmed = await http.put(  # by the SDK's transferId: the same transfer
+        f"{stack.api_url}/merchant-payment/{sdk_transfer_id}",
         json={"acceptQuote": True, "homeTransactionId": body["homeTransactionId"]},
     )
-    assert confirmed.status_code == 200, confirmed.text
+    assert (confirmed.status_code, confirmed.json()) == (200, {"transferId": quote["transactionId"]}), confirmed.text
     balances = await account(http, stack.cbs_url, payer[1])
     assert (balances["balance"], balances["held"]) == ("978.50", "0.00")
     transfer = (await http.get(f"{stack.api_url}/transfers/{quote['transactionId']}")).json()
@@ -306,14 +307,15 @@ async def test_other_bad_requests_are_400(stack: Stack, http: httpx.AsyncClient)
     no_home = {key: value for key, value in body.items() if key != "homeTransactionId"}
     fx = merchant_body("25644444444", receiveCurrency="EUR")
 
-    malformed = await http.post(
-        f"{stack.api_url}/send-money", content=b'{"payeeId": ', headers={"content-type": "application/json"}
-    )
+    as_json = {"content-type": "application/json"}
+    malformed = await http.post(f"{stack.api_url}/send-money", content=b'{"payeeId": ', headers=as_json)
+    too_deep = await http.post(f"{stack.api_url}/send-money", content="[" * 100_000 + "]" * 100_000, headers=as_json)
     without_key = await http.post(f"{stack.api_url}/send-money", json=no_home)
     conversion = await http.post(f"{stack.api_url}/merchant-payment", json=fx)
     no_decision = await http.put(f"{stack.api_url}/send-money/{uuid.uuid4()}", json={"homeTransactionId": "h"})
 
     failed(malformed, 400, "3101", "malformed_json")
+    failed(too_deep, 400, "3101", "malformed_json")
     failed(without_key, 400, "3100", "homeTransactionId: required without the Money Movement headers")
     failed(conversion, 400, "3100", "fx_not_supported")
     failed(no_decision, 400, "3100", "acceptQuote:")
