@@ -1,5 +1,6 @@
 """The paths the corpus records: each drives the real stack over HTTP, as the CBS and the SDK would (the
-simulators' fault switches pick the path), waits until the transfer's workflow is closed, and returns its id.
+simulators' fault switches pick the path), waits until the transfer's workflow is closed, and returns its id. The
+webhook delivery workflow's paths are in tests/histories/webhook_paths.py.
 
 Every driver waits for a condition, never for a fixed time; the waits are bounded.
 """
@@ -16,6 +17,7 @@ import httpx
 from temporalio.client import WorkflowExecutionStatus
 
 from mojaflow.temporal import inbound_workflow_id, outbound_workflow_id
+from tests.histories.webhook_paths import WEBHOOK_PATHS
 from tests.inbound.flow import new_payee, notification, quote_request, switch_records, transfer_request
 from tests.support.stack import Stack
 from tests.support.transfers import (
@@ -40,6 +42,7 @@ QUOTE_REJECTED, TRANSFER_REJECTED = "500", "600"  # the SDK simulator's magic am
 class Driver:
     stack: Stack
     http: httpx.AsyncClient
+    receiver_url: str | None = None  # the webhook receiver simulator's, for the webhook paths
 
     # -- outbound ----------------------------------------------------------------------------------
 
@@ -359,4 +362,5 @@ PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
     "inbound_credit_refused": inbound_credit_refused,
     "inbound_quote_mismatch": inbound_quote_mismatch,
     "accounts_registered": accounts_registered,
+    **WEBHOOK_PATHS,  # tests/histories/webhook_paths.py
 }

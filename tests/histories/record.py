@@ -2,10 +2,11 @@
 for some paths only (`--list` names them).
 
 Starts the real stack as the tests do (a Temporal dev server, the simulators, our API and worker, in a temporary
-directory; the corpus's own payload key), drives each path of tests/histories/paths.py in turn and, once all
-have ended as they should, writes the history of each run to tests/histories/<path>.json (later runs of a
-workflow that continued as new to <path>_run<N>.json), never touching tests/histories/deployed/. Then it replays
-what it wrote, as tests/workflows/test_history_corpus.py will.
+directory; the corpus's own payload key) and a webhook receiver it may post to (MOJAFLOW_WEBHOOK_ALLOWED_HOSTS),
+drives each path of tests/histories/paths.py in turn and, once all have ended as they should, writes the history of
+each run to tests/histories/<path>.json (later runs of a workflow that continued as new to <path>_run<N>.json),
+never touching tests/histories/deployed/. Then it replays what it wrote, as tests/workflows/test_history_corpus.py
+will.
 
 Re-record only while nothing is deployed; after a deploy, see README, "Re-recording the history corpus".
 """
@@ -27,8 +28,12 @@ from tests.histories.paths import PATHS, Driver
 from tests.support.auth import client_api_auth
 from tests.support.stack import running_stack
 from tests.support.temporal_env import local_temporal
+from tests.support.webhook_peers import webhook_receiver
 
 __all__ = ["main", "record"]
+
+# The webhook paths subscribe the receiver simulator, on 127.0.0.1: the SSRF guard lets it through.
+WEBHOOK_SETTINGS = {"MOJAFLOW_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}
 
 
 async def record(names: list[str]) -> dict[str, list[WorkflowHistory]]:
@@ -37,16 +42,17 @@ async def record(names: list[str]) -> dict[str, list[WorkflowHistory]]:
     key = corpus_key()
     recorded: dict[str, list[WorkflowHistory]] = {}
     with tempfile.TemporaryDirectory(prefix="mojaflow-histories-") as data_dir:
+        receiver = webhook_receiver(Path(data_dir) / "webhook-receiver")
         async with local_temporal(key) as temporal:
-            with running_stack(temporal, key, Path(data_dir)) as stack:
+            with receiver.process.start(), running_stack(temporal, key, Path(data_dir), WEBHOOK_SETTINGS) as stack:
                 async with httpx.AsyncClient(timeout=70, auth=client_api_auth) as http:  # as the `http` fixture
-                    driver = Driver(stack, http)
+                    driver = Driver(stack, http, receiver.url)
                     for name in names:
                         started = time.monotonic()
                         try:
                             workflow_id = await PATHS[name](driver)
                         except BaseException:
-                            for process in (stack.worker, stack.api):
+                            for process in (stack.worker, stack.api, receiver.process):
                                 print(f"--- {process.name} log:\n{process.log_tail()}", file=sys.stderr)
                             raise
                         recorded[name] = await _runs(stack.client, workflow_id)

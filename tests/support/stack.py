@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -116,8 +116,11 @@ def _simulator(name: str, module: str, data_dir: Path, *extra: str) -> ServerPro
 
 
 @contextmanager
-def running_stack(temporal: WorkflowEnvironment, payload_key: bytes, data_dir: Path) -> Iterator[Stack]:
-    """Start the simulators, the API and the worker; stop exactly those processes on exit."""
+def running_stack(
+    temporal: WorkflowEnvironment, payload_key: bytes, data_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Stack]:
+    """Start the simulators, the API and the worker (`env`: settings of theirs on top of these); stop exactly those
+    processes on exit."""
     sdk = _simulator("sdk-simulator", "simulators.sdk", data_dir, "--party-timeout-s", "1", "--expiry-s", "2").start()
     cbs = _simulator("cbs-simulator", "simulators.cbs", data_dir).start()
     api: ServerProcess | None = None
@@ -125,7 +128,7 @@ def running_stack(temporal: WorkflowEnvironment, payload_key: bytes, data_dir: P
     try:
         sdk_url, cbs_url = sdk.health_url.removesuffix("/health"), cbs.health_url.removesuffix("/health")
         client_port, backend_port = free_port(), free_port()
-        env = {
+        settings = {
             "MOJAFLOW_DATA_DIR": str(data_dir),
             "MOJAFLOW_TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host,
             "MOJAFLOW_TASK_QUEUE": f"tests-{uuid.uuid4()}",
@@ -136,10 +139,11 @@ def running_stack(temporal: WorkflowEnvironment, payload_key: bytes, data_dir: P
             "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
             "MOJAFLOW_CURRENCIES": "USD,EUR",  # EUR: served, yet held by no account (the CBS refuses it)
             **SHORTENED_SETTINGS,
+            **(env or {}),
         }
         stack = Stack(
             client=temporal.client,
-            env=env,
+            env=settings,
             data_dir=data_dir,
             sdk_url=sdk_url,
             cbs_url=cbs_url,
