@@ -24,7 +24,16 @@ from temporalio.worker import Replayer
 from mojaflow.codec import data_converter
 from worker import WORKFLOWS, workflow_runner
 
-__all__ = ["CORPUS_DIR", "corpus_key", "corpus_name", "history_files", "load_history", "replay", "replayer"]
+__all__ = [
+    "CORPUS_DIR",
+    "corpus_key",
+    "corpus_name",
+    "history_files",
+    "load_history",
+    "replay",
+    "replayer",
+    "result",
+]
 
 CORPUS_DIR = Path(__file__).resolve().parent
 KEY_FILE = CORPUS_DIR / "payload.key"
@@ -50,6 +59,17 @@ def load_history(path: Path) -> WorkflowHistory:
     data: dict[str, Any] = json.loads(path.read_text())
     started = data["events"][0].get("workflowExecutionStartedEventAttributes", {})
     return WorkflowHistory.from_json(started.get("workflowId") or f"corpus-{path.stem}", data)
+
+
+async def result(history: WorkflowHistory) -> dict[str, Any]:
+    """What a completed run returned (a transfer's view, a delivery workflow's outcome), decrypted with the corpus
+    key."""
+    last = history.events[-1]
+    assert last.HasField("workflow_execution_completed_event_attributes"), f"{history.workflow_id} did not complete"
+    codec = data_converter(corpus_key()).payload_codec
+    assert codec is not None
+    [payload] = await codec.decode(last.workflow_execution_completed_event_attributes.result.payloads)
+    return dict(json.loads(payload.data))
 
 
 def replayer(workflows: Sequence[type] = WORKFLOWS) -> Replayer:

@@ -187,7 +187,8 @@ async def subscription_deleted(d: Driver) -> str:
 async def later_event_after_idle(d: Driver) -> str:
     """An inbound transfer (the bank's) reserved: its events are delivered, and the workflow, with no final state
     yet, waits quietly, then indexes its status (a timer fires, search attributes upserted) and waits on; the
-    switch's commit then comes to it as a later `deliver` signal, and it closes once that is delivered."""
+    switch's commit then comes to it as a later `deliver` signal, and it closes once that is delivered. (A run that
+    closes after an hour without news, its transfer's next event starting a new run, would take that hour here.)"""
     async with _subscription(d, BANK) as subscription_id:
         transfer_id = await d.inbound_reserved()
         workflow_id = delivery_workflow_id(transfer_id, subscription_id)

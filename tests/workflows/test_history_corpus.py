@@ -25,13 +25,14 @@ from temporalio.workflow import NondeterminismError
 from workflows.account_registration import AccountRegistrationWorkflow
 from workflows.inbound_transfer import InboundTransferWorkflow
 from workflows.outbound_transfer import OutboundTransferWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 # The sandbox re-imports this module for the reordered workflow below: what it needs outside a workflow is
 # passed through, not re-imported (reading the corpus's files is no workflow's business).
 with workflow.unsafe.imports_passed_through():
     from mojaflow.codec import ENCODING, data_converter
     from mojaflow.models import OutboundTransferInput, TransferView
-    from tests.histories.corpus import corpus_key, corpus_name, history_files, load_history, replay
+    from tests.histories.corpus import corpus_key, corpus_name, history_files, load_history, replay, result
 
 E = EventType
 
@@ -109,14 +110,6 @@ def _types(history: WorkflowHistory) -> list[int]:
     return [event.event_type for event in history.events]
 
 
-async def _result(history: WorkflowHistory) -> dict[str, Any]:
-    """The transfer view a completed run returned, decrypted with the corpus key."""
-    last = history.events[-1]
-    assert last.event_type == E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
-    [payload] = await _codec().decode(last.workflow_execution_completed_event_attributes.result.payloads)
-    return dict(json.loads(payload.data))
-
-
 def test_the_corpus_holds_every_path() -> None:
     chains = _chains()
 
@@ -130,7 +123,7 @@ async def test_each_history_is_the_path_its_name_says() -> None:
         runs = [load_history(path) for path in files]
         for run in runs[:-1]:
             assert _types(run)[-1] == E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, name
-        view = await _result(runs[-1])
+        view = await result(runs[-1])
         if name == "accounts_registered":  # the SDK's answer as it came: one id registered, one refused
             assert view["status"] == 200, view
             assert [entry.get("error", {}).get("statusCode") for entry in view["body"]["response"]] == [None, "3003"]
@@ -241,9 +234,9 @@ def _quote_request_event(history: WorkflowHistory) -> int | None:
 
 async def test_a_reordered_workflow_fails_to_replay_the_corpus() -> None:
     files = history_files()
-    outcomes = await replay(
-        files, workflows=[ReorderedOutboundTransferWorkflow, InboundTransferWorkflow, AccountRegistrationWorkflow]
-    )
+    workflows = [ReorderedOutboundTransferWorkflow, InboundTransferWorkflow, AccountRegistrationWorkflow]
+    workflows.append(WebhookDeliveryWorkflow)
+    outcomes = await replay(files, workflows=workflows)
 
     quote_requested_at = {corpus_name(path): _quote_request_event(load_history(path)) for path in files}
     reach_the_quote = {name for name, event_id in quote_requested_at.items() if event_id is not None}
