@@ -252,16 +252,32 @@ class Outbox:
         self._wake.set()
 
     async def _dispatch_forever(self) -> None:
+        """Rounds of dispatches. Idle, it waits for a delivery, then lingers for the ones that follow it; busy, it
+        takes at once what came during the last round (that waited long enough). A round's dispatched deliveries
+        are marked in the background: the next round does not wait for our database."""
         assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(DISPATCH_LINGER_S)
-            self._wake.clear()
-            waiting, self._waiting = self._waiting, []
-            try:
-                await self._dispatch(waiting)
-            except Exception as error:  # marking them dispatched: the sweeper dispatches them again, harmlessly
-                self._pause(f"{type(error).__name__} marking deliveries dispatched")
+        marking: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                if not self._waiting:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    await asyncio.sleep(DISPATCH_LINGER_S)
+                waiting, self._waiting = self._waiting, []
+                dispatched = await self._signal(waiting)
+                if dispatched:
+                    task = asyncio.create_task(self._mark(dispatched))
+                    marking.add(task)
+                    task.add_done_callback(marking.discard)
+        finally:
+            for task in marking:
+                task.cancel()
+
+    async def _mark(self, dispatched: list[DeliveryItem]) -> None:
+        try:
+            await mark_dispatched(self._db, dispatched)
+        except Exception as error:  # the sweeper dispatches them again, harmlessly
+            self._pause(f"{type(error).__name__} marking deliveries dispatched")
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -310,10 +326,17 @@ class Outbox:
         ]
 
     async def _dispatch(self, pending: Sequence[PendingDelivery]) -> int:
-        """Signal each workflow its deliveries, all at once; mark those dispatched. A failure pauses the saves'
-        dispatches."""
+        """Signal each workflow its deliveries, all at once; mark those dispatched; how many."""
+        dispatched = await self._signal(pending)
+        if dispatched:
+            await mark_dispatched(self._db, dispatched)
+        return len(dispatched)
+
+    async def _signal(self, pending: Sequence[PendingDelivery]) -> list[DeliveryItem]:
+        """Signal-with-start each workflow its deliveries, all at once; those that got there. A failure pauses the
+        saves' dispatches (the sweeper's turn)."""
         if not pending or self._client is None:
-            return 0
+            return []
         grouped = batches((each.transfer_id, each.subscription_id, each.item) for each in pending)
         tasks = [asyncio.create_task(self._dispatch_one(batch)) for batch in grouped]
         done, unfinished = await asyncio.wait(tasks, timeout=START_TIMEOUT_S)
@@ -325,9 +348,7 @@ class Outbox:
             failures = {type(task.exception()).__name__ for task in done if task.exception() is not None}
             self._pause(f"{len(pending) - len(dispatched)} of {len(pending)} dispatches failed "
                         f"({', '.join(sorted(failures))}{', timed out' if unfinished else ''})")  # fmt: skip
-        if dispatched:
-            await mark_dispatched(self._db, dispatched)
-        return len(dispatched)
+        return dispatched
 
     async def _dispatch_one(self, batch: DeliveryBatch) -> None:
         assert self._client is not None
