@@ -15,8 +15,9 @@ $(INSTALLED): requirements.lock pyproject.toml
 
 install: $(INSTALLED)
 
+# RUN_ARGS="--workers 3": more worker processes (README, "Run it")
 run: install
-	$(PY) -m mojaflow.launcher
+	$(PY) -m mojaflow.launcher $(RUN_ARGS)
 
 test: install
 	$(VENV)/bin/ruff check .

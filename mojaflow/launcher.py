@@ -1,20 +1,22 @@
 """`make run`: mojaflow on one machine, in one foreground process.
 
 Starts, in order, the Temporal dev server (SQLite in the data dir, Web UI, our search attributes, our codec
-endpoint for the UI), the simulators of the SDK and the CBS and a webhook receiver (unless turned off), the worker
-and the APIs (allowed to call 127.0.0.1 and localhost webhook URLs unless MOJAFLOW_WEBHOOK_ALLOWED_HOSTS says);
-prefixes every line they log with the component's name; stops everything it started, by PID, on Ctrl-C or
-SIGTERM (SIGKILL after a deadline). A second run on the same data dir resumes unfinished transfers.
+endpoint for the UI), the simulators of the SDK and the CBS and a webhook receiver (unless turned off), the
+worker(s) (`--workers N`, `make run RUN_ARGS="--workers 3"`) and the APIs (allowed to call 127.0.0.1 and localhost
+webhook URLs unless MOJAFLOW_WEBHOOK_ALLOWED_HOSTS says); prefixes every line they log with the component's name;
+restarts a worker or API process that dies, and stops everything when the dev server or a simulator dies
+(mojaflow/supervision.py); stops everything it started, by PID, on Ctrl-C or SIGTERM (SIGKILL after a deadline).
+A second run on the same data dir resumes unfinished transfers.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,21 +24,13 @@ from mojaflow.api_keys import ApiKeyStore, ensure_dev_key
 from mojaflow.database import Database
 from mojaflow.keys import load_party_hash_ring, load_payload_ring, load_secrets_ring
 from mojaflow.settings import Settings
+from mojaflow.supervision import Component, Supervisor
 from mojaflow.temporal import dev_server_flags, tls_enabled
 
 __all__ = ["main"]
 
-STOP_DEADLINE_S = 8.0
 MAKE_RUN_ALLOWED_HOSTS = "127.0.0.1,localhost"
 BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Component:
-    name: str
-    argv: list[str]
-    port: int
-    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
 
 def _port_of(url: str) -> tuple[str, int]:
@@ -44,7 +38,7 @@ def _port_of(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
-def _components(settings: Settings) -> list[Component]:
+def _components(settings: Settings, workers: int = 1) -> list[Component]:
     data = settings.data_dir.resolve()
     components: list[Component] = []
     if settings.temporal_dev_server:
@@ -56,24 +50,28 @@ def _components(settings: Settings) -> list[Component]:
             "--ui-codec-endpoint", f"http://{settings.api_host}:{settings.client_api_port}/codec",
         ]  # fmt: skip
         argv += dev_server_flags(settings)
-        components.append(Component("temporal", argv, port))
+        components.append(Component("temporal", argv, port, host))
     if settings.sdk_simulator:
         _, port = _port_of(settings.sdk_url)
         argv = [sys.executable, "-m", "simulators.sdk", "--port", str(port), "--data-dir", str(data / "sdk-simulator"),
                 "--party-timeout-s", str(settings.sdk_simulator_party_timeout_s)]  # fmt: skip
-        components.append(Component("sdk-sim", argv, port))
+        components.append(Component("sdk-sim", argv, port, settings.api_host))
     if settings.cbs_simulator:
         _, port = _port_of(settings.cbs_url)
         argv = [sys.executable, "-m", "simulators.cbs", "--port", str(port), "--data-dir", str(data / "cbs-simulator")]
         if settings.cbs_seed_file:
             argv += ["--seed", str(settings.cbs_seed_file)]
-        components.append(Component("cbs-sim", argv, port))
+        components.append(Component("cbs-sim", argv, port, settings.api_host))
     if settings.webhook_receiver_simulator:
         argv = [sys.executable, "-m", "simulators.webhook_receiver", "--port", str(settings.webhook_receiver_port),
                 "--data-dir", str(data / "webhook-receiver")]  # fmt: skip
-        components.append(Component("hook-sim", argv, settings.webhook_receiver_port))
-    components.append(Component("worker", [sys.executable, "worker.py"], 0))
-    components.append(Component("api", [sys.executable, "-m", "api"], settings.client_api_port))
+        components.append(Component("hook-sim", argv, settings.webhook_receiver_port, settings.api_host))
+    for number in range(1, workers + 1):  # they share the task queues: Temporal spreads the work
+        name = "worker" if workers == 1 else f"worker-{number}"
+        components.append(Component(name, [sys.executable, "worker.py"], restart=True))
+    components.append(
+        Component("api", [sys.executable, "-m", "api"], settings.client_api_port, settings.api_host, restart=True)
+    )
     return components
 
 
@@ -103,42 +101,6 @@ def _taken_ports(settings: Settings, components: list[Component]) -> list[str]:
     return taken
 
 
-async def _pump(component: Component) -> None:
-    assert component.process and component.process.stdout
-    prefix = f"{component.name:>8} | "
-    async for line in component.process.stdout:
-        sys.stdout.write(prefix + line.decode(errors="replace"))
-        sys.stdout.flush()
-
-
-async def _wait_for_port(port: int, host: str, timeout_s: float, component: Component) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
-        if component.process and component.process.returncode is not None:
-            raise RuntimeError(f"{component.name} exited with code {component.process.returncode}")
-        try:
-            _, writer = await asyncio.open_connection(host, port)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        return
-    raise RuntimeError(f"{component.name} did not listen on port {port} within {timeout_s:.0f} s")
-
-
-async def _stop(components: list[Component]) -> None:
-    running = [c for c in reversed(components) if c.process and c.process.returncode is None]
-    for component in running:  # the API and worker first, Temporal last
-        assert component.process
-        component.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(component.process.wait(), STOP_DEADLINE_S / max(len(running), 1))
-        except TimeoutError:
-            component.process.kill()
-            await component.process.wait()
-
-
 async def _dev_key(settings: Settings, database: Database) -> None:
     """The development API key (`mojaflow.api_keys.ensure_dev_key`): printed when made, on first start only."""
     path = settings.data_dir / "dev-api-key"
@@ -151,7 +113,7 @@ async def _dev_key(settings: Settings, database: Database) -> None:
         print(f"mojaflow: development API key in {path}", flush=True)
 
 
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, workers: int = 1) -> int:
     if settings.temporal_dev_server and tls_enabled(settings):
         print(
             "mojaflow cannot start: MOJAFLOW_TEMPORAL_DEV_SERVER=true starts a plaintext dev server, but Temporal "
@@ -160,7 +122,7 @@ async def run(settings: Settings) -> int:
         )
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    components = _components(settings)
+    components = _components(settings, workers)
     taken = _taken_ports(settings, components)
     if taken:
         print("mojaflow cannot start: " + "; ".join(taken), file=sys.stderr)
@@ -182,21 +144,10 @@ async def run(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_requested.set)
 
-    pumps = []
-    env = _child_env(settings)
+    supervisor = Supervisor(components, _child_env(settings))
     try:
         for component in components:
-            component.process = await asyncio.create_subprocess_exec(
-                *component.argv,
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
-            )
-            pumps.append(asyncio.create_task(_pump(component)))
-            if component.port:
-                host = _port_of(settings.temporal_address)[0] if component.name == "temporal" else settings.api_host
-                await _wait_for_port(component.port, host, 60, component)
+            await supervisor.start(component)
         receiver = f", webhook receiver http://127.0.0.1:{settings.webhook_receiver_port}/_sim/events"
         print(
             f"mojaflow is up: client API {settings.client_api_url}/docs, backend API "
@@ -205,24 +156,29 @@ async def run(settings: Settings) -> int:
             "  (Ctrl-C stops)",
             flush=True,
         )
-        exits = [asyncio.create_task(c.process.wait()) for c in components if c.process]
-        waiter = asyncio.create_task(stop_requested.wait())
-        await asyncio.wait([waiter, *exits], return_when=asyncio.FIRST_COMPLETED)
-        failed = [(c.name, c.process.returncode) for c in components if c.process and c.process.returncode is not None]
-        for name, code in failed:
-            print(f"mojaflow: {name} exited with code {code}", file=sys.stderr)
-        return 1 if failed and not stop_requested.is_set() else 0
+        return await supervisor.supervise(stop_requested)
     except RuntimeError as error:
         print(f"mojaflow cannot start: {error}", file=sys.stderr)
         return 1
     finally:
-        await _stop(components)
-        for pump in pumps:
-            pump.cancel()
+        await supervisor.stop()
 
 
-def main() -> None:
-    sys.exit(asyncio.run(run(Settings())))
+def _workers(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+    if not 1 <= number <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return number
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="make run", description="mojaflow on this machine (README, Run it)")
+    parser.add_argument("--workers", type=_workers, default=1, help="worker processes to run (default 1)")
+    args = parser.parse_args(argv)
+    sys.exit(asyncio.run(run(Settings(), args.workers)))
 
 
 if __name__ == "__main__":

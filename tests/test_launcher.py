@@ -1,15 +1,17 @@
 """`make run`'s launcher (`python -m mojaflow.launcher`): refuses taken ports, stops within 10 s, and a second
 run on the same data dir finishes what the first left in flight; its webhook receiver, allowed by default, gets the
-transfer's events."""
+transfer's events. It supervises: a killed worker or API process comes back, a killed dev server stops everything."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -38,12 +40,32 @@ def _env(data_dir: Path) -> dict[str, str]:
     }
 
 
-def _launch(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _launch(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "mojaflow.launcher"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            [sys.executable, "-m", "mojaflow.launcher", *args], cwd=ROOT, env=env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+
+
+def _pids(log: Path) -> dict[str, int]:
+    """Each component's latest PID, as the launcher announces it (`mojaflow: started worker-1 (pid 1234)`)."""
+    return {name: int(pid) for name, pid in re.findall(r"mojaflow: started (\S+) \(pid (\d+)\)", log.read_text())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _until(condition: Callable[[], bool], what: str, log: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}, not within {timeout_s} s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.1)
 
 
 def _wait_healthy(api: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 90) -> None:
@@ -148,3 +170,49 @@ def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path
     finally:
         _stop(second)
     assert log.read_text().count(auth["Authorization"].removeprefix("Bearer ")) == 1  # printed at first start only
+
+
+def test_a_killed_worker_or_api_comes_back_and_a_killed_dev_server_stops_everything(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    api = f"http://127.0.0.1:{env['MOJAFLOW_CLIENT_API_PORT']}"
+    log = tmp_path / "launcher.log"
+    launcher = _launch(env, log, "--workers", "2")
+    try:
+        _wait_healthy(api, launcher, log)
+        first = _pids(log)
+        assert {"temporal", "sdk-sim", "cbs-sim", "hook-sim", "worker-1", "worker-2", "api"} <= set(first)
+        for worker in ("worker-1", "worker-2"):  # both: only the restarted ones can run the transfer below
+            os.kill(first[worker], signal.SIGKILL)
+        _until(lambda: all(_pids(log)[w] not in (first[w], None) for w in ("worker-1", "worker-2")),
+               "the killed workers were not started again", log)  # fmt: skip
+        output = log.read_text()
+        assert re.search(r"mojaflow: worker-1 was killed by SIGKILL after \d+ s: restart 1 in 1 s", output)
+        assert re.search(r"mojaflow: worker-2 was killed by SIGKILL after \d+ s: restart 1 in 1 s", output)
+
+        auth = {"Authorization": f"Bearer {(tmp_path / 'dev-api-key').read_text().strip()}"}
+        created = httpx.post(
+            f"{api}/transfers", json=transfer_body(), headers={**money_movement_headers(), **auth, "Prefer": "wait=30"},
+            timeout=40,
+        )  # fmt: skip
+        assert created.status_code in (201, 202), created.text
+        transfer_id = created.json()["transferId"]
+        _until(lambda: _read(api, transfer_id, auth)["currentState"] == "COMPLETED",
+               "the transfer did not complete on the restarted workers", log)  # fmt: skip
+
+        os.kill(first["api"], signal.SIGKILL)
+        _until(lambda: _pids(log)["api"] != first["api"], "the killed API was not started again", log)
+        _wait_healthy(api, launcher, log)
+        assert _read(api, transfer_id, auth)["currentState"] == "COMPLETED"  # the new API answers from the database
+
+        everyone = list(_pids(log).values())
+        os.kill(first["temporal"], signal.SIGKILL)
+        launcher.wait(timeout=20)
+    finally:
+        if launcher.poll() is None:
+            _stop(launcher)
+    assert launcher.returncode == 1
+    output = log.read_text()
+    assert "mojaflow: temporal was killed by SIGKILL: stopping everything" in output
+    assert "mojaflow: restarts while up: worker-1 1, worker-2 1, api 1" in output
+    assert [pid for pid in everyone if _alive(pid)] == []  # every process it started is gone
+    assert "\nworker-1 | " in output and "\nworker-2 | " in output  # each worker's lines, prefixed by its name
