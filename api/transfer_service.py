@@ -139,6 +139,8 @@ class TransferService:
         home_transaction_id: str | None,
         limit: int,
         after: tuple[datetime, str] | None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
     ) -> list[tuple[TransferView, datetime]]:
         rows = await self._db.list_transfers(
             direction=direction.value if direction else None,
@@ -147,6 +149,8 @@ class TransferService:
             client_key=caller.read_scope,
             limit=limit,
             after=after,
+            created_from=created_from,
+            created_to=created_to,
         )
         return list(rows)
 

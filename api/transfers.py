@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from api.auth import AUTH_RESPONSES, Caller
 from api.commands import Acceptance, DecideTransfer, Outcome, Requester, StartTransfer
@@ -250,6 +250,10 @@ async def get_transfer(caller: ReaderDep, transfer_id: str, transfers: Transfers
     return JSONResponse(transfer_resource(view))
 
 
+_FROM = "Received at or after this time (ISO 8601 with an offset, e.g. `2026-12-03T00:00:00Z`)"
+_TO = "Received before this time (ISO 8601 with an offset); with `from`, a half-open range"
+
+
 class TransferPage(CamelModel):
     items: list[TransferResource]
     next_cursor: str | None = None
@@ -284,8 +288,13 @@ async def list_transfers(
     home_transaction_id: Annotated[str | None, Query(alias="homeTransactionId", max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
+    created_from: Annotated[AwareDatetime | None, Query(alias="from", description=_FROM)] = None,
+    created_to: Annotated[AwareDatetime | None, Query(alias="to", description=_TO)] = None,
 ) -> TransferPage:
-    """Newest first: the caller's transfers (an operator's: everyone's, inbound ones too), filtered and paginated."""
+    """Newest first: the caller's transfers (an operator's: everyone's, inbound ones too), filtered and paginated;
+    `from`/`to`: received in that time range (e.g. a day, for the bank's end-of-day reconciliation)."""
+    if created_from is not None and created_to is not None and created_from >= created_to:
+        raise Problem(422, "validation_error", "Invalid request", "query.from: must be before query.to")
     rows = await transfers.list(
         caller,
         direction=direction,
@@ -293,6 +302,8 @@ async def list_transfers(
         home_transaction_id=home_transaction_id,
         limit=limit + 1,
         after=_decode_cursor(cursor) if cursor else None,
+        created_from=created_from,
+        created_to=created_to,
     )
     page = rows[:limit]
     next_cursor = _encode_cursor(page[-1][1], page[-1][0].transfer_id) if len(rows) > limit else None

@@ -275,10 +275,17 @@ class Database:
         client_key: str | None = None,
         limit: int = 50,
         after: tuple[datetime, str] | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
     ) -> Sequence[tuple[TransferView, datetime]]:
         """Newest first; `after` is the (created_at, transfer_id) of the last row of the previous page;
-        `client_key`: that client's transfers only."""
+        `client_key`: that client's transfers only; received from `created_from` (inclusive) to `created_to`
+        (exclusive)."""
         query = select(transfers.c.resource, transfers.c.created_at, transfers.c.transfer_id)
+        if created_from is not None:  # in UTC: SQLite compares the stored UTC times as text
+            query = query.where(transfers.c.created_at >= created_from.astimezone(UTC))
+        if created_to is not None:
+            query = query.where(transfers.c.created_at < created_to.astimezone(UTC))
         if client_key is not None:
             query = query.where(transfers.c.client_key == client_key)
         if direction:

@@ -360,6 +360,9 @@ class TransferView(CamelModel):
     payee: PartyView | None = None
     quote: QuoteView | None = None
     sdk_transfer_id: str | None = None
+    # The CBS's id of what it holds for this transfer: the payer's hold (outbound), the payee's credit reservation
+    # (inbound); the bank's end-of-day reconciliation matches on it (`mojaflow transfers export`)
+    hold_id: str | None = None
     last_error: TransferError | None = None
     timestamps: PhaseTimestamps = Field(default_factory=PhaseTimestamps)
     decisions: list[DecisionRecord] = Field(default_factory=list)  # the CBS's acceptances, in order

@@ -138,6 +138,7 @@ class InboundTransferWorkflow(SavedTransferState):
             await self._end(S.ABORTED, ErrorCode.CREDIT_REFUSED, fspiop_error_code=answer.fspiop_code, detail=refusal)
             raise
         self._view.home_transaction_id = reservation.reservation_id
+        self._view.hold_id = reservation.reservation_id
         self._view.timestamps.funds_held_at = workflow.now()
         await self._enter(S.RESERVED)
         return reservation

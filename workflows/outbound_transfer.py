@@ -266,6 +266,7 @@ class OutboundTransferWorkflow(SavedTransferState):
             await self._end(S.ABORTED, ErrorCode.HOLD_REFUSED, detail=refusal)
             raise
         self._hold = hold
+        self._view.hold_id = hold.hold_id
         self._view.timestamps.funds_held_at = workflow.now()
         return hold
 
