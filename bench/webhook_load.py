@@ -120,7 +120,10 @@ async def _events(http: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
 
 async def transfers_with_and_without(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="mojaflow-bench-wh-load-"))
-    stack = Stack(data_dir=data_dir, profile_dir=None, extra_env={
+    profile_dir = data_dir / "profiles" if getattr(args, "profile", False) else None
+    if profile_dir:
+        profile_dir.mkdir()
+    stack = Stack(data_dir=data_dir, profile_dir=profile_dir, extra_env={
         "MOJAFLOW_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
         "MOJAFLOW_WEBHOOK_TASK_QUEUE": WEBHOOK_QUEUE,
         "MOJAFLOW_SECRETS_KEYS": "bench:" + base64.b64encode(os.urandom(32)).decode(),
@@ -181,7 +184,9 @@ async def transfers_with_and_without(args: argparse.Namespace) -> dict[str, Any]
     finally:
         print("  stopping the stack …", flush=True)
         stack.stop()
-        if not args.keep:
+        if profile_dir:
+            print(f"profiles (cProfile; the figures are inflated by it): {profile_dir}")
+        elif not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
     n = args.transfers
     extra = {name: (cpu["with"][name] - cpu["without"][name]) * 1000 / max(delivered, 1) for name in measured}
