@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mojaflow.database import Database
+from mojaflow.keys import UnknownKeyError
 from mojaflow.webhook_models import EVENT_TYPE, DeliveryStatus, WebhookEvent, delivery_id
 from mojaflow.webhook_tables import webhook_attempts, webhook_deliveries, webhook_events, webhook_oauth_tokens
 
@@ -301,7 +302,10 @@ async def load_oauth_token(database: Database, subscription_id: str, *, now: dat
     expires_at = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)  # SQLite: naive
     if expires_at <= now:
         return None
-    opened = database.sealer.open(dict(row.token_sealed), context=_token_context(subscription_id))
+    try:
+        opened = database.sealer.open(dict(row.token_sealed), context=_token_context(subscription_id))
+    except UnknownKeyError:  # sealed under a key rotated out of the ring: only a cache, fetched again
+        return None
     return str(opened["accessToken"]), expires_at
 
 

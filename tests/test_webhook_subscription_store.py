@@ -9,12 +9,14 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from mojaflow.database import Database
 from mojaflow.keys import KeyRing, UnknownKeyError
+from mojaflow.webhook_deliveries import load_oauth_token, save_oauth_token
 from mojaflow.webhook_models import EVENT_TYPE
 from mojaflow.webhook_subscription_models import SubscriptionCreate, SubscriptionUpdate
 from mojaflow.webhook_subscription_secrets import reseal_subscription_secrets
@@ -148,4 +150,21 @@ async def test_a_secrets_ring_rotation_reseals_them_and_the_old_key_can_go(datab
         assert lost.subscriptions == 0 and sum(lost.unreadable.values()) >= 1
     finally:
         await rotated.close()
+        await only_new.close()
+
+
+async def test_a_cached_oauth_token_sealed_under_a_key_rotated_out_is_fetched_again(
+    database: Database, url: str
+) -> None:
+    """The token cache is sealed too; the resealing of a rotation leaves it (an hour's cache at most): once the old
+    key is dropped, the cached token reads as absent, so the delivery fetches a new one instead of failing."""
+    sid = (await create_subscription(database, _client(), _request())).subscription_id
+    now = datetime.now(UTC)
+    await save_oauth_token(database, sid, "tok-under-old-key", now + timedelta(minutes=30))
+    cached = await load_oauth_token(database, sid, now=now)
+    assert cached is not None and cached[0] == "tok-under-old-key"
+    only_new = Database(url, secrets=_ring(NEW))
+    try:
+        assert await load_oauth_token(only_new, sid, now=now) is None
+    finally:
         await only_new.close()
