@@ -1,8 +1,14 @@
 """The bare baseline of `make bench`: a Temporal workflow of three activities, each one HTTP call to the SDK
 simulator, the same three calls `OutboundTransferWorkflow` makes (`POST /transfers`, `PUT {"acceptParty": true}`,
-`PUT {"acceptQuote": true}`). Default data converter, default sandbox, default worker options, its own task queue.
+`PUT {"acceptQuote": true}`). Default data converter, its own task queue. Two ways to run its worker:
 
-    python bench/baseline.py worker --address 127.0.0.1:7233 --task-queue bench-bare --sdk-url http://127.0.0.1:4001
+- sandboxed (the default): default sandbox, default worker options, the plainest Temporal worker there is;
+- `--fair`: the worker settings of ours (`worker.py`'s `build_worker`): unsandboxed, 200 activity slots. With
+  `BareTransfer.local_before_money`, the two calls before the money step run as local activities (what our
+  workflow did before the money-safety rules made them activities sent once).
+
+    python bench/baseline.py worker --address 127.0.0.1:7233 --task-queue bench-bare \
+        --sdk-url http://127.0.0.1:4001 [--fair]
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["BareTransfer", "BareTransferWorkflow", "SdkCalls", "SdkStep"]
 
 CALL = workflow.ActivityConfig(start_to_close_timeout=timedelta(seconds=90))
+LOCAL_CALL = workflow.LocalActivityConfig(start_to_close_timeout=timedelta(seconds=90))
 
 
 @dataclass
 class BareTransfer:
     body: dict[str, Any]
+    local_before_money: bool = False  # party lookup and party acceptance as local activities
 
 
 @dataclass
@@ -62,27 +70,41 @@ class SdkCalls:
 class BareTransferWorkflow:
     @workflow.run
     async def run(self, transfer: BareTransfer) -> SdkStep:
-        party = await workflow.execute_activity_method(SdkCalls.bare_request_party, transfer.body, **CALL)
-        quote = await workflow.execute_activity_method(SdkCalls.bare_accept_party, party.transfer_id, **CALL)
+        if transfer.local_before_money:
+            party = await workflow.execute_local_activity_method(
+                SdkCalls.bare_request_party, transfer.body, **LOCAL_CALL
+            )
+            quote = await workflow.execute_local_activity_method(
+                SdkCalls.bare_accept_party, party.transfer_id, **LOCAL_CALL
+            )
+        else:
+            party = await workflow.execute_activity_method(SdkCalls.bare_request_party, transfer.body, **CALL)
+            quote = await workflow.execute_activity_method(SdkCalls.bare_accept_party, party.transfer_id, **CALL)
         return await workflow.execute_activity_method(SdkCalls.bare_accept_quote, quote.transfer_id, **CALL)
 
 
-async def _serve(address: str, task_queue: str, sdk_url: str) -> None:
+async def _serve(address: str, task_queue: str, sdk_url: str, fair: bool) -> None:
     import asyncio
     import signal
 
     from temporalio.client import Client
-    from temporalio.worker import Worker
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
     client = await Client.connect(address)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)  # as worker.py's
     async with httpx.AsyncClient(base_url=sdk_url, timeout=65, limits=limits) as http:
         calls = SdkCalls(http)
+        # As worker.py's build_worker: the comparison is then between workflows, not worker settings.
+        fair_options: dict[str, Any] = {
+            "workflow_runner": UnsandboxedWorkflowRunner(),
+            "max_concurrent_activities": 200,
+        }
         worker = Worker(
             client,
             task_queue=task_queue,
             workflows=[BareTransferWorkflow],
             activities=[calls.bare_request_party, calls.bare_accept_party, calls.bare_accept_quote],
+            **(fair_options if fair else {}),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -102,8 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--address", required=True)
     worker.add_argument("--task-queue", required=True)
     worker.add_argument("--sdk-url", required=True)
+    worker.add_argument("--fair", action="store_true", help="our worker settings: unsandboxed, 200 activity slots")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.address, args.task_queue, args.sdk_url))
+    asyncio.run(_serve(args.address, args.task_queue, args.sdk_url, args.fair))
 
 
 if __name__ == "__main__":

@@ -40,8 +40,11 @@ import httpx
 from temporalio.client import Client
 
 from bench import webhooks
-from bench.bench import RESULTS, ROOT, Phase, Stack, mojaflow_transfer, run_phase
+from bench.common import RESULTS, ROOT
+from bench.mojaflow_stack import Stack
+from bench.phase import Phase, run_phase
 from bench.stack import Proc, free_port, http_ok
+from bench.transfers import mojaflow_transfer
 
 WEBHOOK_QUEUE = "bench-webhooks"
 IDLE_WINDOW_S = 30.0
@@ -123,7 +126,7 @@ async def transfers_with_and_without(args: argparse.Namespace) -> dict[str, Any]
     profile_dir = data_dir / "profiles" if getattr(args, "profile", False) else None
     if profile_dir:
         profile_dir.mkdir()
-    stack = Stack(data_dir=data_dir, profile_dir=profile_dir, extra_env={
+    stack = Stack(data_dir=data_dir, profile_dir=profile_dir, bare_workers=(), extra_env={
         "MOJAFLOW_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
         "MOJAFLOW_WEBHOOK_TASK_QUEUE": WEBHOOK_QUEUE,
         "MOJAFLOW_SECRETS_KEYS": "bench:" + base64.b64encode(os.urandom(32)).decode(),
