@@ -32,8 +32,9 @@ from bench.phase import loadavg  # noqa: E402
 # scenario -> module with `async def run(args) -> dict` (the figures; "failed" true makes the exit status 1)
 SCENARIOS = {
     "baseline": "bench.compare",
+    "latency": "bench.latency",
 }
-DEFAULT = "baseline"
+DEFAULT = "baseline,latency"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
