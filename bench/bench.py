@@ -33,6 +33,7 @@ from bench.phase import loadavg  # noqa: E402
 SCENARIOS = {
     "baseline": "bench.compare",
     "latency": "bench.latency",
+    "storage": "bench.storage",
 }
 DEFAULT = "baseline,latency"
 
@@ -51,6 +52,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="baseline: the fair bare's calls before the money step as local activities")  # fmt: skip
     parser.add_argument("--sequential", type=int, default=30,
                         help="latency: transfers of each kind one at a time (30)")  # fmt: skip
+    parser.add_argument("--pragma-set", action="append", metavar="LABEL=P1,P2",
+                        help="storage: one more setting, e.g. big=journal_mode=wal,cache_size=-64000")  # fmt: skip
     parser.add_argument("--levels", default="1,5,20,50,100", help="curve: concurrency levels (1,5,20,50,100)")
     parser.add_argument("--waiting", type=int, default=1000, help="waiting: transfers parked (1000; issue: 5000)")
     parser.add_argument("--grow", type=int, default=2000, help="growth: transfers added (2000; issue: 100000)")
