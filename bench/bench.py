@@ -34,6 +34,7 @@ SCENARIOS = {
     "baseline": "bench.compare",
     "latency": "bench.latency",
     "storage": "bench.storage",
+    "curve": "bench.curve",
 }
 DEFAULT = "baseline,latency"
 
