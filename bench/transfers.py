@@ -20,7 +20,6 @@ from bench.baseline import BareTransfer, BareTransferWorkflow
 
 __all__ = [
     "CLIENT_KEY",
-    "PAYEE",
     "PAYER",
     "bare_transfer",
     "direct_transfer",
@@ -28,10 +27,11 @@ __all__ = [
     "mojaflow_transfer",
     "mojaflow_workflow_id",
     "money_movement_headers",
+    "new_payee",
     "transfer_body",
 ]
 
-PAYER, PAYEE = "25644444444", "25633333333"  # the CBS simulator's seeded payer holds 1,000,000 USD
+PAYER = "25644444444"  # the CBS simulator's seeded payer holds 1,000,000 USD
 CLIENT_KEY = "bench"
 
 One = Callable[[int], Awaitable[str | None]]
@@ -51,11 +51,18 @@ def mojaflow_workflow_id(idempotency_key: str) -> str:
     return f"outbound-{CLIENT_KEY}-{idempotency_key}"
 
 
+def new_payee() -> str:
+    """A payee of its own for each transfer, as real traffic has: our worker sends one party lookup per payee at a
+    time (activities/payee_locks.py), so one payee for every transfer would queue all lookups behind one lock.
+    The SDK simulator resolves any MSISDN but its two magic ids (2560000040x)."""
+    return f"2563{uuid.uuid4().int % 10**8:08d}"
+
+
 def transfer_body(**extra: Any) -> dict[str, Any]:
     return {
         "homeTransactionId": f"bench-{uuid.uuid4()}",
         "from": {"idType": "MSISDN", "idValue": PAYER},
-        "to": {"idType": "MSISDN", "idValue": PAYEE},
+        "to": {"idType": "MSISDN", "idValue": new_payee()},
         "amountType": "SEND",
         "currency": "USD",
         "amount": "1",
