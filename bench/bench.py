@@ -35,6 +35,7 @@ SCENARIOS = {
     "latency": "bench.latency",
     "storage": "bench.storage",
     "curve": "bench.curve",
+    "waiting": "bench.waiting",
 }
 DEFAULT = "baseline,latency"
 
