@@ -36,6 +36,7 @@ SCENARIOS = {
     "storage": "bench.storage",
     "curve": "bench.curve",
     "waiting": "bench.waiting",
+    "growth": "bench.growth",
 }
 DEFAULT = "baseline,latency"
 
