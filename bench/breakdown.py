@@ -59,7 +59,7 @@ async def breakdown(client: Client, workflow_id: str, sent_at: float, answered_a
     for index, (kind, event) in enumerate(zip(kinds, events, strict=True)):
         at = _at(event)
         if kind == "workflow_execution_started":
-            steps.append(Step("API: request to workflow started", "api", sent_at, at))
+            steps.append(Step("client: request to workflow started", "api", sent_at, at))
         elif kind == "workflow_task_scheduled":
             task_scheduled = at
         elif kind == "workflow_task_started":
@@ -84,9 +84,14 @@ async def breakdown(client: Client, workflow_id: str, sent_at: float, answered_a
         elif kind == "activity_task_completed":
             name, begun = activities[event.activity_task_completed_event_attributes.scheduled_event_id]
             steps.append(Step(f"{name} (activity: call and report)", "activity", begun, at))
-        elif kind == "workflow_execution_update_completed":
-            steps.append(Step("API: update completed to answer received", "api", at, answered_at))
+        elif kind == "workflow_execution_update_completed":  # mojaflow's API answers with the update's result
+            steps.append(Step("client: update completed to answer received", "api", at, answered_at))
+        elif kind == "workflow_execution_completed" and "workflow_execution_update_completed" not in kinds:
+            steps.append(Step("client: workflow completed to result received", "api", at, answered_at))
     return steps
+
+
+PHASES = {"api": "client and API", "task wait": "workflow tasks' waits", "task rest": "workflow tasks' code"}
 
 
 def by_kind(steps: list[Step]) -> dict[str, float]:
@@ -102,6 +107,8 @@ def by_kind(steps: list[Step]) -> dict[str, float]:
         elif step.kind == "activity queue":
             key = "activities queued"
         else:
-            key = {"api": "API", "task wait": "workflow tasks' waits", "task rest": "workflow tasks' code"}[step.kind]
+            key = {"api": "client and API", "task wait": "workflow tasks' waits", "task rest": "workflow tasks' code"}[
+                step.kind
+            ]
         totals[key] = totals.get(key, 0.0) + step.ms
     return {key: round(ms, 1) for key, ms in totals.items()}

@@ -1,6 +1,6 @@
 """Scenario `growth`: does a transfer cost more once the databases hold many? On one stack:
 
-1. `--sequential` transfers one at a time (POST p50), and 30 each of `GET /transfers`: the first page, a page
+1. `--sequential` transfers one at a time (POST p50), and 100 each of `GET /transfers`: the first page, a page
    filtered by state (`ABORTED`: none, the whole index is searched), and one by `homeTransactionId`;
    the bytes in use in our database and in Temporal's (pages in use, write-ahead log included).
 2. `--grow N` transfers at concurrency C (2000 by default, ~4 minutes on 2 cores; issue 12 asks for 100 000,
@@ -24,7 +24,7 @@ from bench.transfers import mojaflow_transfer, money_movement_headers, transfer_
 
 __all__ = ["run"]
 
-READS = 30
+READS = 100
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

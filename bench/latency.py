@@ -7,7 +7,8 @@ else runs. At concurrency 1, `--sequential` transfers of each kind, in two round
 - **mojaflow**: `POST /transfers` answered once COMPLETED: CBS lookup, hold and commit, every state saved.
 
 Added latency = p50 of a kind − p50 of direct (issue 12's target for mojaflow: ≤ 60 ms). Then one more transfer
-through mojaflow, alone, broken down by phase from its workflow history (`bench/breakdown.py`).
+of each workflow kind, alone, broken down by phase from its history (`bench/breakdown.py`): mojaflow's, and the
+fair bare's (what Temporal alone spends on three activities, for comparison).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from bench.breakdown import breakdown, by_kind
+from bench.breakdown import Step, breakdown, by_kind
 from bench.common import api_client, running_stack
 from bench.phase import Phase, run_phase
 from bench.transfers import (
@@ -59,13 +60,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await run_phase(phases[kind], count, ones[kind], stack.procs, [])
         sent_at, key = time.time(), money_movement_headers()
         answer = await http.post(f"{stack.api_url}/transfers", headers=key, json=transfer_body())
-        answered_at = time.time()
+        ours = (sent_at, time.time())
         answer.raise_for_status()
-        steps = await breakdown(client, mojaflow_workflow_id(key["idempotent_request_key"]), sent_at, answered_at)
-    return report(phases, steps, (answered_at - sent_at) * 1000)
+        steps = {"mojaflow": await breakdown(client, mojaflow_workflow_id(key["idempotent_request_key"]), *ours)}
+        bare_ids: list[str] = []
+        sent_at = time.time()
+        await bare_transfer(client, "bench-bare-fair", bare_ids)(0)
+        steps["bare-fair"] = await breakdown(client, bare_ids[0], sent_at, time.time())
+    return report(phases, steps)
 
 
-def report(phases: dict[str, Phase], steps: list[Any], total_ms: float) -> dict[str, Any]:
+def print_breakdown(kind: str, steps: list[Step]) -> None:
+    first, last = steps[0].start_s, steps[-1].end_s
+    print()
+    print(f"one {kind} transfer, alone, by phase ({(last - first) * 1000:.1f} ms from request to answer):")
+    for step in steps:
+        print(f"  {(step.start_s - first) * 1000:>8.1f} ms  +{step.ms:>7.1f} ms  {step.label}")
+    print(f"  the steps add up to {sum(step.ms for step in steps):.1f} ms; by phase:")
+    for name, ms in sorted(by_kind(steps).items(), key=lambda kv: -kv[1]):
+        print(f"    {ms:>7.1f} ms  {name}")
+
+
+def report(phases: dict[str, Phase], steps: dict[str, list[Step]]) -> dict[str, Any]:
     floor = phases["direct"].percentile(0.5)
     print()
     print(f"{'at concurrency 1':22}{'ok':>5}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'adds (p50)':>12}")
@@ -74,25 +90,25 @@ def report(phases: dict[str, Phase], steps: list[Any], total_ms: float) -> dict[
             print(f"  {kind} failure: {failure}")
         print(f"{kind:22}{phase.ok:>5}{phase.percentile(0.5):>9.1f}{phase.percentile(0.95):>9.1f}"
               f"{max(phase.latencies_ms):>9.1f}{phase.percentile(0.5) - floor:>12.1f}")  # fmt: skip
-    print()
-    print(f"one transfer through mojaflow, alone, by phase ({total_ms:.1f} ms from request to answer):")
-    first = steps[0].start_s if steps else 0.0
-    for step in steps:
-        print(f"  {(step.start_s - first) * 1000:>8.1f} ms  +{step.ms:>7.1f} ms  {step.label}")
-    summary = by_kind(steps)
-    print(f"  steps add up to {sum(step.ms for step in steps):.1f} ms; by phase:")
-    for name, ms in sorted(summary.items(), key=lambda kv: -kv[1]):
-        print(f"    {ms:>7.1f} ms  {name}")
+    for kind, its_steps in steps.items():
+        print_breakdown(kind, its_steps)
     added = phases["mojaflow"].percentile(0.5) - floor
     print(f"mojaflow adds {added:.1f} ms (p50) over direct SDK calls at concurrency 1 (target <= 60 ms)")
     return {
         "phases": {kind: phase.summary(1) for kind, phase in phases.items()},
         "added_p50_ms": {kind: round(phase.percentile(0.5) - floor, 1) for kind, phase in phases.items()},
-        "breakdown": [
-            {"label": s.label, "kind": s.kind, "at_ms": round((s.start_s - first) * 1000, 1), "ms": round(s.ms, 1)}
-            for s in steps
-        ],
-        "breakdown_by_kind_ms": summary,
-        "breakdown_total_ms": round(total_ms, 1),
+        "breakdown": {
+            kind: [
+                {
+                    "label": s.label,
+                    "kind": s.kind,
+                    "at_ms": round((s.start_s - its[0].start_s) * 1000, 1),
+                    "ms": round(s.ms, 1),
+                }
+                for s in its
+            ]
+            for kind, its in steps.items()
+        },  # fmt: skip
+        "breakdown_by_phase_ms": {kind: by_kind(its) for kind, its in steps.items()},
         "failed": any(phase.failures for phase in phases.values()),
     }
