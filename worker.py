@@ -30,6 +30,7 @@ from activities.store import StoreActivities
 from activities.webhooks import WebhookActivities
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
+from mojaflow.log_context import TransferLogInterceptor
 from mojaflow.logs import configure_logging
 from mojaflow.retention import purge_in_background
 from mojaflow.settings import Settings
@@ -115,6 +116,7 @@ def build_worker(client: Client, settings: Settings, activity_objects: list[obje
         activities=_activity_methods([o for o in activity_objects if not isinstance(o, WebhookActivities)]),
         workflow_runner=workflow_runner(sandboxed=settings.workflow_sandbox),
         max_concurrent_activities=200,
+        interceptors=[TransferLogInterceptor()],  # the transferId on every log line of a transfer's work
     )
 
 
@@ -130,6 +132,7 @@ def build_webhook_worker(client: Client, settings: Settings, activity_objects: l
         "max_concurrent_local_activities": slots,
         "max_concurrent_workflow_tasks": min(slots, 100),
         "no_remote_activities": True,  # attempts are local activities: no activity poller on this queue
+        "interceptors": [TransferLogInterceptor()],
     }
     return Worker(client, **{**config, **options})
 
@@ -147,7 +150,7 @@ def workflow_runner(*, sandboxed: bool) -> WorkflowRunner:
 
 async def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     log.info("worker connecting to %s", describe_connection(settings))
     client = await connect(settings)
     async with worker_resources(settings, client) as activity_objects, purge_in_background(settings):

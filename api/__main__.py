@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from api.app import create_backend_app, create_client_app, open_resources
+from mojaflow.log_context import RequestLogContext
 from mojaflow.logs import configure_logging
 from mojaflow.settings import Settings
 from mojaflow.temporal import TemporalConnectError
@@ -54,7 +55,7 @@ def http_limits(settings: Settings) -> dict[str, Any]:
 async def serve(settings: Settings) -> None:
     async with open_resources(settings) as resources:  # one database engine and one Temporal client for both
         client_api = uvicorn.Config(
-            create_client_app(settings, resources),
+            RequestLogContext(create_client_app(settings, resources)),  # the transferId on the request's lines
             host=settings.api_host,
             port=settings.client_api_port,
             log_config=None,
@@ -62,7 +63,7 @@ async def serve(settings: Settings) -> None:
             **http_limits(settings),
         )
         backend_api = uvicorn.Config(
-            create_backend_app(settings, resources),
+            RequestLogContext(create_backend_app(settings, resources)),
             host=settings.backend_api_host,
             port=settings.backend_api_port,
             log_config=None,
@@ -86,7 +87,7 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
     except TemporalConnectError as error:  # one line naming the setting at fault, no traceback

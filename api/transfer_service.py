@@ -32,6 +32,7 @@ from api.errors import TemporalUnavailable, TransferNotFound
 from api.idempotency import Idempotency
 from api.transfer_decisions import Decisions, is_timeout
 from mojaflow.database import Database
+from mojaflow.log_context import bind_transfer_id
 from mojaflow.models import (
     REPORTABLE_STATES,
     Direction,
@@ -70,6 +71,7 @@ class TransferService:
         """Start the transfer once per idempotency key; a replay answers the same transfer, never a second.
         Raises `IdempotencyKeyReused`, `TemporalUnavailable`."""
         claim = await self._idempotency.claim(command.idempotency, command.fingerprint, str(uuid.uuid4()))
+        bind_transfer_id(claim.transfer_id)  # the request's log lines are about this transfer from here on
         transfer = self._workflow_input(claim.transfer_id, command)
         workflow_id = outbound_workflow_id(command.idempotency.client_key, command.idempotency.key)
         requester = command.requester

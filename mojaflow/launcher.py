@@ -77,8 +77,11 @@ def _components(settings: Settings, workers: int = 1) -> list[Component]:
 
 def _child_env(settings: Settings) -> dict[str, str]:
     """The children's environment: make run's receiver (and other local test peers) are allowed webhook hosts,
-    unless MOJAFLOW_WEBHOOK_ALLOWED_HOSTS was set (an empty value too); production's default allows none."""
+    unless MOJAFLOW_WEBHOOK_ALLOWED_HOSTS was set (an empty value too); production's default allows none. Logs
+    are for the console unless MOJAFLOW_LOG_FORMAT says."""
     env = dict(os.environ)
+    if "log_format" not in settings.model_fields_set:  # for the person watching; a deployment's default is json
+        env["MOJAFLOW_LOG_FORMAT"] = "console"
     if "webhook_allowed_hosts" not in settings.model_fields_set:
         env["MOJAFLOW_WEBHOOK_ALLOWED_HOSTS"] = MAKE_RUN_ALLOWED_HOSTS
     return env

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".mojaflow")
     log_level: str = "INFO"
+    # json: one JSON object per line, for a log pipeline (the default: what a deployment runs); console: for people
+    # (`make run` sets it unless given)
+    log_format: Literal["json", "console"] = "json"
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"

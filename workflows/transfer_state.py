@@ -107,6 +107,7 @@ class SavedTransferState:
         await self._durably(StoreActivities.save_transfer, record, local=SAVE)
         workflow.upsert_search_attributes([MOJAFLOW_STATE.value_set(state.value), *self._search_attributes()])
         self._published = self._view.model_copy(deep=True)
+        workflow.logger.info("transfer state %s", state.value)  # a searchable line per state (none on replay)
 
     async def _durably(
         self,

@@ -38,6 +38,7 @@ from mojaflow.inbound_models import (
     party_key,
 )
 from mojaflow.keys import load_party_hash_ring
+from mojaflow.log_context import bind_transfer_id
 from mojaflow.models import Direction, PartyView, TransferState, TransferView, WaitRequest
 from mojaflow.settings import Settings
 from mojaflow.temporal import (
@@ -155,6 +156,7 @@ class InboundService:
     async def transfer(self, request: TransferBody) -> dict[str, Any]:
         """Start (or join) the transfer's workflow and wait until the credit is reserved or refused.
         A duplicate POST joins the same run (workflow id from the transferId) and gets the same answer."""
+        bind_transfer_id(request.transfer_id)  # the request's log lines are about this transfer
         self._check_currency(request.currency)
         saved = await self._db.get_quote(request.quote.quote_id)
         transfer = self._workflow_input(request, InboundQuote.model_validate(saved) if saved else None)

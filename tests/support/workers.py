@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.webhooks import WebhookActivities
+from mojaflow.log_context import TransferLogInterceptor
 from mojaflow.settings import Settings
 from worker import TRANSFER_WORKFLOWS, worker_resources, workflow_runner
 
@@ -54,6 +55,7 @@ def our_worker(client: Client, settings: Settings, activity_objects: list[object
         ],
         "workflow_runner": workflow_runner(sandboxed=settings.workflow_sandbox),
         "max_concurrent_activities": 200,
+        "interceptors": [TransferLogInterceptor()],
     }
     return Worker(client, **{**config, **options})
 
