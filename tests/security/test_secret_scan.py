@@ -9,6 +9,7 @@ live outside the run's temporary directory, so the session's scan still passes.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tempfile
@@ -75,3 +76,22 @@ async def test_the_scan_finds_planted_secrets_in_logs_and_histories(
     for secret in (planted, in_payload, api_key_shape, jwt_shape, dev_key, payload_key.hex()):
         assert not any(secret in finding for finding in found)  # named, never shown
     assert scan.problems == [] and os.path.exists(log) is False  # the plants are gone with their directory
+
+
+def test_a_secret_is_found_as_a_json_log_line_escapes_it() -> None:
+    """MOJAFLOW_LOG_FORMAT=json writes `"` as `\\"` (and a logger may escape non-ASCII as `\\u00e9`)."""
+    secret = f'pa"ss\\wörd-{secrets.token_urlsafe(12)}'
+    scan = Scanner()
+    scan.remember_secret("planted password", secret)
+    with tempfile.TemporaryDirectory() as outside:
+        log = Path(outside) / "api.log"
+        log.write_text(
+            json.dumps({"event": f"refused {secret}"}, ensure_ascii=False) + "\n"
+            + json.dumps({"event": f"refused {secret}"}) + "\n"
+            + json.dumps({"event": "nothing to see"}) + "\n",
+            encoding="utf-8",
+        )  # fmt: skip
+        scan.remember_log(log)
+        found = [str(finding) for finding in scan.findings()]
+
+    assert found == [f"planted password ({secret[:6]}…) in {log}:1", f"planted password ({secret[:6]}…) in {log}:2"]

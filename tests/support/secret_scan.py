@@ -14,9 +14,9 @@ encrypted payload's plaintext, decrypted with the payload keys found: a secret m
 encrypted. And every log the run wrote: each server process's log and every `*.log` under the run's temporary
 directory `base`; and, raw, the `temporal.db` of each Temporal server `make run` started there. It looks for each
 secret in each form it could take (as it is; raw key bytes also as base64, urlsafe base64 and hex; text also
-URL-encoded; an API key's secret part alone), and for anything shaped like an API key (`mf_<id>_<secret>`) or a
-signed JWT. A finding names the secret by its label and first characters, and where it was (file and line;
-server, workflow, run and event): never the whole secret.
+URL-encoded and JSON-escaped, as our JSON logs hold it; an API key's secret part alone), and for anything shaped
+like an API key (`mf_<id>_<secret>`) or a signed JWT. A finding names the secret by its label and first
+characters, and where it was (file and line; server, workflow, run and event): never the whole secret.
 
 One line is allowed to hold a secret: `make run` prints the development key it makes, once, to its console
 (`mojaflow: development API key (…): <key>`), which tests/test_launcher.py captures into `launcher.log`.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -227,6 +228,8 @@ class Scanner:
 def _forms(value: str | bytes) -> tuple[bytes, ...]:
     if isinstance(value, str):
         forms = [value.encode(), quote(value, safe="").encode(), quote_plus(value).encode()]  # also as in a URL or form
+        # ... and as a JSON string holds it (our JSON logs, with or without non-ASCII escaped)
+        forms += [json.dumps(value, ensure_ascii=ascii)[1:-1].encode() for ascii in (False, True)]
         if value.startswith("mf_") and value.count("_") >= 2:
             forms.append(value.split("_", 2)[2].encode())  # an API key's secret part alone
     else:
