@@ -32,6 +32,7 @@ from mojaflow.keys import load_secrets_ring, prepend_new_key
 from mojaflow.settings import Settings
 from tests.conftest import ROOT, Stack
 from tests.support.auth import make_key
+from tests.support.log_scan import records
 from tests.support.process import ServerProcess, free_port
 from tests.support.transfers import money_movement_headers, new_payer, transfer_body, wait_for_state
 
@@ -377,8 +378,8 @@ async def test_auth_none_warns_at_start_and_lets_the_client_key_header_decide(st
     assert foreign.status_code == 404
     assert own.status_code == 200, own.text
     assert own.json()["decisions"][0]["actor"] == "anonymous"
-    warnings = [line for line in log.read_text().splitlines() if "MOJAFLOW_AUTH=none" in line]
-    assert len(warnings) == 1 and "WARNING" in warnings[0]
+    warnings = [line["level"] for line in records(log) if "MOJAFLOW_AUTH=none" in line["event"]]
+    assert warnings == ["warning"]
 
 
 # -- the key store and the command --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 personal data.
 
     lines = json_lines(stack.data_dir / "worker.log")   # fails naming the first line that is not one JSON object
+    warned = [r for r in records(api_log) if (r["level"], r["logger"]) == ("warning", "mojaflow.api")]  # while it runs
     assert personal_data_in([path], [msisdn, "Test Payer"]) == []
 
 A value is looked for in the raw text and in every string the lines decode to (so an escaped form, `\\u00e9` or
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["json_lines", "personal_data_in"]
+__all__ = ["json_lines", "personal_data_in", "records"]
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -29,6 +30,13 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
         assert isinstance(value, dict), f"{path.name}:{number} is JSON but not an object: {line[:200]}"
         parsed.append(value)
     return parsed
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    """The lines of a running process's JSON log written so far, parsed (a line still being written is left out)."""
+    text = path.read_text(errors="replace")
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines()]
 
 
 def personal_data_in(paths: Iterable[Path], values: Iterable[str]) -> list[str]:
