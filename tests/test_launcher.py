@@ -15,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
+from mojaflow.launcher import _child_env
+from mojaflow.settings import Settings
 from mojaflow.webhook_models import EVENT_TYPE
 from tests.conftest import ROOT
 from tests.support.process import free_port
@@ -24,7 +27,8 @@ from tests.support.transfers import money_movement_headers, transfer_body
 
 def _env(data_dir: Path) -> dict[str, str]:
     sdk, cbs = free_port(), free_port()
-    inherited = {k: v for k, v in os.environ.items() if k != "MOJAFLOW_WEBHOOK_ALLOWED_HOSTS"}  # make run's default
+    make_runs_defaults = ("MOJAFLOW_WEBHOOK_ALLOWED_HOSTS", "MOJAFLOW_LOG_FORMAT")
+    inherited = {k: v for k, v in os.environ.items() if k not in make_runs_defaults}
     return {
         **inherited,
         "PYTHONUNBUFFERED": "1",
@@ -103,6 +107,13 @@ def _stop(process: subprocess.Popen[bytes]) -> float:
     return time.monotonic() - started
 
 
+def test_make_run_logs_for_the_console_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MOJAFLOW_LOG_FORMAT", raising=False)
+    assert _child_env(Settings())["MOJAFLOW_LOG_FORMAT"] == "console"
+    monkeypatch.setenv("MOJAFLOW_LOG_FORMAT", "json")
+    assert _child_env(Settings())["MOJAFLOW_LOG_FORMAT"] == "json"
+
+
 def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
     env = _env(tmp_path)
     with socket.socket() as squatter:
@@ -132,6 +143,9 @@ def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path
         output = log.read_text()
         for component in ("temporal", "sdk-sim", "cbs-sim", "hook-sim", "worker", "api"):
             assert f"{component:>8} | " in output, f"no line prefixed by {component}"
+        for component in ("worker", "api"):  # for the console by default, not JSON
+            lines = [line.split(" | ", 1)[1] for line in output.splitlines() if line.startswith(f"{component:>8} | ")]
+            assert any("[info     ]" in line for line in lines) and not any(line.startswith("{") for line in lines)
         key_file = tmp_path / "dev-api-key"  # the development key, made on first start
         assert key_file.stat().st_mode & 0o777 == 0o600
         auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
