@@ -64,7 +64,9 @@ class TransferService:
         self._db = database
         self._settings = settings
         self._idempotency = Idempotency(database)
-        self._outbox = Outbox(database, client, settings)  # RECEIVED's webhook event, written with it
+        # RECEIVED's webhook event and deliveries, written with it; the workflow's first save hands them to their
+        # delivery workflows together with its own (one signal, not two), the sweeper should that save never come.
+        self._outbox = Outbox(database, None, settings)
         self._decisions = Decisions(client, database, self._idempotency)
 
     async def create(self, command: StartTransfer, wait_s: float) -> Outcome:
