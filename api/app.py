@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from temporalio.client import Client
@@ -34,6 +34,7 @@ from api.jwt_auth import Jwks, JwtValidator, JwtVerifier
 from api.limits import RateLimiter, RequestLimits, client_limit_responses, document_limits, problem_render
 from api.openapi import publish_openapi
 from api.problems import ProblemDetails, install_problem_handlers
+from api.readiness import Readiness, ReadinessCheck
 from api.send_money import router as send_money_router
 from api.transfer_service import TransferService
 from api.transfers import router as transfers_router
@@ -133,6 +134,10 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
             app.state.accounts = AccountRegistrar(opened.client, settings)
             app.state.webhooks = WebhookService(opened.client, opened.database, settings)
             app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)
+            app.state.readiness = ReadinessCheck(
+                app.state.health, opened.database, sdk_url=settings.sdk_url, cbs_url=settings.cbs_url
+            )
+            stack.push_async_callback(app.state.readiness.aclose)
             app.state.authenticator, app.state.send_money_authenticator = _authenticators(settings, api_keys, jwks)
             if codec_guard is not None:  # the codec endpoint's own credentials: operator API keys, the UI's tokens
                 codec_guard.api_keys = api_keys
@@ -164,8 +169,18 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
     app.include_router(codec_router(codec, settings.codec_cors_origins, guard=codec_guard))
     for path, summary in (("/health", "Temporal and a worker are up"), ("/", "Health check (Send Money API spec)")):
         app.add_api_route(path, health, methods=["GET"], tags=["health"], summary=summary, responses=_HEALTH_RESPONSES)
+    app.add_api_route(
+        "/ready", ready, methods=["GET"], tags=["health"], summary="Temporal, a worker, our database, the SDK, the CBS",
+        responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "`not_ready`: see `checks`"}},
+    )  # fmt: skip
     document_limits(app, client_limit_responses())
     return app
+
+
+async def ready(request: Request) -> JSONResponse:
+    report: Readiness = await request.app.state.readiness.report()
+    body = report.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return JSONResponse(body, status_code=200 if report.status == "ready" else 503)
 
 
 def _codec_cors(settings: Settings) -> dict[str, Any]:

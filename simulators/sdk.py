@@ -96,6 +96,10 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/")
+    async def outbound_health() -> Response:  # the SDK outbound API's health route: 200, an empty body
+        return Response(status_code=200)
+
     @app.post("/transfers")
     async def post_transfer(request: Request) -> Response:
         """Party lookup; a new transferId every time (the SDK's POST is not idempotent)."""
