@@ -3,14 +3,12 @@ balances, and what the switch saw (the switch front's record)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
 
 from e2e.tests.conftest import E2E
-from tests.support.transfers import account, money_movement_headers
+from tests.support.transfers import account, money_movement_headers, wait_for_state
 
 __all__ = [
     "MANUAL",
@@ -78,16 +76,7 @@ async def wait_until(
     http: httpx.AsyncClient, e2e: E2E, transfer_id: str, states: set[str], timeout_s: float = 60
 ) -> dict[str, Any]:
     """Poll `GET /transfers/{id}` (ours) until its state is one of `states`; fail with the last one seen."""
-    deadline = time.monotonic() + timeout_s
-    last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        response = await http.get(f"{e2e.stack.api_url}/transfers/{transfer_id}")
-        if response.status_code == 200:
-            last = response.json()
-            if last["currentState"] in states:
-                return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"transfer {transfer_id} never reached {states}; last seen {last.get('currentState')}")
+    return await wait_for_state(http, e2e.stack.api_url, transfer_id, states, timeout_s=timeout_s)
 
 
 async def switch_queries_of_unknown(e2e: E2E, http: httpx.AsyncClient, sdk_transfer_id: str) -> int:
