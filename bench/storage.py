@@ -6,7 +6,9 @@
   OS crash or power cut);
 - `wal+normal`: `journal_mode=wal`, `synchronous=normal` (the log synced at checkpoints only: a power cut can lose
   the last commits, e.g. the record that the money step was sent);
-- any `--pragma-set LABEL=P1,P2` given.
+- `wal+full, 20 reads/s`: mojaflow's pragmas with the server's own rate of transfer-queue reads (without
+  `DEV_SERVER_DYNAMIC_CONFIG`, mojaflow/temporal.py: each dispatch that misses sync-match waits for the next read);
+- any `--pragma-set LABEL=P1,P2` given (with our dynamic config).
 
 One stack per setting, all started first; then rounds of alternating order (A, B, C; C, B, A), each N/2 transfers
 at concurrency C through our client API plus `--sequential` transfers one at a time (latency alone), so a drift in
@@ -27,10 +29,14 @@ from bench.transfers import mojaflow_transfer
 
 __all__ = ["run"]
 
-CONFIGS = {
-    "server default": [],
-    "wal+full": ["journal_mode=wal", "synchronous=full"],
-    "wal+normal": ["journal_mode=wal", "synchronous=normal"],
+WAL_FULL = ["journal_mode=wal", "synchronous=full"]
+# label -> (SQLite pragmas, dynamic config; None: ours)
+Config = tuple[list[str], dict[str, object] | None]
+CONFIGS: dict[str, Config] = {
+    "server default": ([], None),
+    "wal+full": (WAL_FULL, None),
+    "wal+normal": (["journal_mode=wal", "synchronous=normal"], None),
+    "wal+full, 20 reads/s": (WAL_FULL, {}),
 }
 OURS = ("temporal", "worker", "api")
 
@@ -39,14 +45,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     configs = dict(CONFIGS)
     for extra in args.pragma_set or []:
         label, _, pragmas = extra.partition("=")
-        configs[label] = [p for p in pragmas.split(",") if p]
+        configs[label] = ([p for p in pragmas.split(",") if p], None)
     print(f"storage: {', '.join(configs)}; {args.transfers} transfers each at concurrency {args.concurrency}, "
           f"{args.sequential} one at a time")  # fmt: skip
     async with AsyncExitStack() as running:
         stacks = {}
-        for label, pragmas in configs.items():
+        for label, (pragmas, dynamic_config) in configs.items():
+            name = "storage-" + "".join(c if c.isalnum() or c in "+-" else "-" for c in label)
             stack, _ = await running.enter_async_context(
-                running_stack(args, "storage-" + label.replace(" ", "-"), pragmas=pragmas, bare_workers=())
+                running_stack(args, name, pragmas=pragmas, dynamic_config=dynamic_config, bare_workers=())
             )
             http = await running.enter_async_context(api_client(stack, args.concurrency))
             stacks[label] = (stack, mojaflow_transfer(http, stack.api_url, []))
@@ -77,11 +84,11 @@ def _journal_mode(stack: Any) -> str:
 
 
 def report(
-    configs: dict[str, list[str]], loaded: dict[str, Phase], alone: dict[str, Phase], journal: dict[str, str]
+    configs: dict[str, Config], loaded: dict[str, Phase], alone: dict[str, Phase], journal: dict[str, str]
 ) -> dict[str, Any]:
     n = cores()
     print()
-    head = (f"{'setting':16}{'journal':>9}{'ok':>5}{'tx/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'alone p50':>11}"
+    head = (f"{'setting':22}{'journal':>9}{'ok':>5}{'tx/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'alone p50':>11}"
             f"{'server ms/tx':>14}{'ours ms/tx':>12}{'iowait':>8}{'others':>8}")  # fmt: skip
     print(head)
     print("-" * len(head))
@@ -91,12 +98,13 @@ def report(
             print(f"  {label} failure: {failure}")
         ours = sum(phase.per_transfer(name) for name in OURS)
         iowait = phase.cpu_ms.get("iowait", 0.0) / (phase.wall_s * n * 1000 or 1)
-        print(f"{label:16}{journal[label]:>9}{phase.ok:>5}{phase.throughput:>7.1f}{phase.percentile(0.5):>8.0f}"
+        print(f"{label:22}{journal[label]:>9}{phase.ok:>5}{phase.throughput:>7.1f}{phase.percentile(0.5):>8.0f}"
               f"{phase.percentile(0.99):>8.0f}{alone[label].percentile(0.5):>11.0f}"
               f"{phase.per_transfer('temporal'):>14.1f}{ours:>12.1f}{iowait:>8.0%}"
               f"{phase.background_share(n):>8.0%}")  # fmt: skip
         figures[label] = {
-            "pragmas": configs[label],
+            "pragmas": configs[label][0],
+            "dynamic_config": configs[label][1],
             "journal_mode": journal[label],
             "loaded": phase.summary(n),
             "alone": alone[label].summary(1),

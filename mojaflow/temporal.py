@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ __all__ = [
     "inbound_workflow_id",
     "outbound_workflow_id",
     "retrieve_start_outcome",
+    "DEV_SERVER_DYNAMIC_CONFIG",
+    "dev_server_dynamic_config_flags",
     "dev_server_flags",
     "search_attribute_flags",
     "tls_config",
@@ -64,9 +67,27 @@ SEARCH_ATTRIBUTES = (
 )
 
 
+# The history service hands workflow and activity tasks to matching through its transfer queue, whose reader runs at
+# most 20 times a second per shard by default (`history.transferProcessorMaxPollRPS`). Every task that is not handed
+# over in the same transaction (the workflow task after an activity completes, a signal, the activity after a
+# workflow task when eager dispatch is off) then waits for the next read: ~50 ms per hop once the machine is busy,
+# which was most of a lone transfer's latency. Measured on this machine, 10 sequential activities: 50 → 8 ms each
+# (bench/README.md, "Dispatch"). A real cluster needs the same value in its history service's dynamic config (README).
+DEV_SERVER_DYNAMIC_CONFIG = {"history.transferProcessorMaxPollRPS": 1000}
+
+
+def dev_server_dynamic_config_flags(config: Mapping[str, object] = DEV_SERVER_DYNAMIC_CONFIG) -> list[str]:
+    """`temporal server start-dev` arguments that set this dynamic config (ours by default)."""
+    flags = []
+    for key, value in config.items():
+        flags += ["--dynamic-config-value", f"{key}={value}"]
+    return flags
+
+
 def dev_server_flags(settings: Settings) -> list[str]:
-    """`temporal server start-dev` arguments of ours besides addresses: search attributes, SQLite pragmas."""
-    flags = search_attribute_flags()
+    """`temporal server start-dev` arguments of ours besides addresses: search attributes, dynamic config, SQLite
+    pragmas."""
+    flags = search_attribute_flags() + dev_server_dynamic_config_flags()
     for pragma in settings.temporal_sqlite_pragmas:
         flags += ["--sqlite-pragma", pragma]
     return flags

@@ -5,6 +5,7 @@ policies, ports on 127.0.0.1 only, and no MOJAFLOW_* variable that is not one of
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from mojaflow.settings import Settings
+from mojaflow.temporal import DEV_SERVER_DYNAMIC_CONFIG, search_attribute_flags
 from tests.conftest import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -89,3 +91,23 @@ def test_compose_refuses_to_start_without_the_key_rings() -> None:
 
     assert refused.returncode != 0
     assert "set MOJAFLOW_PAYLOAD_KEYS" in refused.stderr or "set MOJAFLOW_SECRETS_KEYS" in refused.stderr
+
+
+def test_temporal_gets_our_search_attributes_and_dynamic_config() -> None:
+    """The compose cluster's Temporal must know every search attribute the workflows upsert (an unknown one fails
+    the workflow task) and read its transfer queue as `make run`'s dev server does."""
+    services = _services(yaml.safe_load(COMPOSE_FILE.read_text()))
+    setup = " ".join(services["temporal-setup"]["command"])
+    created: dict[str, str] = {}
+    for names, kind in re.findall(
+        r"for name in ([^;]*); do\s+temporal operator search-attribute create [^;]*--type (\w+)", setup
+    ):
+        created |= dict.fromkeys(names.split(), kind)
+    created |= dict(re.findall(r"--name (\w+) --type (\w+)", setup))
+    assert created == dict(flag.split("=") for flag in search_attribute_flags()[1::2])
+
+    mounted = services["temporal"]["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    source, target = next(v.split(":")[:2] for v in services["temporal"]["volumes"] if v.split(":")[1] == mounted)
+    dynamic_config = yaml.safe_load((ROOT / source).read_text())
+    assert {key: values[0]["value"] for key, values in dynamic_config.items()} == DEV_SERVER_DYNAMIC_CONFIG
+    assert target == mounted
