@@ -168,6 +168,8 @@ class WebhookDeliveryWorkflow:
         self._news = False  # a delivery came since the workflow last looked
         self._final_seen = False
         self._cancelled = False
+        self._alarm: asyncio.Future[None] | None = None  # _news_within's timer
+        self._alarm_at = workflow.now()
         # What the dispatcher's start set: upserted again only when it changes, at moments a search may need it.
         self._indexed = (DeliveryStatus.DELIVERING, tuple(item.event_id for item in run.deliveries))
         self._accept(run.deliveries)
@@ -201,17 +203,28 @@ class WebhookDeliveryWorkflow:
 
     async def _news_within(self, idle: timedelta) -> bool:
         """Wait for the transfer's next event; the search attributes are brought up to date only if it is slow to
-        come (a transfer's events usually follow each other within a second: one visibility write, not one each)."""
-        quiet = min(QUIET_BEFORE_INDEXING, idle)
-        for wait in (quiet, idle - quiet):
-            if wait <= timedelta(0):
-                continue
-            try:
-                await workflow.wait_condition(lambda: self._news, timeout=wait)
+        come (a transfer's events usually follow each other within a second: one visibility write, not one each).
+
+        The waits share one timer, the alarm, left running when news comes first: a timer per wait would be started
+        and cancelled at every event: two history events and a timer task each."""
+        quiet_since = workflow.now()
+        for wait in (min(QUIET_BEFORE_INDEXING, idle), idle):
+            until = quiet_since + wait
+            while not self._news and workflow.now() < until:
+                alarm = self._set_alarm(until)
+                await workflow.wait_condition(lambda: self._news or alarm.done())  # noqa: B023 - awaited here
+            if self._news:
                 return True
-            except TimeoutError:
-                self._index()
+            self._index()
         return False
+
+    def _set_alarm(self, at: datetime) -> asyncio.Future[None]:
+        """A timer that wakes the workflow at `at` or earlier: the one running if it rings no later, else a new
+        one (the old rings for nothing, and costs less than its cancellation)."""
+        if self._alarm is None or self._alarm.done() or self._alarm_at > at:
+            self._alarm_at = at
+            self._alarm = asyncio.ensure_future(workflow.sleep(at - workflow.now()))
+        return self._alarm
 
     @workflow.signal
     def deliver(self, batch: DeliveryBatch) -> None:
