@@ -32,6 +32,7 @@ from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
 from mojaflow.log_context import TransferLogInterceptor
 from mojaflow.logs import configure_logging
+from mojaflow.metrics_server import start_worker_metrics
 from mojaflow.retention import purge_in_background
 from mojaflow.settings import Settings
 from mojaflow.temporal import TemporalConnectError, connect, describe_connection
@@ -152,6 +153,7 @@ async def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     log.info("worker connecting to %s", describe_connection(settings))
+    start_worker_metrics(settings)  # before the client: it sets up this process's Temporal runtime, with its metrics
     client = await connect(settings)
     async with worker_resources(settings, client) as activity_objects, purge_in_background(settings):
         worker = build_worker(client, settings, activity_objects)

@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.errors import CoreBankingRefused, CoreBankingUnavailable
+from mojaflow.metrics import measure_cbs_request, measure_phase
 
 __all__ = [
     "CbsParty",
@@ -149,23 +150,28 @@ class CoreBankingClient:
     ) -> dict[str, Any]:
         # Messages name the operation and the status only: paths carry party ids and account ids.
         payload = body.model_dump(by_alias=True, exclude_none=True) if isinstance(body, BaseModel) else body
-        try:
-            response = await self._http.request(method, path, json=payload)
-        except httpx.HTTPError as error:
-            raise CoreBankingUnavailable(f"CBS {operation}: unreachable ({type(error).__name__})") from None
-        status = response.status_code
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if status >= 400:
-            code = _error_code(answer)
-            if code is not None and code in REFUSALS[operation].get(status, frozenset()):
-                raise CoreBankingRefused(code, status)
-            detail = f" code {code}" if code is not None and _is_snake_case(code) else ""
-            raise CoreBankingUnavailable(f"CBS {operation}: HTTP {status}{detail}, not a documented refusal")
-        if status < 200 or status >= 300:
-            raise CoreBankingUnavailable(f"CBS {operation}: unexpected HTTP {status}")
+        with measure_cbs_request(operation) as measured:
+            try:
+                response = await self._http.request(method, path, json=payload)
+            except httpx.HTTPError as error:
+                measured.unavailable("unreachable")
+                raise CoreBankingUnavailable(f"CBS {operation}: unreachable ({type(error).__name__})") from None
+            status = response.status_code
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            if status >= 400:
+                code = _error_code(answer)
+                if code is not None and code in REFUSALS[operation].get(status, frozenset()):
+                    measured.refused(code)
+                    raise CoreBankingRefused(code, status)
+                measured.unavailable(f"http_{status}")
+                detail = f" code {code}" if code is not None and _is_snake_case(code) else ""
+                raise CoreBankingUnavailable(f"CBS {operation}: HTTP {status}{detail}, not a documented refusal")
+            if status < 200 or status >= 300:
+                measured.unavailable(f"http_{status}")
+                raise CoreBankingUnavailable(f"CBS {operation}: unexpected HTTP {status}")
         return answer if isinstance(answer, dict) else {}
 
 
@@ -215,7 +221,8 @@ class CoreBankingActivities:
     async def hold_funds(self, hold: HoldRequest) -> HoldRef:
         """Hold the payer's funds (idempotent by `holdKey`); `insufficient_funds` and others are refusals."""
         try:
-            return await self._cbs.create_hold(hold)
+            with measure_phase("hold", "outbound"):
+                return await self._cbs.create_hold(hold)
         except CoreBankingRefused as error:
             raise _refused(error) from None
 
@@ -223,7 +230,8 @@ class CoreBankingActivities:
     async def commit_hold(self, hold: HoldRef) -> None:
         """Debit the held funds: the switch committed the transfer. Idempotent."""
         try:
-            await self._cbs.commit_hold(hold)
+            with measure_phase("settle", "outbound"):
+                await self._cbs.commit_hold(hold)
         except CoreBankingRefused as error:
             raise _refused(error) from None
 
@@ -231,7 +239,8 @@ class CoreBankingActivities:
     async def release_hold(self, hold: HoldRef) -> None:
         """Give the held funds back: proven that no money moved. Idempotent."""
         try:
-            await self._cbs.release_hold(hold)
+            with measure_phase("settle", "outbound"):
+                await self._cbs.release_hold(hold)
         except CoreBankingRefused as error:
             raise _refused(error) from None
 
@@ -242,7 +251,8 @@ class CoreBankingActivities:
         """Reserve a credit to the payee's account (idempotent by `reservationKey` = the Mojaloop transferId):
         it shows in `pendingCredits`, not in the balance. Account status, currency and limits are refusals."""
         try:
-            return await self._cbs.reserve_credit(credit)
+            with measure_phase("hold", "inbound"):
+                return await self._cbs.reserve_credit(credit)
         except CoreBankingRefused as error:
             raise _refused(error) from None
 
@@ -251,7 +261,8 @@ class CoreBankingActivities:
         """Credit the reserved amount to the balance: the switch committed. Idempotent (same action twice is a
         no-op at the CBS; a released reservation is a refusal)."""
         try:
-            await self._cbs.commit_credit(reservation)
+            with measure_phase("settle", "inbound"):
+                await self._cbs.commit_credit(reservation)
         except CoreBankingRefused as error:
             raise _refused(error) from None
 
@@ -260,6 +271,7 @@ class CoreBankingActivities:
         """Drop the reserved credit: the switch aborted or never had the transfer. Idempotent (a committed
         reservation is a refusal, never released)."""
         try:
-            await self._cbs.release_credit(reservation)
+            with measure_phase("settle", "inbound"):
+                await self._cbs.release_credit(reservation)
         except CoreBankingRefused as error:
             raise _refused(error) from None

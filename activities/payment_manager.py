@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.payee_locks import PayeeLocks
+from mojaflow.metrics import measure_phase, measure_sdk_request
 from mojaflow.models import PartyView, Payee, Payer, QuoteView, TransferOrder
 
 __all__ = [
@@ -254,15 +255,17 @@ _NOT_SENT: Literal["not sent"] = "not sent"
 _RETRIES = 3
 
 
-async def _send_once(send: Any, what: str, backoff_s: float = 0.5) -> httpx.Response | Literal["not sent"] | None:
+async def _send_once(
+    send: Any, what: str, operation: str, backoff_s: float = 0.5
+) -> httpx.Response | Literal["not sent"] | None:
     """Send a request that may reach the money step, retrying only what proves it never left: a connect
     error, or an SDK 503/429. `None`: it may have left and no answer came (do not send it again).
-    `"not sent"`: every attempt failed to connect."""
+    `"not sent"`: every attempt failed to connect. Each request is measured under `operation` (mojaflow.metrics)."""
     for attempt in range(_RETRIES):
         if attempt:
             await asyncio.sleep(backoff_s * attempt)
         try:
-            response: httpx.Response = await send()
+            response = await measure_sdk_request(operation, send)
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             log.warning("%s: not sent (%s), attempt %d", what, type(error).__name__, attempt + 1)
             continue
@@ -298,10 +301,14 @@ class PaymentManagerActivities:
         body = sdk_transfer_request(order)
         payee = order.payee
         # One lookup per payee at a time: SDK 18.0.2 breaks on two at once (activities/payee_locks.py)
-        async with _heartbeating(), self._payee_locks.hold(payee.id_type, payee.id_value, payee.id_sub_value):
-            response = await _send_once(
-                lambda: self._http.post("/transfers", json=body), "POST /transfers", self._backoff_s
-            )
+        with measure_phase("party", "outbound"):
+            async with _heartbeating(), self._payee_locks.hold(payee.id_type, payee.id_value, payee.id_sub_value):
+                response = await _send_once(
+                    lambda: self._http.post("/transfers", json=body),
+                    "POST /transfers",
+                    "request_party",
+                    self._backoff_s,
+                )
         if response is None:
             return PartyLookupResult(answered=False)
         if response == _NOT_SENT:
@@ -325,10 +332,14 @@ class PaymentManagerActivities:
         """`PUT {"acceptParty": true}`: the SDK asks the payee's FSP for a quote. With AUTO_ACCEPT_QUOTES=true
         it runs on to the prepare, so it is sent once, as the money step."""
         url = f"/transfers/{ref.sdk_transfer_id}"
-        async with _heartbeating():
-            response = await _send_once(
-                lambda: self._http.put(url, json={"acceptParty": True}), "PUT acceptParty", self._backoff_s
-            )
+        with measure_phase("quote", "outbound"):
+            async with _heartbeating():
+                response = await _send_once(
+                    lambda: self._http.put(url, json={"acceptParty": True}),
+                    "PUT acceptParty",
+                    "accept_party",
+                    self._backoff_s,
+                )
         if response is None:
             return QuoteResult(answered=False)
         if response == _NOT_SENT:
@@ -345,7 +356,8 @@ class PaymentManagerActivities:
     @activity.defn
     async def send_quote_decline(self, ref: SdkTransferRef) -> None:
         """`PUT {"acceptQuote": false}`: tells the SDK we will not go on. Moves no money."""
-        response = await self._http.put(f"/transfers/{ref.sdk_transfer_id}", json={"acceptQuote": False})
+        url = f"/transfers/{ref.sdk_transfer_id}"
+        response = await measure_sdk_request("decline_quote", lambda: self._http.put(url, json={"acceptQuote": False}))
         _raise_if_transient(response)
 
     @activity.defn
@@ -357,10 +369,14 @@ class PaymentManagerActivities:
         when it provably never left (connect error, SDK 503/429).
         """
         url = f"/transfers/{ref.sdk_transfer_id}"
-        async with _heartbeating():
-            response = await _send_once(
-                lambda: self._http.put(url, json={"acceptQuote": True}), "PUT acceptQuote", self._backoff_s
-            )
+        with measure_phase("money_step", "outbound"):
+            async with _heartbeating():
+                response = await _send_once(
+                    lambda: self._http.put(url, json={"acceptQuote": True}),
+                    "PUT acceptQuote",
+                    "accept_quote",
+                    self._backoff_s,
+                )
         if response is None:  # may have left: reconcile
             return MoneyStepResult(outcome="UNKNOWN", sdk_transfer_id=ref.sdk_transfer_id)
         if response == _NOT_SENT:  # never left, but still UNKNOWN: a GET decides before any release
@@ -376,7 +392,8 @@ class PaymentManagerActivities:
         """`GET /transfers/{id}`: the SDK asks the switch. Only `fulfil.body.transferState` is the truth;
         its `currentState` says COMPLETED whenever the switch answered at all."""
         try:
-            response = await self._http.get(f"/transfers/{ref.sdk_transfer_id}")
+            url = f"/transfers/{ref.sdk_transfer_id}"
+            response = await measure_sdk_request("get_transfer", lambda: self._http.get(url))
         except httpx.HTTPError as error:
             log.warning("reconciliation of SDK transfer %s: %s", ref.sdk_transfer_id, type(error).__name__)
             return SwitchState(state="UNKNOWN")

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from mojaflow.metrics import measure_sdk_request
+
 __all__ = ["AccountActivities", "AccountEntry", "AccountsAnswer", "AccountsRegistration"]
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class AccountActivities:
         """`POST /accounts`. Raises `SdkUnavailable` (retried) when the request never reached the SDK."""
         body = [entry.model_dump(mode="json", by_alias=True, exclude_none=True) for entry in registration.accounts]
         try:
-            response = await self._http.post("/accounts", json=body)
+            response = await measure_sdk_request("register_accounts", lambda: self._http.post("/accounts", json=body))
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             raise ApplicationError(f"SDK unreachable: {type(error).__name__}", type="SdkUnavailable") from None
         except httpx.HTTPError as error:  # it may have been registered: the caller decides whether to ask again

@@ -29,6 +29,7 @@ from temporalio import activity
 
 from activities.webhook_requests import OAuthTokens, TokenUnavailable, auth_headers, delivery_headers, secret_values
 from mojaflow.database import Database
+from mojaflow.metrics import count_webhook_attempt
 from mojaflow.url_guard import UnsafeUrl
 from mojaflow.webhook_deliveries import AttemptRecord, PendingDelivery, load_deliveries, mark_delivery, record_attempts
 from mojaflow.webhook_models import DeliveryStatus
@@ -116,6 +117,8 @@ class WebhookActivities:
             try:
                 await asyncio.wait_for(turns.semaphore.acquire(), self._slot_wait_s)
             except TimeoutError:
+                for _ in batch.attempts:  # nothing sent: the subscription had no turn
+                    count_webhook_attempt(AttemptOutcome.BUSY, None, "no_turn", None)
                 return [AttemptResult(outcome=AttemptOutcome.BUSY)] * len(batch.attempts)
             try:
                 return await self._attempt(batch)
@@ -157,6 +160,7 @@ class WebhookActivities:
                     )
                     continue
                 result, excerpt = await self._post(delivery, subscription, request.at)
+                count_webhook_attempt(result.outcome, result.status_code, result.error_class, delivery.body)
                 records.append(_record(request, result, excerpt))
                 results[index] = result
                 if result.outcome is AttemptOutcome.FAILED:

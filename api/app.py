@@ -32,6 +32,8 @@ from api.headers import PAYMENT_CHANNELS, PRODUCTS
 from api.health import HealthCheck
 from api.jwt_auth import Jwks, JwtValidator, JwtVerifier
 from api.limits import RateLimiter, RequestLimits, client_limit_responses, document_limits, problem_render
+from api.metrics import MetricsPage
+from api.metrics import router as metrics_router
 from api.openapi import publish_openapi
 from api.problems import ProblemDetails, install_problem_handlers
 from api.readiness import Readiness, ReadinessCheck
@@ -45,6 +47,7 @@ from mojaflow.api_keys import ApiKeyStore
 from mojaflow.codec import EncryptionCodec, load_payload_ring
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
+from mojaflow.metrics_server import DatabaseGauges
 from mojaflow.settings import Settings
 from mojaflow.temporal import connect, describe_connection
 
@@ -138,6 +141,7 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
                 app.state.health, opened.database, sdk_url=settings.sdk_url, cbs_url=settings.cbs_url
             )
             stack.push_async_callback(app.state.readiness.aclose)
+            app.state.metrics = MetricsPage(DatabaseGauges(opened.database))
             app.state.authenticator, app.state.send_money_authenticator = _authenticators(settings, api_keys, jwks)
             if codec_guard is not None:  # the codec endpoint's own credentials: operator API keys, the UI's tokens
                 codec_guard.api_keys = api_keys
@@ -164,6 +168,7 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
     app.include_router(transfers_router)
     app.include_router(send_money_router)
     app.include_router(webhooks_router)
+    app.include_router(metrics_router)
     document_event(app)
     codec = EncryptionCodec(load_payload_ring(settings))
     app.include_router(codec_router(codec, settings.codec_cors_origins, guard=codec_guard))

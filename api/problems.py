@@ -59,7 +59,7 @@ PROBLEM_CODES: dict[str, str] = {
     "rate_limited": "more POSTs with this credential than MOJAFLOW_RATE_LIMIT_PER_MINUTE; see `Retry-After`",
     "body_too_large": "the request body is larger than MOJAFLOW_MAX_BODY_BYTES (also when sent chunked)",
     "headers_too_large": "the request line and headers are larger than MOJAFLOW_MAX_HEADER_BYTES",
-    "operator_required": "the codec endpoint takes an operator API key (or a token), not a client's key",
+    "operator_required": "the codec endpoint and `/metrics` take an operator's API key (or a token), not a client's",
     "http_error": "any other HTTP error",
     # webhooks (api/webhooks.py)
     "unsafe_url": "a webhook URL or token URL mojaflow may not call (SSRF guard): not https, credentials in it, or a "

@@ -68,7 +68,10 @@ def _components(settings: Settings, workers: int = 1) -> list[Component]:
         components.append(Component("hook-sim", argv, settings.webhook_receiver_port, settings.api_host))
     for number in range(1, workers + 1):  # they share the task queues: Temporal spreads the work
         name = "worker" if workers == 1 else f"worker-{number}"
-        components.append(Component(name, [sys.executable, "worker.py"], restart=True))
+        env = {}
+        if settings.worker_metrics_port is not None:  # one port each: worker i serves its metrics on port + i - 1
+            env["MOJAFLOW_WORKER_METRICS_PORT"] = str(settings.worker_metrics_port + number - 1)
+        components.append(Component(name, [sys.executable, "worker.py"], restart=True, env=env))
     components.append(
         Component("api", [sys.executable, "-m", "api"], settings.client_api_port, settings.api_host, restart=True)
     )
@@ -92,9 +95,12 @@ def _taken_ports(settings: Settings, components: list[Component]) -> list[str]:
     if settings.temporal_dev_server:
         wanted.append(("temporal web UI", settings.temporal_ui_port))
     wanted.append(("backend api", settings.backend_api_port))
+    metrics = [(f"{c.name} metrics", int(c.env["MOJAFLOW_WORKER_METRICS_PORT"]))
+               for c in components if "MOJAFLOW_WORKER_METRICS_PORT" in c.env]  # fmt: skip
+    hosts = {"backend api": settings.backend_api_host, **{name: settings.worker_metrics_host for name, _ in metrics}}
     taken = []
-    for name, port in wanted:
-        host = settings.backend_api_host if name == "backend api" else settings.api_host  # its own interface
+    for name, port in wanted + metrics:
+        host = hosts.get(name, settings.api_host)  # its own interface
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:

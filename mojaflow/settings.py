@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # json: one JSON object per line, for a log pipeline (the default: what a deployment runs); console: for people
     # (`make run` sets it unless given)
     log_format: Literal["json", "console"] = "json"
+    # Prometheus metrics of a worker process (mojaflow/metrics_server.py), served without credentials: unset, none.
+    # `make run --workers N` gives worker i the port + i - 1. The API serves its own on /metrics (operator key).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
@@ -232,7 +236,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "temporal_tls_ca", "temporal_tls_cert", "temporal_tls_key", "temporal_tls_server_name", "temporal_api_key",
-        mode="before",
+        "worker_metrics_port", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:  # compose's `${VAR:-}` passes an empty string

@@ -35,6 +35,7 @@ class Component:
     port: int = 0  # 0: nothing to wait for (a worker)
     host: str = "127.0.0.1"
     restart: bool = False  # a worker or an API process: restarted with back-off when it dies
+    env: dict[str, str] = field(default_factory=dict)  # on top of the supervisor's (e.g. a worker's metrics port)
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     restarts: int = 0
     failures: int = 0  # consecutive ones: the back-off's exponent
@@ -68,7 +69,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         component.process = await asyncio.create_subprocess_exec(
             *component.argv,
-            env=self._env,
+            env={**self._env, **component.env},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the launcher only; it stops the children in order

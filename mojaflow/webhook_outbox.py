@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
 from mojaflow import webhook_subscriptions as _subscriptions  # a module: database.py imports us while it loads
+from mojaflow.metrics import count_state_change
 from mojaflow.models import FINAL_STATES, Direction, TransferRecord, TransferState
 from mojaflow.settings import Settings
 from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, batches, dispatch_batch, mark_dispatched
@@ -190,6 +191,8 @@ class Outbox:
         a re-run writes nothing new and dispatches what is still undispatched. True if the state was newer than the
         saved one. Raises what the database raises before the commit; nothing after it."""
         saved = await self._db.save_transfer_with_event(record, self.defaults)
+        if not saved.rerun:  # its event row is new in this commit: a state's first save, counted once
+            count_state_change(record)
         if saved.deliveries_waiting:
             if self._crash_after_commit:
                 _crash()
