@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mojaflow.launcher import _child_env
+from mojaflow.launcher import _child_env, _components
 from mojaflow.settings import Settings
 from mojaflow.webhook_models import EVENT_TYPE
 from tests.conftest import ROOT
@@ -112,6 +112,30 @@ def test_make_run_logs_for_the_console_unless_told_otherwise(monkeypatch: pytest
     assert _child_env(Settings())["MOJAFLOW_LOG_FORMAT"] == "console"
     monkeypatch.setenv("MOJAFLOW_LOG_FORMAT", "json")
     assert _child_env(Settings())["MOJAFLOW_LOG_FORMAT"] == "json"
+
+
+def test_each_worker_serves_its_metrics_on_a_port_of_its_own() -> None:
+    workers = [c for c in _components(Settings(worker_metrics_port=9100), workers=3) if c.name.startswith("worker")]
+    assert [c.env for c in workers] == [{"MOJAFLOW_WORKER_METRICS_PORT": str(port)} for port in (9100, 9101, 9102)]
+    assert [c.env for c in _components(Settings(), workers=2) if c.name.startswith("worker")] == [{}, {}]
+
+
+def test_a_taken_worker_metrics_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        env["MOJAFLOW_WORKER_METRICS_PORT"] = str(taken - 1)  # worker-2's is taken
+
+        result = subprocess.run(
+            [sys.executable, "-m", "mojaflow.launcher", "--workers", "2"], cwd=ROOT, env=env, capture_output=True,
+            timeout=60,
+        )  # fmt: skip
+
+    assert result.returncode != 0
+    assert f"port {taken} (worker-2 metrics) is already in use" in result.stderr.decode()
+    assert not (tmp_path / "temporal.db").exists()
 
 
 def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
