@@ -1,13 +1,16 @@
 """docker-compose.yml: resolved by Compose itself (`docker compose config`, or Debian's `docker-compose config`;
 neither needs a daemon), and checked as an operator would read it: the services, their healthchecks and restart
-policies, ports on 127.0.0.1 only, and no MOJAFLOW_* variable that is not one of our settings."""
+policies, ports on 127.0.0.1 only, and no MOJAFLOW_* variable that is not one of our settings; the `observability`
+profile's Prometheus and Grafana with the files they load (deploy/), scraping what the API and workers serve."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +22,10 @@ from tests.conftest import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 KEYS = {name: "k1:AAAA" for name in ("MOJAFLOW_PAYLOAD_KEYS", "MOJAFLOW_SECRETS_KEYS", "MOJAFLOW_PARTY_HASH_KEYS")}
-LONG_RUNNING = {"postgres", "temporal", "temporal-ui", "api", "worker", "sdk-simulator", "cbs-simulator"}
-ANSWERING = LONG_RUNNING - {"temporal-ui", "worker"}  # a worker serves nothing to probe yet; the UI image: no probe
+OBSERVABILITY = {"prometheus", "grafana"}  # profile `observability` only
+MOJAFLOW = {"postgres", "temporal", "temporal-ui", "api", "worker", "sdk-simulator", "cbs-simulator"}
+LONG_RUNNING = MOJAFLOW | OBSERVABILITY
+ANSWERING = LONG_RUNNING - {"temporal-ui", "worker"}  # a worker answers before it polls; the UI image: no probe
 
 
 def _compose() -> list[str] | None:
@@ -32,13 +37,13 @@ def _compose() -> list[str] | None:
     return ["docker-compose"] if shutil.which("docker-compose") else None
 
 
-def _config(extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _config(extra_env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
     command = _compose()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **extra_env}  # no MOJAFLOW_* leaks in
     return subprocess.run(
-        [*command, "-f", str(COMPOSE_FILE), "config"], env=env, capture_output=True, text=True, timeout=60
+        [*command, "-f", str(COMPOSE_FILE), *options, "config"], env=env, capture_output=True, text=True, timeout=60
     )
 
 
@@ -67,6 +72,45 @@ def _check(services: dict[str, dict[str, Any]]) -> None:
             published = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port.get('published')}"
             assert published.startswith("127.0.0.1:"), f"{name} publishes {port} beyond this machine"
     assert "ports" not in services["postgres"]
+    for name, service in services.items():  # a plain `up` starts what it always did
+        assert service.get("profiles") == (["observability"] if name in OBSERVABILITY else None), name
+    _check_observability(services)
+
+
+def _mounted(service: dict[str, Any], target: str) -> Path:
+    """The file of this repository a service mounts at `target` (short or long volume syntax)."""
+    for volume in service["volumes"]:
+        source, _, rest = volume.partition(":") if isinstance(volume, str) else (volume["source"], "", volume["target"])
+        if rest.split(":")[0] == target:
+            path = (ROOT / source).resolve()
+            assert path.is_relative_to(ROOT) and path.exists(), f"{source} is not a file of this repository"
+            return path
+    raise AssertionError(f"nothing mounted at {target}")
+
+
+def _check_observability(services: dict[str, dict[str, Any]]) -> None:
+    """Prometheus scrapes the API with the operator key's secret and each worker on the port it serves; Grafana loads
+    the dashboard and its data source; the dashboard's metrics exist (checked by tests/test_metrics.py)."""
+    worker = services["worker"]["environment"]
+    assert worker["MOJAFLOW_WORKER_METRICS_HOST"] == "0.0.0.0"  # inside compose's network; not published
+    assert "ports" not in services["worker"]
+    prometheus = services["prometheus"]
+    scrape = yaml.safe_load(_mounted(prometheus, "/etc/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    api = jobs["mojaflow-api"]
+    assert api["static_configs"] == [{"targets": ["api:3004"]}] and api["metrics_path"] == "/metrics"
+    secret = [s if isinstance(s, str) else s["source"] for s in prometheus["secrets"]]
+    assert api["authorization"]["credentials_file"] == f"/run/secrets/{secret[0]}"
+    workers = jobs["mojaflow-worker"]["dns_sd_configs"]
+    assert workers == [{"names": ["worker"], "type": "A", "port": int(worker["MOJAFLOW_WORKER_METRICS_PORT"]),
+                        "refresh_interval": "30s"}]  # fmt: skip
+    grafana = services["grafana"]
+    dashboard = json.loads(_mounted(grafana, "/var/lib/grafana/dashboards/mojaflow.json").read_text())
+    provisioning = _mounted(grafana, "/etc/grafana/provisioning")
+    sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert sources[0]["url"] == "http://prometheus:9090"
+    used = {target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel.get("targets", [])}
+    assert used == {sources[0]["uid"]}
 
 
 def test_the_file_as_written() -> None:
@@ -74,7 +118,7 @@ def test_the_file_as_written() -> None:
 
 
 def test_compose_resolves_it_with_the_key_rings_set() -> None:
-    resolved = _config(KEYS)
+    resolved = _config(KEYS, "--profile", "observability")
 
     assert resolved.returncode == 0, resolved.stderr
     services = _services(yaml.safe_load(resolved.stdout))

@@ -6,6 +6,7 @@ with a database, task queues and webhook receiver of their own, so the numbers a
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import subprocess
 import sys
@@ -158,6 +159,12 @@ async def test_a_transfer_moves_the_metrics_and_no_party_data_shows(
     waited = {"direction": "outbound", "state": "WAITING_FOR_PARTY_ACCEPTANCE"}
     assert _value(api, "mojaflow_transfers_in_progress", **waited) == 0
     assert ("mojaflow_webhook_deliveries_waiting", frozenset({("status", "PENDING")})) in api
+    # the Grafana dashboard asks for metrics that exist
+    dashboard = (ROOT / "deploy" / "grafana" / "mojaflow.json").read_text()
+    wanted = set(re.findall(r"\b((?:mojaflow|temporal)_[a-z_]+)", dashboard))
+    declared = set(re.findall(r"^# TYPE (\S+) ", api_text + worker_text, re.MULTILINE))  # a counter not yet moved
+    served = {name for name, _ in (*api, *worker)} | declared
+    assert len(wanted) > 10 and wanted <= served, sorted(wanted - served)
     # no party id, name, account or transfer id in any label or value
     personal = [payer, PAYEE, account_id, "Test Payee", "Test Payer", transfer["transferId"], done["sdkTransferId"],
                 client_key, subscribed.json()["subscriptionId"]]  # fmt: skip
