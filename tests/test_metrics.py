@@ -203,3 +203,29 @@ def test_a_worker_whose_metrics_port_is_taken_says_so_and_exits(stack: Stack) ->
     assert result.returncode == 1
     assert f"MOJAFLOW_WORKER_METRICS_PORT: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_refused_hold_is_counted_with_its_codes(
+    metered: tuple[Stack, str, str], http: httpx.AsyncClient
+) -> None:
+    sibling, worker_url, _ = metered
+    payer, _ = await new_payer(http, sibling.cbs_url, balance="5.00")
+    before = _parse((await _scrape(http, sibling.api_url, worker_url))[1])
+
+    response = await http.post(
+        f"{sibling.api_url}/transfers", json=transfer_body(payer=payer, amount="10"), headers=money_movement_headers()
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["lastError"]["code"] == "insufficient_funds"
+    after = _parse((await _scrape(http, sibling.api_url, worker_url))[1])
+
+    def moved(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert moved("mojaflow_transfer_state_changes_total", direction="outbound", state="ABORTED",
+                 error_code="insufficient_funds") == 1  # fmt: skip
+    assert moved("mojaflow_cbs_request_errors_total", operation="create_hold", error="insufficient_funds") == 1
+    assert moved("mojaflow_cbs_request_duration_seconds_count", operation="create_hold", outcome="refused") == 1
+    assert moved("mojaflow_phase_duration_seconds_count", phase="hold", direction="outbound", outcome="error") == 1
+    assert moved("mojaflow_sdk_request_duration_seconds_count", operation="decline_quote", outcome="ok") == 1
+    assert moved("mojaflow_phase_duration_seconds_count", phase="money_step", direction="outbound", outcome="ok") == 0
