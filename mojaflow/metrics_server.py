@@ -40,6 +40,11 @@ __all__ = ["CONTENT_TYPE", "DatabaseGauges", "start_worker_metrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the classic text format: Temporal's page is in it too
 IN_PROGRESS = [state.value for state in TransferState if state not in FINAL_STATES]
+# The states each direction goes through (workflows/), each shown even at 0: an alert finds a series that is there
+_INBOUND = {"RECEIVED", "RESERVED", "RECONCILING", "SETTLING"}
+SERIES = [("outbound", state) for state in IN_PROGRESS if state != "RESERVED"] + [
+    ("inbound", state) for state in IN_PROGRESS if state in _INBOUND
+]
 WAITING_DELIVERIES = [DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERING.value]
 
 log = logging.getLogger("mojaflow.metrics")
@@ -141,11 +146,10 @@ class DatabaseGauges(Collector):
             labels=["direction", "state"],
         )
         found = {(direction.lower(), state): (number, since) for direction, state, number, since in self._transfers}
-        for direction in ("outbound", "inbound"):  # every state, 0 when empty: an alert on a series that is there
-            for state in IN_PROGRESS:
-                number, since = found.get((direction, state), (0, None))
-                count.add_metric([direction, state], number)
-                oldest.add_metric([direction, state], self._age(since))
+        for key in [*SERIES, *(key for key in found if key not in SERIES)]:
+            number, since = found.get(key, (0, None))
+            count.add_metric(list(key), number)
+            oldest.add_metric(list(key), self._age(since))
         waiting = GaugeMetricFamily(
             "mojaflow_webhook_deliveries_waiting",
             "Webhook deliveries not yet delivered: PENDING (its workflow not started), DELIVERING (attempting, or "
