@@ -44,6 +44,9 @@ async def _notify(backend_url: str, http: httpx.AsyncClient, transfer_id: str, s
 async def _states(stack: Stack, transfer_id: str) -> list[str]:
     """Every state the transfer entered, in order, over all its runs (from the MojaflowState upserts)."""
     workflow_id = inbound_workflow_id(transfer_id)
+    # Our database shows the final state as soon as its save commits, before the workflow task that upserts it is
+    # in the history: read the histories once the last run has returned.
+    await asyncio.wait_for(stack.client.get_workflow_handle(workflow_id).result(), timeout=60)
     runs = [run async for run in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
     states: list[str] = []
     for run in sorted(runs, key=lambda run: run.start_time):
