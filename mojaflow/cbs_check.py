@@ -19,7 +19,7 @@ import re
 import secrets
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import httpx
 import typer
@@ -214,8 +214,13 @@ def _amount(value: str) -> Decimal:
     except InvalidOperation:
         amount = Decimal(0)
     if not _AMOUNT.match(value) or amount <= 0:
-        raise typer.BadParameter(f"{value!r}: a positive amount with at most 2 decimals", param_hint="'--amount'")
+        _usage(f"--amount {value!r}: a positive amount with at most 2 decimals")
     return amount
+
+
+def _usage(message: str) -> NoReturn:
+    typer.echo(f"mojaflow cbs-check: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def cbs_check(
@@ -239,19 +244,17 @@ def cbs_check(
     if url is None or timeout is None:
         try:
             settings = Settings()
-        except ValueError as error:
-            typer.echo(f"mojaflow cbs-check: {error}", err=True)
-            raise typer.Exit(2) from None
+        except ValueError as error:  # a malformed setting: say which, no traceback
+            _usage(str(error))
         url, timeout = url or settings.cbs_url, timeout or settings.cbs_timeout_s
     if not re.match(r"^https?://[^/\s]+", url):
-        raise typer.BadParameter(f"{url!r}: an http:// or https:// URL", param_hint="'--url'")
+        _usage(f"--url {url!r}: an http:// or https:// URL")
     if timeout <= 0:
-        raise typer.BadParameter("a positive number of seconds", param_hint="'--timeout'")
+        _usage("--timeout: a positive number of seconds")
     try:
         loaded = Contract.load(contract)
     except (OSError, ValueError) as error:
-        typer.echo(f"mojaflow cbs-check: cannot read the contract: {error}", err=True)
-        raise typer.Exit(2) from None
+        _usage(f"cannot read the contract: {error}")
     code = asyncio.run(
         run_check(
             url,

@@ -33,6 +33,9 @@ async def check_entries(session: Session, kind: Kind) -> None:
             session.report.skip(f"{kind.name}.commit", f"needs the {kind.name} of {kind.name}.concurrent")
         elif not session.target.commit:
             session.report.skip(f"{kind.name}.commit", "--no-commit: nothing debited or credited")
+        elif kind is not HOLD and not session.debited:
+            # A credit alone would leave the test account richer than it was: it only balances a committed hold.
+            session.report.skip(f"{kind.name}.commit", "the hold was not committed, so no credit is either")
         else:
             await _finish(session, kind, second, "commit")
     await _unknown_ids(session, kind)
@@ -139,6 +142,7 @@ async def _finish(session: Session, kind: Kind, entry_id: str, action: str) -> N
         before = await session.balances()
         answer = await session.probe.call(operation, {kind.id_field: entry_id})
         session.track(kind, answer)
+        session.debited = session.debited or (kind is HOLD and action == "commit" and answer.ok)
         after = await session.balances()
         problems = _entry_problems(session, kind, answer, final, (200,), mojaflow)
         if not problems and before is not None and after is not None and after.moved(before) != expected:

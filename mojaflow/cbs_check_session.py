@@ -113,6 +113,7 @@ class Session:
     target: Target
     opened: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, id) → last status seen
     unanswered: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (kind, key) → body sent
+    debited: bool = False  # a hold was committed: the credit's commit may balance it
 
     def key(self, label: str) -> str:
         """A key no one else uses, marked as this check's: `mojaflow-cbs-check-<run>-<label>`."""
