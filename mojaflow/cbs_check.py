@@ -25,7 +25,7 @@ import httpx
 import typer
 
 from mojaflow.cbs_check_entries import check_entries
-from mojaflow.cbs_check_session import CREDIT, HOLD, Session, Target, wire
+from mojaflow.cbs_check_session import CREDIT, HOLD, Balances, Session, Target, wire
 from mojaflow.cbs_contract import CONTRACT_PATH, Contract
 from mojaflow.cbs_probe import Probe, Report, Verdict, judge_success
 from mojaflow.settings import Settings
@@ -64,18 +64,30 @@ async def run_check(
             for other, status in ((blocked_account, "blocked"), (closed_account, "closed")):
                 await _inactive_account(session, other, status)
             await session.clean_up((HOLD, CREDIT))
-            end = await session.balances()
-            moved = end.moved(start) if start is not None and end is not None else "unknown (the account unreadable)"
-            report.expect(
-                "account.restored",
-                not moved,
-                f"the account moved by [{moved}] over the run" if moved else "balance, held, pendingCredits as before",
-            )
+            await _restored(session, start)
         probe.report_schemas(report)
     passed, failed, skipped = (report.count(v) for v in (Verdict.PASS, Verdict.FAIL, Verdict.SKIP))
     verdict = "the CBS keeps the contract" if not failed else "the CBS does NOT keep the contract"
     typer.echo(f"cbs-check: {passed} conform, {failed} do not, {skipped} skipped: {verdict}")
     return report.exit_code
+
+
+async def _restored(session: Session, start: Balances | None) -> None:
+    """After the clean-up the account is as it was, and every read of it showed its balances."""
+    end, report, unreadable = await session.balances(), session.report, session.unreadable
+    report.expect(
+        "account.balances",
+        not unreadable,
+        f"{unreadable} read(s) of the account without balance, held, pendingCredits: moves unseen"
+        if unreadable
+        else "every read of the account showed its balance, held and pendingCredits",
+    )
+    moved = end.moved(start) if start is not None and end is not None else "unknown (the account unreadable)"
+    report.expect(
+        "account.restored",
+        not moved,
+        f"the account moved by [{moved}] over the run" if moved else "balance, held, pendingCredits as before",
+    )
 
 
 async def _reach(

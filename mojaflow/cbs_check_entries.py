@@ -60,10 +60,7 @@ async def _create(session: Session, kind: Kind) -> str | None:
     if not report.expect(f"{kind.name}.create", not problems, "; ".join(problems) or f"201 {kind.open_status}"):
         return None
     assert entry_id is not None
-    replay_body = {
-        **body,
-        "amount": f"{target.amount:.2f}" if wire(target.amount) != f"{target.amount:.2f}" else body["amount"],
-    }
+    replay_body = {**body, "amount": f"{target.amount:.2f}"}  # "1" and "1.00" are one amount: compared as numbers
     replay = await session.probe.call(kind.create, body=replay_body)
     session.track(kind, replay, replay_body)
     again = await session.balances()
@@ -193,10 +190,10 @@ async def _unknown_ids(session: Session, kind: Kind) -> None:
 async def _refusals(session: Session, kind: Kind) -> None:
     target, create = session.target, kind.create
     await session.refusal(
-        f"{kind.name}.{kind.other_currency}",
+        f"{kind.name}.{kind.currency_refusal}",
         create,
         409,
-        kind.other_currency,
+        kind.currency_refusal,
         body=session.body(kind, session.key(f"{kind.name}-currency"), currency=_other_currency(target.currency)),
         mojaflow=kind.mojaflow[0],
         kind=kind,

@@ -36,7 +36,7 @@ class Kind:
     not_found: str
     released: str
     committed: str
-    other_currency: str
+    currency_refusal: str  # the refusal of a currency the account does not hold
 
 
 HOLD = Kind(
@@ -114,6 +114,7 @@ class Session:
     opened: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, id) → last status seen
     unanswered: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (kind, key) → body sent
     debited: bool = False  # a hold was committed: the credit's commit may balance it
+    unreadable: int = 0  # reads of the account that gave no balances (its moves unseen then)
 
     def key(self, label: str) -> str:
         """A key no one else uses, marked as this check's: `mojaflow-cbs-check-<run>-<label>`."""
@@ -134,6 +135,7 @@ class Session:
                 Decimal(answer.field("balance")), Decimal(answer.field("held")), Decimal(answer.field("pendingCredits"))
             )
         except (TypeError, ArithmeticError):
+            self.unreadable += 1
             return None
 
     def track(self, kind: Kind, answer: Answer, sent: dict[str, Any] | None = None) -> str | None:
