@@ -9,7 +9,8 @@ repeats), every refusal the contract lists with its HTTP status, bad requests, u
 account's balances to see that money moved once and refusals moved nothing, validates every answer against the
 contract's schemas, then releases what it left open. Committing a hold and a credit of the same amount leaves the
 balance as it was (`--no-commit`: nothing debited nor credited). One line per check, PASS, FAIL or SKIP with the
-reason; exit code 1 when anything failed, 2 for bad options.
+reason; exit code 1 when anything failed, 2 for bad options. `--unavailable` runs the unavailability drill instead
+(mojaflow/cbs_check_drill.py), while the bank has made its CBS unavailable.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Annotated, NoReturn
 import httpx
 import typer
 
+from mojaflow.cbs_check_drill import run_drill
 from mojaflow.cbs_check_entries import check_entries
 from mojaflow.cbs_check_session import CREDIT, HOLD, Balances, Session, Target, wire
 from mojaflow.cbs_contract import CONTRACT_PATH, Contract
@@ -47,12 +49,20 @@ async def run_check(
     commit: bool = True,
     timeout_s: float = 10.0,
     contract: Contract | None = None,
+    unavailable: bool = False,
 ) -> int:
-    """Run every check against the CBS at `url`, printing a line each; the exit code (0: everything conforms)."""
+    """Run every check against the CBS at `url`, printing a line each; the exit code (0: everything conforms).
+    `unavailable`: the unavailability drill instead (mojaflow/cbs_check_drill.py)."""
     report = Report(typer.echo)
     private = [account_id, msisdn or "", blocked_account or "", closed_account or ""]
     async with httpx.AsyncClient(base_url=url, timeout=timeout_s) as http:
         probe = Probe(http, contract or Contract.load(), private)
+        if unavailable:
+            drill = Session(probe, report, Target(account_id, currency or "USD", amount, secrets.token_hex(4), False))
+            await run_drill(drill)
+            if drill.opened:
+                await drill.clean_up((HOLD, CREDIT))
+            return _summary(report)
         target = await _reach(probe, report, account_id, currency, amount, commit)
         if target is not None:
             session = Session(probe, report, target)
@@ -66,6 +76,10 @@ async def run_check(
             await session.clean_up((HOLD, CREDIT))
             await _restored(session, start)
         probe.report_schemas(report)
+    return _summary(report)
+
+
+def _summary(report: Report) -> int:
     passed, failed, skipped = (report.count(v) for v in (Verdict.PASS, Verdict.FAIL, Verdict.SKIP))
     verdict = "the CBS keeps the contract" if not failed else "the CBS does NOT keep the contract"
     typer.echo(f"cbs-check: {passed} conform, {failed} do not, {skipped} skipped: {verdict}")
@@ -250,6 +264,9 @@ def cbs_check(
     commit: Annotated[bool, typer.Option("--commit/--no-commit", help="Also commit a hold and a credit.")] = True,
     timeout: Annotated[float | None, typer.Option(help="Seconds per call (default: MOJAFLOW_CBS_TIMEOUT_S).")] = None,
     contract: Annotated[Path, typer.Option(help="The contract to check against.")] = CONTRACT_PATH,
+    unavailable: Annotated[
+        bool, typer.Option(help="The unavailability drill, while the bank has made its CBS unavailable.")
+    ] = False,
 ) -> None:
     """Run the CBS contract against a bank's CBS: PASS / FAIL per check; exit 1 when anything fails."""
     money = _amount(amount)
@@ -279,6 +296,7 @@ def cbs_check(
             commit=commit,
             timeout_s=timeout,
             contract=loaded,
+            unavailable=unavailable,
         )
     )
     raise typer.Exit(code)

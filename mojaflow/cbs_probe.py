@@ -12,6 +12,7 @@ Lines never carry a name, a party id or an account: only operations, statuses, c
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +25,8 @@ from activities.core_banking import REFUSALS  # the worker's own classification:
 from mojaflow.cbs_contract import Contract
 
 __all__ = ["Answer", "Probe", "Report", "Verdict", "judge_refusal", "judge_success"]
+
+_SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class Verdict(StrEnum):
@@ -42,8 +45,9 @@ class Answer:
 
     @property
     def code(self) -> str | None:
+        """The error body's code when it has the contract's shape (snake_case): anything else is not printed."""
         code = self.body.get("code") if isinstance(self.body, dict) else None
-        return code if isinstance(code, str) and len(code) <= 64 else None
+        return code if isinstance(code, str) and _SNAKE_CASE.match(code) else None
 
     @property
     def ok(self) -> bool:

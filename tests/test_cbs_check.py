@@ -226,6 +226,44 @@ def test_a_malformed_body_fails_its_schema_with_the_field_named(broken: Callable
     assert found["schema.createHold.201"][0] == "PASS"
 
 
+SIM_FAULTABLE = ("resolve_party", "hold", "commit_hold", "release_hold", "credit_check", "reserve_credit")
+SIM_FAULTABLE += ("commit_credit", "release_credit")
+DRILL = ("getParty", "createHold", "commitHold", "releaseHold", "checkCredit", "reserveCredit", "commitCredit")
+DRILL += ("releaseCredit",)
+
+
+def test_the_unavailability_drill_accepts_only_what_mojaflow_retries(simulator: str) -> None:
+    """The simulator's own fault switch (`/_sim/faults`) makes it unavailable, or unavailable but answering refusals."""
+    for operation in SIM_FAULTABLE:
+        httpx.put(f"{simulator}/_sim/faults/{operation}", json={"mode": "down"}).raise_for_status()
+    result = cbs_check(simulator, "--account", "check-0001", "--unavailable")
+    assert result.returncode == 0, result.stdout
+    assert {check: lines(result)[f"unavailable.{check}"] for check in DRILL} == dict.fromkeys(
+        DRILL, ("PASS", "HTTP 503 unavailable: mojaflow retries it")
+    )
+
+    refusals = {"commit_hold": ("hold_not_found", 404), "hold": ("insufficient_funds", 409)}
+    for operation, (code, status) in refusals.items():
+        fault = {"mode": "refuse", "code": code, "httpStatus": status}
+        httpx.put(f"{simulator}/_sim/faults/{operation}", json=fault).raise_for_status()
+    result = cbs_check(simulator, "--account", "check-0001", "--unavailable")
+    found = lines(result)
+    assert result.returncode == 1
+    assert found["unavailable.commitHold"] == (
+        "FAIL",
+        "HTTP 404 hold_not_found while unavailable: mojaflow takes it as a refusal, final, never retried "
+        "(non-conforming, dangerous)",
+    )
+    assert found["unavailable.createHold"][0] == "FAIL"
+    assert found["unavailable.releaseHold"] == ("PASS", "HTTP 503 unavailable: mojaflow retries it")
+
+    httpx.delete(f"{simulator}/_sim/faults").raise_for_status()  # a drill on a working CBS says so, and cleans up
+    found = lines(cbs_check(simulator, "--account", "check-0001", "--unavailable"))
+    assert found["unavailable.createHold"] == ("FAIL", "HTTP 201: the CBS works; run the drill while it does not")
+    assert found["cleanup"][0] == "PASS"
+    assert account(simulator, "check-0001")["held"] == "0.00"
+
+
 def test_an_unreachable_cbs_fails_at_once(tmp_path: Path) -> None:
     result = cbs_check(f"http://127.0.0.1:{free_port()}", "--account", "x")
     assert result.returncode == 1
