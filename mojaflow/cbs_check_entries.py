@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from mojaflow.cbs_check_listing import check_listed, check_listing, has_listing
 from mojaflow.cbs_check_session import HOLD, Kind, Session, wire
 from mojaflow.cbs_probe import Answer, judge_success
 
@@ -27,7 +28,12 @@ async def check_entries(session: Session, kind: Kind) -> None:
         second = await _concurrent(session, kind)
         await _conflict(session, kind)
         await _read(session, kind, first)
+        listing = kind is HOLD and has_listing(session)  # GET /holds?status=HELD, when the contract has it
+        if listing:
+            await check_listed(session, first, session.key("hold-1"), listed=True)
         await _finish(session, kind, first, "release")
+        if listing:
+            await check_listed(session, first, session.key("hold-1"), listed=False)
         await _replay_after_release(session, kind, first)
         if second is None:
             session.report.skip(f"{kind.name}.commit", f"needs the {kind.name} of {kind.name}.concurrent")
@@ -41,6 +47,8 @@ async def check_entries(session: Session, kind: Kind) -> None:
     await _unknown_ids(session, kind)
     await _refusals(session, kind)
     await _invalid_requests(session, kind)
+    if kind is HOLD and has_listing(session):
+        await check_listing(session)
 
 
 async def _create(session: Session, kind: Kind) -> str | None:
@@ -178,7 +186,7 @@ async def _replay_after_release(session: Session, kind: Kind, entry_id: str) -> 
 async def _unknown_ids(session: Session, kind: Kind) -> None:
     unknown = {kind.id_field: session.key(f"unknown-{kind.name}")}
     for label, operation, mojaflow in (
-        ("get", kind.get, None),
+        ("get", kind.get, "get_hold" if kind is HOLD else None),
         ("commit", kind.commit, kind.mojaflow[1]),
         ("release", kind.release, kind.mojaflow[2]),
     ):

@@ -159,12 +159,13 @@ class Session:
         params: dict[str, str] | None = None,
         body: Any = None,
         raw: bytes | None = None,
+        query: dict[str, str] | None = None,
         mojaflow: str | None = None,
         kind: Kind | None = None,
     ) -> bool:
         """Expect the refusal `status` `code`, and that the account did not move."""
         before = await self.balances()
-        answer = await self.probe.call(operation_id, params, body=body, raw=raw)
+        answer = await self.probe.call(operation_id, params, body=body, raw=raw, query=query)
         if kind is not None:
             self.track(kind, answer, body if isinstance(body, dict) else None)
         reason = judge_refusal(answer, status, code, mojaflow)

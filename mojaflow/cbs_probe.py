@@ -92,6 +92,7 @@ def judge_success(answer: Answer, expected: tuple[int, ...], mojaflow_operation:
     """None when `answer` has one of the `expected` 2xx statuses, else why not (with what mojaflow would do)."""
     if answer.status in expected:
         return None
+    mojaflow_operation = mojaflow_operation if mojaflow_operation in REFUSALS else None
     wanted = " or ".join(f"HTTP {status}" for status in expected)
     reason = f"expected {wanted}, got {answer.describe()}"
     if answer.status is not None and mojaflow_operation is not None and answer.status >= 400:
@@ -106,6 +107,7 @@ def judge_refusal(answer: Answer, status: int, code: str, mojaflow_operation: st
     """None when `answer` is the refusal `status` `code`, else why not and what mojaflow would do with it."""
     if answer.status == status and answer.code == code:
         return None
+    mojaflow_operation = mojaflow_operation if mojaflow_operation in REFUSALS else None  # one it does not call
     reason = f"expected HTTP {status} {code}, got {answer.describe()}"
     if answer.status is None:
         return reason
@@ -146,13 +148,19 @@ class Probe:
         *,
         body: Any = None,
         raw: bytes | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> Answer:
         operation = self.contract.operations[operation_id]
         path = operation.path.format(**{name: quote(value, safe="") for name, value in (params or {}).items()})
         headers = {"content-type": "application/json"} if raw is not None else None
         try:
             response = await self._http.request(
-                operation.method, path, json=body if raw is None else None, content=raw, headers=headers
+                operation.method,
+                path,
+                json=body if raw is None else None,
+                content=raw,
+                headers=headers,
+                params=dict(query) if query else None,
             )
         except httpx.HTTPError as error:
             return Answer(None, None, type(error).__name__)
