@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mojaflow.cbs_contract import Contract
 from tests.simulators._sims import REPO_ROOT, cbs_process
 from tests.support.process import ServerProcess, free_port
 
@@ -43,6 +44,8 @@ SEED = [
         "parties": [{"idType": "MSISDN", "idValue": "25611100003"}],
     },
 ]
+# GET /holds?status=HELD (the sweeper's listing) is checked once the contract has it.
+LISTING = "listHolds" in Contract.load().operations
 EVERY_OPTION = [
     "--account",
     "check-0001",
@@ -120,6 +123,10 @@ def test_the_simulator_keeps_the_whole_contract_and_the_account_ends_as_it_start
     ):
         assert found[check][0] == "PASS", check
     assert found["hold.commit"][1] == "200 COMMITTED, the account moved by [balance -2.50, held -2.50]"
+    if LISTING:
+        for check in ("hold.list", "hold.list.after-release", "hold.list.created-before", "hold.list.limit"):
+            assert found[check][0] == "PASS", check
+        assert found["hold.list"][1] == "the open hold is listed, HELD, with its key"
     # Every operation a bank implements was called and its answers validated.
     for operation in ("health", "getPartyWithSubId", "getCredit", "commitCredit", "releaseCredit", "checkCredit"):
         assert any(check.startswith(f"schema.{operation}.") for check in found), operation
@@ -224,6 +231,15 @@ def test_a_malformed_body_fails_its_schema_with_the_field_named(broken: Callable
     assert "amount: breaks type" in reason
     assert found["hold.get"][0] == "FAIL"
     assert found["schema.createHold.201"][0] == "PASS"
+
+
+@pytest.mark.skipif(not LISTING, reason="the contract has no GET /holds?status=HELD yet")
+def test_a_cbs_that_does_not_list_its_open_holds_fails(broken: Callable[..., str]) -> None:
+    result = cbs_check(broken("--unlisted-holds"), *EVERY_OPTION)
+    found = lines(result)
+    assert result.returncode == 1
+    assert found["hold.list"] == ("FAIL", "the open hold is not listed: the sweeper would never see it")
+    assert found["hold.list.after-release"][0] == "PASS"
 
 
 SIM_FAULTABLE = ("resolve_party", "hold", "commit_hold", "release_hold", "credit_check", "reserve_credit")

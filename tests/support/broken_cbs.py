@@ -7,6 +7,7 @@ might, for the tests of `mojaflow cbs-check`. Everything not broken is the simul
 * `--hold-not-idempotent`: `POST /holds` ignores the holdKey (each call places a new hold).
 * `--malformed-hold`: `GET /holds/{id}` answers its amount as a JSON number and without `status`.
 * `--refusal-status CODE=STATUS`: the refusal CODE is answered with that HTTP status (e.g. a 500).
+* `--unlisted-holds`: `GET /holds?status=HELD` (when the simulator has it) lists no hold.
 """
 
 from __future__ import annotations
@@ -33,9 +34,16 @@ class Breakages:
     """ASGI middleware: rewrites the request of `POST /holds` and the answers named by the switches."""
 
     def __init__(
-        self, app: App, *, hold_not_idempotent: bool, malformed_hold: bool, refusal_status: dict[str, int]
+        self,
+        app: App,
+        *,
+        hold_not_idempotent: bool,
+        malformed_hold: bool,
+        refusal_status: dict[str, int],
+        unlisted_holds: bool = False,
     ) -> None:
         self.app = app
+        self.unlisted_holds = unlisted_holds
         self.hold_not_idempotent = hold_not_idempotent
         self.malformed_hold = malformed_hold
         self.refusal_status = refusal_status
@@ -82,6 +90,8 @@ class Breakages:
             answer.pop("status", None)
             answer["amount"] = float(answer["amount"])
             return status, json.dumps(answer).encode()
+        if self.unlisted_holds and method == "GET" and path == "/holds" and status == 200:
+            return status, json.dumps({"holds": [], "nextCursor": None}).encode()
         return status, body
 
 
@@ -125,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hold-not-idempotent", action="store_true")
     parser.add_argument("--malformed-hold", action="store_true")
     parser.add_argument("--refusal-status", type=_status_switch, action="append", default=[])
+    parser.add_argument("--unlisted-holds", action="store_true")
     args = parser.parse_args(argv)
     configure_logging("simulators.cbs")
     app = create_app(args.data_dir, seed_file=args.seed)
@@ -133,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         hold_not_idempotent=args.hold_not_idempotent,
         malformed_hold=args.malformed_hold,
         refusal_status=dict(args.refusal_status),
+        unlisted_holds=args.unlisted_holds,
     )
     run_server(app, args.host, args.port)
 
