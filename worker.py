@@ -36,6 +36,7 @@ from mojaflow.metrics_server import start_worker_metrics
 from mojaflow.retention import purge_in_background
 from mojaflow.settings import Settings
 from mojaflow.temporal import TemporalConnectError, connect, describe_connection
+from mojaflow.tracing import Tracing
 from mojaflow.url_guard import guarded_client
 from mojaflow.webhook_outbox import Outbox
 from workflows.account_registration import AccountRegistrationWorkflow
@@ -61,10 +62,13 @@ log = logging.getLogger("mojaflow.worker")
 
 
 @asynccontextmanager
-async def worker_resources(settings: Settings, client: Client | None = None) -> AsyncIterator[list[object]]:
+async def worker_resources(
+    settings: Settings, client: Client | None = None, tracing: Tracing | None = None
+) -> AsyncIterator[list[object]]:
     """The activity objects with their HTTP clients and database, closed on exit. Given the Temporal client, the
     saves start their webhook deliveries and the outbox's sweeper runs while the block does; without it, the
-    saves write their events and deliveries only (some other worker's sweeper starts them)."""
+    saves write their events and deliveries only (some other worker's sweeper starts them). Given `tracing`, every
+    request to the SDK, the CBS and webhook receivers is a span."""
     database = Database(settings.resolved_database_url, secrets=load_secrets_ring(settings))
     await database.create_schema()
     outbox = Outbox(database, client, settings)
@@ -75,6 +79,9 @@ async def worker_resources(settings: Settings, client: Client | None = None) -> 
         _webhook_client(settings) as webhooks,
         outbox.sweeping(),
     ):
+        if tracing is not None:
+            for http in (sdk, cbs, webhooks):
+                tracing.instrument_client(http)
         try:
             yield [
                 PaymentManagerActivities(sdk),
@@ -154,8 +161,13 @@ async def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     log.info("worker connecting to %s", describe_connection(settings))
     start_worker_metrics(settings)  # before the client: it sets up this process's Temporal runtime, with its metrics
-    client = await connect(settings)
-    async with worker_resources(settings, client) as activity_objects, purge_in_background(settings):
+    tracing = Tracing.from_settings(settings, service_name="mojaflow-worker")
+    # the tracing interceptor on the client: both workers inherit it, outside TransferLogInterceptor
+    client = await connect(settings, interceptors=tracing.client_interceptors() if tracing is not None else [])
+    async with (
+        worker_resources(settings, client, tracing) as activity_objects,
+        purge_in_background(settings),
+    ):
         worker = build_worker(client, settings, activity_objects)
         webhook_worker = build_webhook_worker(client, settings, activity_objects)
         stop = asyncio.Event()
@@ -166,6 +178,8 @@ async def main() -> None:
         async with worker, webhook_worker:
             await stop.wait()
         log.info("worker stopped")
+    if tracing is not None:
+        tracing.shutdown()  # the last spans out
 
 
 def run() -> None:

@@ -50,6 +50,7 @@ from mojaflow.keys import load_secrets_ring
 from mojaflow.metrics_server import DatabaseGauges
 from mojaflow.settings import Settings
 from mojaflow.temporal import connect, describe_connection
+from mojaflow.tracing import Tracing
 
 __all__ = ["Resources", "create_backend_app", "create_client_app", "open_resources"]
 
@@ -62,20 +63,25 @@ class Resources:
 
     database: Database
     client: Client
+    tracing: Tracing | None = None  # None: tracing is off (mojaflow/tracing.py)
 
 
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     database = Database(settings.resolved_database_url, secrets=load_secrets_ring(settings))
     await database.create_schema()
+    tracing = Tracing.from_settings(settings, service_name="mojaflow-api")
     try:
         log.info("API connecting to %s", describe_connection(settings))
         # lazy: the API starts (and /health says why it is unhealthy) even while Temporal is still coming up;
         # a TLS or API-key configuration Temporal refuses raises TemporalConnectError here, at start
-        client = await connect(settings, lazy=True)
-        yield Resources(database=database, client=client)
+        interceptors = tracing.client_interceptors() if tracing is not None else []
+        client = await connect(settings, lazy=True, interceptors=interceptors)
+        yield Resources(database=database, client=client, tracing=tracing)
     finally:
         await database.close()
+        if tracing is not None:
+            tracing.shutdown()
 
 
 @asynccontextmanager
@@ -179,6 +185,8 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
         responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "`not_ready`: see `checks`"}},
     )  # fmt: skip
     document_limits(app, client_limit_responses())
+    if resources is not None and resources.tracing is not None:
+        resources.tracing.instrument_app(app)
     return app
 
 
@@ -231,6 +239,8 @@ def create_backend_app(settings: Settings, resources: Resources | None = None) -
             _resources(settings, resources) as opened,
             httpx.AsyncClient(base_url=settings.cbs_url, timeout=settings.cbs_timeout_s) as cbs,
         ):
+            if opened.tracing is not None:  # the party lookups' CBS calls
+                opened.tracing.instrument_client(cbs)
             app.state.settings = settings
             app.state.inbound = InboundService(opened.client, opened.database, CoreBankingClient(cbs), settings)
             app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)
@@ -256,6 +266,8 @@ def create_backend_app(settings: Settings, resources: Resources | None = None) -
     document_limits(app, {413: documented[413], 431: documented[431]})
     # outermost: a client outside the allow-list reaches no route, not even the health check
     app.add_middleware(AllowedClients, allowed=settings.backend_allowed_clients)
+    if resources is not None and resources.tracing is not None:
+        resources.tracing.instrument_app(app)
     return app
 
 

@@ -199,6 +199,11 @@ class Settings(BaseSettings):
     webhook_subscription_concurrency: int = Field(default=10, ge=1, le=1000)
     webhook_max_concurrent_attempts: int = Field(default=200, ge=1, le=10_000)
 
+    # Traces (mojaflow/tracing.py): OpenTelemetry's own variable names, not MOJAFLOW_*. Tracing is on when the OTLP
+    # endpoint is set (OTLP over HTTP: spans go to its /v1/traces); unset or empty, no span is ever made.
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+
     @field_validator("payload_keys", "secrets_keys", "party_hash_keys", mode="before")
     @classmethod
     def _split_ring(cls, value: object) -> object:  # never echoes the value: it holds keys

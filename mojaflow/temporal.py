@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import Client, Interceptor, WithStartWorkflowOperation
 from temporalio.common import SearchAttributeKey
 from temporalio.service import TLSConfig
 
@@ -176,9 +176,10 @@ def describe_connection(settings: Settings) -> str:
     return f"Temporal at {settings.temporal_address}, namespace {settings.temporal_namespace} ({how})"
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect(settings: Settings, *, lazy: bool = False, interceptors: Sequence[Interceptor] = ()) -> Client:
     """The Temporal client for worker and API alike: our encrypted pydantic data converter, TLS and the API key
-    from the settings. Raises `TemporalConnectError`.
+    from the settings; `interceptors` (tracing) apply to its calls and to every worker built on it. Raises
+    `TemporalConnectError`.
 
     `lazy` (the API) connects on first use, so the API starts, and its /health says why, while Temporal is still
     coming up. With TLS or an API key it tries once at start all the same, so a certificate or a key that Temporal
@@ -198,6 +199,7 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
             tls=tls if tls is not None else False,  # never the SDK's own default (TLS whenever a key is set)
             api_key=api_key,
             lazy=lazy,
+            interceptors=interceptors,
         )
 
     if lazy and tls is None:
