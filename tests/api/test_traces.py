@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import httpx
 from opentelemetry.sdk.trace import ReadableSpan
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from tests.conftest import Stack
+from tests.support.otlp_receiver import ReceivedSpan, otlp_receiver
 from tests.support.traced_stack import traced_stack
 from tests.support.transfers import money_movement_headers, new_payer, transfer_body
 
@@ -96,3 +98,50 @@ async def test_one_trace_spans_the_api_request_the_workflow_and_the_sdk_calls_wi
     said = "\n".join(_everything_said(span) for span in spans)
     for personal in (payer, payee, payer_account, "Test Payer", "Test Payee"):
         assert personal not in said
+
+
+async def test_the_api_and_worker_processes_export_one_trace_by_otlp_when_the_endpoint_is_set(
+    stack: Stack, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """`python -m api` and `python worker.py` as deployed, with `OTEL_EXPORTER_OTLP_ENDPOINT`: their spans reach
+    the collector, one trace across both processes, and no export carries a party id."""
+    payer, payer_account = await new_payer(http, stack.cbs_url)
+    payee = f"2568{uuid.uuid4().int % 10**7:07d}"
+    with (
+        otlp_receiver() as receiver,
+        stack.sibling(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="100") as traced,
+    ):
+        response = await http.post(
+            f"{traced.api_url}/transfers",
+            json=transfer_body(payer=payer, payee=payee),
+            headers=money_movement_headers(),
+        )
+        assert response.status_code == 201, response.text
+        lookup = await http.get(f"{traced.backend_url}/parties/MSISDN/{payer}")
+        assert lookup.status_code == 200, lookup.text
+
+        def transfer_traced(spans: list[ReceivedSpan]) -> bool:
+            requests = [s for s in spans if s.name == "POST /transfers" and s.service == "mojaflow-api"]
+            done = {(s.service, s.name, s.trace_id) for s in spans}
+            return (
+                bool(requests)
+                and ("mojaflow-worker", "RunActivity:send_quote_acceptance", requests[0].trace_id) in done
+            )
+
+        spans = await asyncio.to_thread(receiver.wait_for, transfer_traced)
+        spans = await asyncio.to_thread(
+            receiver.wait_for, lambda spans: any(s.name == "GET /parties/{idType}/{idValue}" for s in spans)
+        )
+
+    [request] = [s for s in spans if s.name == "POST /transfers" and s.service == "mojaflow-api"]
+    trace = [s for s in spans if s.trace_id == request.trace_id]
+    assert {s.service for s in trace} == {"mojaflow-api", "mojaflow-worker"}
+    sdk_calls = [
+        s
+        for s in trace
+        if s.service == "mojaflow-worker" and s.attributes.get("http.url", "").startswith(stack.sdk_url)
+    ]
+    assert len(sdk_calls) == 3  # POST, PUT, PUT
+    raw = b"".join(receiver.bodies)
+    for personal in (payer, payee, payer_account, "Test Payer", "Test Payee"):
+        assert personal.encode() not in raw
