@@ -151,8 +151,11 @@ def workflow_runner(*, sandboxed: bool) -> WorkflowRunner:
     histories through the sandbox (tests/workflows/test_replay.py): a non-deterministic call fails there."""
     if not sandboxed:
         return UnsandboxedWorkflowRunner()
-    # Our own modules are deterministic or only imported for their models: passed through, not re-imported.
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("mojaflow", "activities", "pydantic", "httpx")
+    # Our own modules are deterministic or only imported for their models: passed through, not re-imported; so is
+    # OpenTelemetry, whose tracing interceptor (mojaflow/tracing.py) runs inside workflows and reads its settings.
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        "mojaflow", "activities", "pydantic", "httpx", "opentelemetry"
+    )
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -51,12 +52,15 @@ def _everything_said(span: ReadableSpan) -> str:
     return "\n".join(parts)
 
 
+# The workflows' spans are made inside the workflow: unsandboxed as deployed, and in the sandbox (which the replay
+# tests use, and MOJAFLOW_WORKFLOW_SANDBOX turns on), where OpenTelemetry must be passed through
+@pytest.mark.parametrize("sandbox", ["false", "true"])
 async def test_one_trace_spans_the_api_request_the_workflow_and_the_sdk_calls_with_no_party_id(
-    stack: Stack, http: httpx.AsyncClient
+    stack: Stack, http: httpx.AsyncClient, sandbox: str
 ) -> None:
     payer, payer_account = await new_payer(http, stack.cbs_url)
     payee = f"2568{uuid.uuid4().int % 10**7:07d}"
-    async with traced_stack(stack) as traced:
+    async with traced_stack(stack, MOJAFLOW_WORKFLOW_SANDBOX=sandbox) as traced:
         response = await http.post(
             f"{traced.api_url}/transfers",
             json=transfer_body(payer=payer, payee=payee),

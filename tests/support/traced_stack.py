@@ -62,7 +62,8 @@ async def _started(server: _Server, task: asyncio.Task[None], timeout_s: float =
 
 
 @asynccontextmanager
-async def traced_stack(stack: Stack) -> AsyncIterator[TracedStack]:
+async def traced_stack(stack: Stack, **settings: str) -> AsyncIterator[TracedStack]:
+    """Both APIs and the worker, up; `settings` (MOJAFLOW_ names) on top of the stack's."""
     exporter = InMemorySpanExporter()
     tracing = Tracing(exporter, service_name="mojaflow-tests", batch=False)  # each span exported as it ends
     client_port, backend_port = free_port(), free_port()
@@ -71,22 +72,23 @@ async def traced_stack(stack: Stack) -> AsyncIterator[TracedStack]:
         "MOJAFLOW_TASK_QUEUE": f"tests-{uuid.uuid4()}",
         "MOJAFLOW_CLIENT_API_PORT": str(client_port),
         "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
+        **settings,
     }
-    settings = settings_of(env)
+    config = settings_of(env)
     traced = TracedStack(exporter, f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{backend_port}")
     register_client_api(traced.api_url, env)  # the tests' requests carry keys of the stack's database
-    client = await connect(settings, interceptors=tracing.client_interceptors())
-    database = Database(settings.resolved_database_url, secrets=load_secrets_ring(settings))
+    client = await connect(config, interceptors=tracing.client_interceptors())
+    database = Database(config.resolved_database_url, secrets=load_secrets_ring(config))
     resources = Resources(database=database, client=client, tracing=tracing)
     servers = [
         _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", http="h11"))
         for app, port in (
-            (create_client_app(settings, resources), client_port),
-            (create_backend_app(settings, resources), backend_port),
+            (create_client_app(config, resources), client_port),
+            (create_backend_app(config, resources), backend_port),
         )
     ]
     try:
-        async with worker_resources(settings, client, tracing) as objects, build_worker(client, settings, objects):
+        async with worker_resources(config, client, tracing) as objects, build_worker(client, config, objects):
             tasks = [asyncio.create_task(server.serve()) for server in servers]
             try:
                 for server, task in zip(servers, tasks, strict=True):
