@@ -80,8 +80,9 @@ async def worker_resources(
         outbox.sweeping(),
     ):
         if tracing is not None:
-            for http in (sdk, cbs, webhooks):
-                tracing.instrument_client(http)
+            tracing.instrument_client(sdk)
+            tracing.instrument_client(cbs)
+            tracing.instrument_client(webhooks, origin_only=True)  # a subscriber's URL path may be its secret
         try:
             yield [
                 PaymentManagerActivities(sdk),

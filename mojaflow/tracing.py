@@ -12,7 +12,8 @@ here). On, every process builds its own `Tracing` and hands it explicitly to wha
 
 Personal data never reaches a span: `/parties/{idType}/{idValue}[/{idSubValue}]` and `/accounts/...` paths are
 redacted in every span name, attribute and event (exception messages too), query strings and URL credentials are
-cut from URL attributes, captured HTTP headers are dropped, and no body is ever recorded. The redaction runs on
+cut from URL attributes (the webhook client's spans keep only the receiver's origin: a subscriber's path may be its
+secret), captured HTTP headers are dropped, and no body is ever recorded. The redaction runs on
 the finished span, before any exporter sees it, so it holds for spans of any instrumentation. Workflow and activity
 spans carry ids and types only, never payloads. Only the W3C trace context travels in Temporal headers (no
 baggage): those headers are stored in workflow histories unencrypted.
@@ -30,15 +31,16 @@ if TYPE_CHECKING:
     import httpx
     from fastapi import FastAPI
     from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import ReadableSpan, Span, TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.util.types import Attributes
     from temporalio.client import Interceptor
 
 __all__ = ["Tracing", "redact"]
 
-# Probes and scrapes: frequent and uninteresting (regexes searched in the request's URL)
-_UNTRACED_URLS = "/health$,/ready$,/metrics$"
+# Probes and scrapes: frequent and uninteresting (regexes searched in the request's full URL; `GET /` is the health
+# check of the Send Money and backend specs)
+_UNTRACED_URLS = r"/health$,/ready$,/metrics$,^[a-z]+://[^/]+/$"
 
 _PARTY_PATH = re.compile(r"/parties/[^/?#\s\"']+/[^/?#\s\"']+(/[^/?#\s\"']+)?")
 _ACCOUNT_PATH = re.compile(r"/accounts/[^/?#\s\"']+(/[^/?#\s\"']+)?")
@@ -95,7 +97,7 @@ def _redacted(span: ReadableSpan) -> ReadableSpan:
     )
 
 
-def _redacting_processor(inner: Any) -> Any:
+def _redacting_processor(inner: SpanProcessor) -> SpanProcessor:
     """A span processor handing `inner` (the exporting one) redacted copies of finished spans."""
     from opentelemetry.sdk.trace import SpanProcessor
 
@@ -110,7 +112,7 @@ def _redacting_processor(inner: Any) -> Any:
             inner.shutdown()
 
         def force_flush(self, timeout_millis: int = 30000) -> bool:
-            return bool(inner.force_flush(timeout_millis))
+            return inner.force_flush(timeout_millis)
 
     return Redacting()
 
@@ -157,18 +159,32 @@ class Tracing:
             exclude_spans=["receive", "send"],  # one span per request, not one per ASGI message
         )
 
-    def instrument_client(self, client: httpx.AsyncClient) -> None:
-        """Client spans for every request `client` sends, and the trace context sent on in `traceparent`."""
+    def instrument_client(self, client: httpx.AsyncClient, *, origin_only: bool = False) -> None:
+        """Client spans for every request `client` sends, and the trace context sent on in `traceparent`.
+        `origin_only`: the spans name the server (scheme, host, port), never the path; for URLs of others' making
+        (webhook subscribers), whose path may itself be a credential."""
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
         from opentelemetry.metrics import NoOpMeterProvider
 
         HTTPXClientInstrumentor.instrument_client(
-            client, tracer_provider=self.provider, meter_provider=NoOpMeterProvider()
+            client,
+            tracer_provider=self.provider,
+            meter_provider=NoOpMeterProvider(),
+            request_hook=_origin_only if origin_only else None,
         )
 
     def shutdown(self) -> None:
         """Export what is still buffered, then stop (at the process's exit)."""
         self.provider.shutdown()
+
+
+async def _origin_only(span: Any, request: Any) -> None:
+    """httpx request hook: the span's URL attributes cut down to the origin."""
+    attributes = getattr(span, "attributes", None) or {}
+    for key in _URL_KEYS & set(attributes):
+        url = str(attributes[key])
+        scheme, _, rest = url.partition("://")
+        span.set_attribute(key, f"{scheme}://{_CREDENTIALS.sub('', rest.split('/', 1)[0])}")
 
 
 def _tracing_interceptor(tracer: Any) -> Interceptor:

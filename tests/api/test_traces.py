@@ -61,6 +61,8 @@ async def test_one_trace_spans_the_api_request_the_workflow_and_the_sdk_calls_wi
     payer, payer_account = await new_payer(http, stack.cbs_url)
     payee = f"2568{uuid.uuid4().int % 10**7:07d}"
     async with traced_stack(stack, MOJAFLOW_WORKFLOW_SANDBOX=sandbox) as traced:
+        for probe in ("/", "/health", "/ready"):  # answered, and not traced
+            assert (await http.get(f"{traced.api_url}{probe}")).status_code in (200, 503)
         response = await http.post(
             f"{traced.api_url}/transfers",
             json=transfer_body(payer=payer, payee=payee),
@@ -78,6 +80,7 @@ async def test_one_trace_spans_the_api_request_the_workflow_and_the_sdk_calls_wi
 
         spans = await _spans_until(traced.exporter, both_requests_ended)
 
+    assert not [span.name for span in spans if span.name in ("GET /", "GET /health", "GET /ready")]
     [request] = [span for span in spans if span.name == "POST /transfers" and span.kind == SpanKind.SERVER]
     assert request.context is not None
     trace = [span for span in spans if span.context is not None and span.context.trace_id == request.context.trace_id]

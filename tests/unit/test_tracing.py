@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import httpx
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
@@ -101,3 +102,20 @@ def test_on_the_otlp_exporter_sends_redacted_spans_to_the_endpoint_under_the_ser
     assert (span.service, span.name) == ("bank-connector", "GET /parties/{idType}/{idValue}")
     assert not any(PARTY.encode() in body for body in receiver.bodies)
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # the global one never set
+
+
+async def test_a_client_instrumented_origin_only_never_names_the_path_it_calls() -> None:
+    """The webhook client's spans: a subscriber's URL path may be its secret (`/hooks/T0/B0/XXXX`)."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(exporter, service_name="tests", batch=False)
+    with otlp_receiver() as peer:  # any HTTP server on 127.0.0.1 will do: it answers this path 404
+        async with httpx.AsyncClient() as webhooks, httpx.AsyncClient() as cbs:
+            tracing.instrument_client(webhooks, origin_only=True)
+            tracing.instrument_client(cbs)
+            await webhooks.post(f"{peer.url.replace('://', '://user:pw@')}/hooks/T0/B0/s3cr3tpath?sig=abc", json={})
+            await cbs.post(f"{peer.url}/holds/h-1/commit?x=1")
+
+    webhook, cbs_call = exporter.get_finished_spans()
+    assert (webhook.attributes or {})["http.url"] == peer.url
+    assert (cbs_call.attributes or {})["http.url"] == f"{peer.url}/holds/h-1/commit"
+    assert "s3cr3tpath" not in str(webhook.attributes) and "pw" not in str(webhook.attributes)
