@@ -28,7 +28,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
@@ -658,8 +658,19 @@ async def test_deleting_or_disabling_cancels_the_open_deliveries_and_their_workf
             read = await http.get(f"{base}/deliveries/{delivery}", headers=_as(client))
             statuses[delivery] = read.json()["status"]
         assert statuses == {running: "CANCELLED", waiting: "CANCELLED", done: "DELIVERED"}, action
+        # A cancel request that reaches the run while a workflow task is open (its first attempt) enters the
+        # history when that task completes: wait for it rather than read the history once.
+        await _cancel_requested(handle, action)
+
+
+async def _cancel_requested(handle: WorkflowHandle[Any, Any], action: str, timeout_s: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
         events = [event.event_type async for event in handle.fetch_history_events()]
-        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED in events, action
+        if EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED in events:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{action}: no cancel request in {events}"
+        await asyncio.sleep(0.1)
 
 
 # -- end to end: a real transfer's events, a real receiver --------------------------------------------------------
