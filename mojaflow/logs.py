@@ -27,18 +27,19 @@ from mojaflow.log_context import add_transfer_context
 
 __all__ = ["configure_logging", "redact_path"]
 
-_PARTY_PATH = re.compile(r"(/parties/[^/?\s]+/)[^?\s\"]+")
+# `/parties/{type}/{id}` (the SDK's and the CBS's lookups) and `/accounts/{type}/{id}` (Send Money's DELETE)
+_PARTY_PATH = re.compile(r"(/(?:parties|accounts)/[^/?\s]+/)[^?\s\"]+")
 _QUIET = ("httpx", "httpcore")  # their INFO lines are request URLs
 
 
 def redact_path(path: str) -> str:
-    """`/parties/MSISDN/25644444444/1` → `/parties/MSISDN/***`."""
+    """`/parties/MSISDN/25644444444/1` → `/parties/MSISDN/***`; `/accounts/MSISDN/2564…` → `/accounts/MSISDN/***`."""
     return _PARTY_PATH.sub(r"\1***", path)
 
 
 def _redact_party_paths(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event.items():
-        if isinstance(value, str) and "/parties/" in value:
+        if isinstance(value, str) and ("/parties/" in value or "/accounts/" in value):
             event[key] = redact_path(value)
     return event
 

@@ -63,5 +63,7 @@ async def test_codec_refuses_a_payload_of_another_key() -> None:
 
 def test_party_ids_are_redacted_from_paths() -> None:
     assert redact_path("/parties/MSISDN/25644444444") == "/parties/MSISDN/***"
+    assert redact_path("DELETE /accounts/MSISDN/25644444444 HTTP/1.1") == "DELETE /accounts/MSISDN/*** HTTP/1.1"
+    assert redact_path("POST /accounts HTTP/1.1") == "POST /accounts HTTP/1.1"
     assert redact_path("GET /parties/MSISDN/25644444444/77 HTTP/1.1") == "GET /parties/MSISDN/*** HTTP/1.1"
     assert redact_path("/transfers/abc") == "/transfers/abc"
