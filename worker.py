@@ -42,6 +42,7 @@ from mojaflow.webhook_outbox import Outbox
 from workflows.account_registration import AccountRegistrationWorkflow
 from workflows.inbound_transfer import InboundTransferWorkflow
 from workflows.outbound_transfer import OutboundTransferWorkflow
+from workflows.resolution import ResolutionWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 __all__ = [
@@ -54,7 +55,12 @@ __all__ = [
     "workflow_runner",
 ]
 
-TRANSFER_WORKFLOWS = [OutboundTransferWorkflow, InboundTransferWorkflow, AccountRegistrationWorkflow]
+TRANSFER_WORKFLOWS = [
+    OutboundTransferWorkflow,
+    InboundTransferWorkflow,
+    AccountRegistrationWorkflow,
+    ResolutionWorkflow,
+]
 WEBHOOK_WORKFLOWS = [WebhookDeliveryWorkflow]
 WORKFLOWS = [*TRANSFER_WORKFLOWS, *WEBHOOK_WORKFLOWS]  # every workflow type we run (the replay tests take them all)
 

@@ -36,6 +36,7 @@ __all__ = [
     "QuoteView",
     "ReconciliationCheckpoint",
     "REPORTABLE_STATES",
+    "Resolution",
     "TransferError",
     "TransferOrder",
     "TransferPolicy",
@@ -346,6 +347,18 @@ class DecisionRecord(CamelModel):
     actor: str | None = None  # who decided: `api_key:<key_id>`, a token's subject, `anonymous` (MOJAFLOW_AUTH=none)
 
 
+class Resolution(CamelModel):
+    """An operator's settlement of a transfer after checking with the hub (`mojaflow transfers resolve`): what the
+    hub said, why, who, when, and the state it was taken in (RECONCILING / SETTLING while the workflow ran; a final
+    ERROR_OCCURRED through `ResolutionWorkflow`)."""
+
+    outcome: Literal["COMMITTED", "ABORTED"]
+    reason: str
+    actor: str  # `api_key:<key_id>` of an operator key
+    resolved_at: datetime
+    resolved_from: TransferState
+
+
 class TransferView(CamelModel):
     """The transfer resource, as `GET /transfers/{transferId}` answers it."""
 
@@ -366,6 +379,7 @@ class TransferView(CamelModel):
     last_error: TransferError | None = None
     timestamps: PhaseTimestamps = Field(default_factory=PhaseTimestamps)
     decisions: list[DecisionRecord] = Field(default_factory=list)  # the CBS's acceptances, in order
+    resolution: Resolution | None = None  # an operator's, if any (README "Operations")
 
 
 # The revision of a transfer's first saved state: an outbound transfer's RECEIVED is saved by the API at 0 before

@@ -172,6 +172,10 @@ def show_transfer(
     for decision in view.decisions:
         verdict = "accepted" if decision.accepted else "rejected"
         typer.echo(f"  {_time(decision.decided_at)}  {decision.state.value} {verdict} by {decision.actor or '-'}")
+    if view.resolution:
+        done = view.resolution
+        typer.echo(f"resolution  {done.outcome} by {done.actor} at {_time(done.resolved_at)} "
+                   f"(was {done.resolved_from.value}): {done.reason}")  # fmt: skip
     typer.echo("audit:" if report.audit else "audit: none")
     for entry in report.audit:
         typer.echo(f"  {_time(entry.at)}  {entry.action} by {entry.actor}{': ' + entry.detail if entry.detail else ''}")

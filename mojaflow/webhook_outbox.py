@@ -186,6 +186,10 @@ class Outbox:
         self._wake: asyncio.Event | None = None
         self._dispatcher: asyncio.Task[None] | None = None
 
+    @property
+    def database(self) -> Database:
+        return self._db
+
     async def save(self, record: TransferRecord) -> bool:
         """Save the state with its event (one transaction), then hand its deliveries to the dispatcher. Idempotent:
         a re-run writes nothing new and dispatches what is still undispatched. True if the state was newer than the

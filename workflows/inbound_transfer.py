@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         TransferView,
         WaitRequest,
     )
+    from mojaflow.resolution import ResolveInput
     from mojaflow.temporal import HOME_TRANSACTION_ID
     from workflows.transfer_state import (
         LOCAL_ACTIVITY_FAILURES,
@@ -207,6 +208,8 @@ class InboundTransferWorkflow(SavedTransferState):
             return await self._from_notification(reservation, deadline)
         if state is not None:
             return state
+        if self._resolution is not None:  # an operator's word (the `resolve` update); the switch still not final
+            return self._resolution.outcome
         checkpoint = InboundCheckpoint(
             view=self._view,
             revision=self._revision,
@@ -231,7 +234,7 @@ class InboundTransferWorkflow(SavedTransferState):
         except LOCAL_ACTIVITY_FAILURES as error:
             await self._end(S.ERROR_OCCURRED, ErrorCode.RELEASE_FAILED, detail=refusal_code(error))
         if outcome == "ABORTED":
-            await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED)
+            await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED, detail=self._resolution_detail())
         await self._end(S.ABORTED, ErrorCode.TRANSFER_NOT_FOUND, fspiop_error_code="3208")
 
     # -- messages: the API waits for the reservation; the SDK's final notification -----------------
@@ -246,6 +249,16 @@ class InboundTransferWorkflow(SavedTransferState):
         except TimeoutError:
             pass
         return self._published
+
+    @workflow.update
+    def resolve(self, request: ResolveInput) -> TransferView:
+        """An operator settles a RECONCILING or SETTLING transfer after checking with the hub (README
+        "Operations"): answers at once, with the state as it stands; the transfer's next saves show the rest."""
+        return self._accept_resolution(request)
+
+    @resolve.validator
+    def _resolvable(self, request: ResolveInput) -> None:
+        self._refuse_resolution(request)
 
     @workflow.signal
     def notify(self, notification: InboundNotification) -> None:

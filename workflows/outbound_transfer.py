@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         TransferView,
         WaitRequest,
     )
+    from mojaflow.resolution import ResolveInput
     from mojaflow.temporal import SDK_TRANSFER_ID
     from workflows.quote_check import check_quote
     from workflows.transfer_state import (
@@ -373,6 +374,8 @@ class OutboundTransferWorkflow(SavedTransferState):
             return MoneyStepResult(outcome="ABORTED")
         if state == "NOT_FOUND":
             return MoneyStepResult(outcome="REJECTED", failure=SdkFailure(http_status=500, fspiop_error_code="3208"))
+        if self._resolution is not None:  # an operator's word (the `resolve` update); the switch still not final
+            return MoneyStepResult(outcome=self._resolution.outcome)
         await workflow.wait_condition(workflow.all_handlers_finished)
         checkpoint = ReconciliationCheckpoint(
             view=self._view,
@@ -404,7 +407,7 @@ class OutboundTransferWorkflow(SavedTransferState):
         if self._unasked_prepare:  # keep the reason: the SDK ran on by itself
             await self._end(S.ABORTED)
         if result.outcome == "ABORTED":
-            await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED)
+            await self._end(S.ABORTED, ErrorCode.TRANSFER_ABORTED, detail=self._resolution_detail())
         failure = result.failure or SdkFailure(http_status=500)
         if failure.fspiop_error_code == "3208":
             await self._end(S.ABORTED, ErrorCode.TRANSFER_NOT_FOUND, fspiop_error_code="3208")
@@ -449,6 +452,16 @@ class OutboundTransferWorkflow(SavedTransferState):
             raise ValueError("send exactly one of acceptParty or acceptQuote")
         if self._published.current_state != S.WAITING_FOR_QUOTE_ACCEPTANCE or self._quote_decision is not None:
             raise ValueError(f"no quote awaits acceptance (state {self._published.current_state})")
+
+    @workflow.update
+    def resolve(self, request: ResolveInput) -> TransferView:
+        """An operator settles a RECONCILING or SETTLING transfer after checking with the hub (README
+        "Operations"): answers at once, with the state as it stands; the transfer's next saves show the rest."""
+        return self._accept_resolution(request)
+
+    @resolve.validator
+    def _resolvable(self, request: ResolveInput) -> None:
+        self._refuse_resolution(request)
 
     @workflow.update
     async def wait_for_report(self, request: WaitRequest) -> TransferView:

@@ -19,7 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.payment_manager import PaymentManagerActivities, SdkTransferRef, SwitchState
     from activities.store import StoreActivities
     from mojaflow.codes import ErrorCode, transfer_error
-    from mojaflow.models import FIRST_REVISION, TransferRecord, TransferState, TransferView
+    from mojaflow.models import FIRST_REVISION, Resolution, TransferRecord, TransferState, TransferView
+    from mojaflow.resolution import RUNNING_STATES, ResolveInput, refusal, resolution_record
     from mojaflow.temporal import MOJAFLOW_STATE
 
 __all__ = [
@@ -85,6 +86,8 @@ class SavedTransferState:
     _published: TransferView
     _revision: int
     _switch_saw_prepare: bool = False  # a RESERVED / RECEIVED answer: 3208 no longer proves anything
+    _awaiting_switch: bool = False  # in the reconciliation loop: an operator's resolution may end it
+    _resolution: Resolution | None = None  # an operator's (`resolve` update), once accepted
 
     def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
         """The search attributes to keep current besides the state; none by default."""
@@ -147,6 +150,23 @@ class SavedTransferState:
         None when `answered_otherwise()` became true (an inbound notification), or when
         `reconcile_checks_per_run` questions brought nothing final: the caller then continues as new, so a
         silent switch cannot grow one history to Temporal's limit. Also returns the next pause."""
+        self._awaiting_switch = True
+        try:
+            return await self._ask_switch_repeatedly(sdk_transfer_id, give_up_not_found_at, interval,
+                                                     answered_otherwise, proves_commit)  # fmt: skip
+        finally:
+            self._awaiting_switch = False
+
+    async def _ask_switch_repeatedly(
+        self,
+        sdk_transfer_id: str,
+        give_up_not_found_at: datetime,
+        interval: timedelta,
+        answered_otherwise: Callable[[], bool],
+        proves_commit: Callable[[SwitchState], bool],
+    ) -> tuple[str | None, timedelta]:
+        """`_poll_switch`'s loop. An operator's resolution ends it (None) only after one more question to the switch
+        found nothing final: the switch's own final answer wins over the operator's word."""
         policy = self._input.policy
         ref = SdkTransferRef(sdk_transfer_id=sdk_transfer_id)
         for _ in range(policy.reconcile_checks_per_run):
@@ -166,12 +186,40 @@ class SavedTransferState:
                 return "ABORTED", interval
             if answer.state == "NOT_FOUND" and workflow.now() >= give_up_not_found_at and not self._switch_saw_prepare:
                 return "NOT_FOUND", interval
+            if self._resolution is not None:
+                return None, interval
             try:
-                await workflow.wait_condition(answered_otherwise, timeout=interval)
+                await workflow.wait_condition(
+                    lambda: answered_otherwise() or self._resolution is not None, timeout=interval
+                )
             except TimeoutError:
                 pass
             interval = min(interval * 2, timedelta(seconds=policy.reconcile_max_interval_s))
         return None, interval
+
+    # -- an operator's resolution (`mojaflow transfers resolve`, README "Operations") ----------------
+
+    def _refuse_resolution(self, request: ResolveInput) -> None:
+        """The `resolve` update's validator: RECONCILING only while the switch is still being asked (not once its
+        answer is in and the hold is being settled), SETTLING only with COMMITTED, once (mojaflow/resolution.py)."""
+        if self._resolution is not None:
+            raise ValueError(f"already resolved {self._resolution.outcome} by {self._resolution.actor}")
+        if self._view.current_state not in RUNNING_STATES:
+            raise ValueError(f"{self._view.current_state.value}: only RECONCILING or SETTLING is resolved this way")
+        if self._view.current_state == TransferState.RECONCILING and not self._awaiting_switch:
+            raise ValueError("RECONCILING, but the switch's answer is in: the transfer is being settled")
+        problem = refusal(self._view, request.outcome)
+        if problem is not None:
+            raise ValueError(problem)
+
+    def _accept_resolution(self, request: ResolveInput) -> TransferView:
+        """The `resolve` update: kept in the view (saved with the next state); the reconciliation loop ends on it."""
+        self._resolution = resolution_record(request, self._view.current_state, workflow.now())
+        self._view.resolution = self._resolution
+        return self._published
+
+    def _resolution_detail(self) -> str | None:
+        return "an operator's resolution, after checking with the hub" if self._resolution is not None else None
 
     async def _end(
         self,
