@@ -39,6 +39,8 @@ from mojaflow.resolution import (
 
 __all__ = ["ResolutionRefused", "Resolved", "TransferToResolveNotFound", "resolve_transfer"]
 
+_ATTEMPTS = 3  # of the update, when the run it reached had just continued as new
+
 
 class ResolutionRefused(Exception):
     """The transfer cannot be resolved as asked; the message says why (states, codes, key ids: no personal data)."""
@@ -83,19 +85,26 @@ async def _resolve_running(
     database: Database, client: Client, stored: StoredTransfer, request: ResolveInput, wait_s: float
 ) -> Resolved:
     view = stored.view
-    handle = client.get_workflow_handle(stored.workflow_id)
-    try:
-        await handle.execute_update(
-            "resolve", request, id=f"resolve-{uuid.uuid4()}", result_type=TransferView,
-            rpc_timeout=timedelta(seconds=30),
-        )  # fmt: skip
-    except WorkflowUpdateFailedError as error:  # the validator's refusal
-        cause = error.cause
-        raise ResolutionRefused(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            raise ResolutionRefused("its workflow is no longer running: show the transfer again") from None
-        raise
+    handle = client.get_workflow_handle(stored.workflow_id)  # its latest run
+    for attempt in range(_ATTEMPTS):
+        try:
+            await handle.execute_update(
+                "resolve", request, id=f"resolve-{uuid.uuid4()}", result_type=TransferView,
+                rpc_timeout=timedelta(seconds=30),
+            )  # fmt: skip
+            break
+        except WorkflowUpdateFailedError as error:  # the validator's refusal
+            cause = error.cause
+            raise ResolutionRefused(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The run ended under the update: a reconciliation that continued as new (ask its next run), or the
+            # transfer's end (then it is no longer RECONCILING or SETTLING).
+            current = await database.find_transfer(view.transfer_id)
+            if attempt == _ATTEMPTS - 1 or current is None or current.view.current_state != view.current_state:
+                raise ResolutionRefused("its workflow is no longer running: show the transfer again") from None
+            await asyncio.sleep(0.5)
     await _audit(database, stored, request, f"{view.current_state.value} -> resolved")
     settled = await _settled(database, view.transfer_id, view.current_state, wait_s)
     return Resolved("update", settled, stored.workflow_id)

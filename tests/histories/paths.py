@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import WorkflowIDReusePolicy
 
+from mojaflow.resolution import ResolutionRequest, ResolveInput, resolution_workflow_id
 from mojaflow.temporal import inbound_workflow_id, outbound_workflow_id
 from tests.histories.webhook_paths import WEBHOOK_PATHS
 from tests.inbound.flow import new_payee, notification, quote_request, switch_records, transfer_request
@@ -235,6 +237,34 @@ async def release_failed(d: Driver) -> str:
     return await d.outbound_to_end(expect="ERROR_OCCURRED", amount=TRANSFER_REJECTED)
 
 
+async def reconciling_resolved(d: Driver) -> str:
+    """The switch says RESERVED; an operator, having checked with the hub, resolves it COMMITTED (the `resolve`
+    update, as `mojaflow transfers resolve` sends it): the hold is committed."""
+    fault = {"moneyStepAnswer": "timeout", "moneyStepDelayS": 0.1, "switchOutcome": "RESERVED"}
+    transfer_id, workflow_id = await d.outbound(amount="10", fault=fault)
+    await d.state(transfer_id, "RECONCILING")
+    request = ResolveInput(outcome="COMMITTED", reason="hub: COMMITTED", actor="api_key:000000000000")
+    await d.stack.client.get_workflow_handle(workflow_id).execute_update("resolve", request)
+    return await d.closed(workflow_id, transfer_id, "COMPLETED")
+
+
+async def release_failed_resolved(d: Driver) -> str:
+    """A release_failed transfer, released by an operator's `ResolutionWorkflow` (`resolve-{transferId}`)."""
+    await d.cbs_refuses_next("release_hold", "hold_committed")
+    transfer_id, transfer_workflow_id = await d.outbound(amount=TRANSFER_REJECTED)
+    await d.closed(transfer_workflow_id, transfer_id, "ERROR_OCCURRED")
+    request = ResolutionRequest(
+        transfer_id=transfer_id, outcome="ABORTED", reason="hub: ABORTED", actor="api_key:000000000000"
+    )
+    workflow_id = resolution_workflow_id(transfer_id)
+    await d.stack.client.execute_workflow(
+        "ResolutionWorkflow", request, id=workflow_id, task_queue=d.stack.env["MOJAFLOW_TASK_QUEUE"],
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )  # fmt: skip
+    await d.state(transfer_id, "ABORTED")
+    return workflow_id
+
+
 def _to_end(expect: str, **kwargs: Any) -> Callable[[Driver], Awaitable[str]]:
     async def drive(d: Driver) -> str:
         return await d.outbound_to_end(expect=expect, **kwargs)
@@ -348,6 +378,8 @@ PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
     "outbound_release_failed": release_failed,
     "outbound_worker_crash_reconciled": worker_crash_reconciled,
     "outbound_reconcile_continue_as_new": reconcile_continue_as_new,
+    "outbound_reconciling_resolved": reconciling_resolved,
+    "resolution_release_failed_released": release_failed_resolved,
     "outbound_cancel_waiting_for_party": cancel_waiting_for_party,
     "outbound_cancel_during_money_step": cancel_during_money_step,
     "outbound_sdk_misconfigured": _to_end("COMPLETED", fault={"autoAccept": "both", "switchOutcome": "COMMITTED"}),

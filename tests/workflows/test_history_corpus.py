@@ -25,6 +25,7 @@ from temporalio.workflow import NondeterminismError
 from workflows.account_registration import AccountRegistrationWorkflow
 from workflows.inbound_transfer import InboundTransferWorkflow
 from workflows.outbound_transfer import OutboundTransferWorkflow
+from workflows.resolution import ResolutionWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 # The sandbox re-imports this module for the reordered workflow below: what it needs outside a workflow is
@@ -58,6 +59,7 @@ OUTCOMES: dict[str, tuple[str, str | None, str | None]] = {
     "outbound_release_failed": ("ERROR_OCCURRED", "release_failed", None),
     "outbound_worker_crash_reconciled": ("COMPLETED", None, None),
     "outbound_reconcile_continue_as_new": ("COMPLETED", None, None),
+    "outbound_reconciling_resolved": ("COMPLETED", None, None),
     "outbound_cancel_waiting_for_party": ("ABORTED", "cancelled", None),
     "outbound_cancel_during_money_step": ("COMPLETED", None, None),
     "outbound_sdk_misconfigured": ("COMPLETED", "sdk_misconfigured", None),
@@ -81,7 +83,10 @@ MARKS = {
     "inbound_committed": E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
     "inbound_reconcile_continue_as_new": E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
 }
-OTHER_PATHS = ("accounts_registered",)  # not transfers: what their workflow answers is checked below
+OTHER_PATHS = (
+    "accounts_registered",
+    "resolution_release_failed_released",
+)  # not transfers: what their workflow answers is checked below
 CONTINUED = ("outbound_reconcile_continue_as_new", "inbound_reconcile_continue_as_new")  # 3 runs at least
 PERSONAL_FIELDS = {
     *("idValue", "idSubValue", "displayName", "firstName", "middleName", "lastName", "dateOfBirth", "name"),
@@ -127,6 +132,9 @@ async def test_each_history_is_the_path_its_name_says() -> None:
         if name == "accounts_registered":  # the SDK's answer as it came: one id registered, one refused
             assert view["status"] == 200, view
             assert [entry.get("error", {}).get("statusCode") for entry in view["body"]["response"]] == [None, "3003"]
+            continue
+        if name == "resolution_release_failed_released":  # an operator's ResolutionWorkflow released the hold
+            assert (view["status"], view["state"]) == ("resolved", "ABORTED"), view
             continue
         error = view.get("lastError") or {}
         if name in OUTCOMES:
@@ -235,7 +243,7 @@ def _quote_request_event(history: WorkflowHistory) -> int | None:
 async def test_a_reordered_workflow_fails_to_replay_the_corpus() -> None:
     files = history_files()
     workflows = [ReorderedOutboundTransferWorkflow, InboundTransferWorkflow, AccountRegistrationWorkflow]
-    workflows.append(WebhookDeliveryWorkflow)
+    workflows += [WebhookDeliveryWorkflow, ResolutionWorkflow]
     outcomes = await replay(files, workflows=workflows)
 
     quote_requested_at = {corpus_name(path): _quote_request_event(load_history(path)) for path in files}
