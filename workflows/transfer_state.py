@@ -169,7 +169,9 @@ class SavedTransferState:
         found nothing final: the switch's own final answer wins over the operator's word."""
         policy = self._input.policy
         ref = SdkTransferRef(sdk_transfer_id=sdk_transfer_id)
-        for _ in range(policy.reconcile_checks_per_run):
+        asked = 0
+        while asked < policy.reconcile_checks_per_run or self._resolution is not None:  # a resolution: ask once more
+            asked += 1
             try:
                 answer = await workflow.execute_activity_method(
                     PaymentManagerActivities.get_switch_state, ref, **RECONCILE_CALL
