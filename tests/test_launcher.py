@@ -21,40 +21,8 @@ from mojaflow.launcher import _child_env, _components
 from mojaflow.settings import Settings
 from mojaflow.webhook_models import EVENT_TYPE
 from tests.conftest import ROOT
-from tests.support.process import free_port
+from tests.support.launcher import announced_pids, launch, launcher_env, wait_healthy
 from tests.support.transfers import money_movement_headers, transfer_body
-
-
-def _env(data_dir: Path) -> dict[str, str]:
-    sdk, cbs = free_port(), free_port()
-    make_runs_defaults = ("MOJAFLOW_WEBHOOK_ALLOWED_HOSTS", "MOJAFLOW_LOG_FORMAT")
-    inherited = {k: v for k, v in os.environ.items() if k not in make_runs_defaults}
-    return {
-        **inherited,
-        "PYTHONUNBUFFERED": "1",
-        "MOJAFLOW_DATA_DIR": str(data_dir),
-        "MOJAFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "MOJAFLOW_TEMPORAL_UI_PORT": str(free_port()),
-        "MOJAFLOW_CLIENT_API_PORT": str(free_port()),
-        "MOJAFLOW_BACKEND_API_PORT": str(free_port()),
-        "MOJAFLOW_SDK_URL": f"http://127.0.0.1:{sdk}",
-        "MOJAFLOW_CBS_URL": f"http://127.0.0.1:{cbs}",
-        "MOJAFLOW_WEBHOOK_RECEIVER_PORT": str(free_port()),
-        "MOJAFLOW_TRANSFER_EXPIRY_S": "5",
-    }
-
-
-def _launch(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mojaflow.launcher", *args], cwd=ROOT, env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-
-def _pids(log: Path) -> dict[str, int]:
-    """Each component's latest PID, as the launcher announces it (`mojaflow: started worker-1 (pid 1234)`)."""
-    return {name: int(pid) for name, pid in re.findall(r"mojaflow: started (\S+) \(pid (\d+)\)", log.read_text())}
 
 
 def _alive(pid: int) -> bool:
@@ -70,19 +38,6 @@ def _until(condition: Callable[[], bool], what: str, log: Path, timeout_s: float
     while not condition():
         assert time.monotonic() < deadline, f"{what}, not within {timeout_s} s:\n{log.read_text()[-3000:]}"
         time.sleep(0.1)
-
-
-def _wait_healthy(api: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"mojaflow never became healthy:\n{log.read_text()[-3000:]}")
 
 
 def _read(api: str, transfer_id: str, auth: dict[str, str]) -> dict[str, object]:
@@ -139,7 +94,7 @@ def test_a_taken_worker_metrics_port_is_named_and_nothing_starts(tmp_path: Path)
 
 
 def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = launcher_env(tmp_path)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
@@ -155,13 +110,13 @@ def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
 
 
 def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = launcher_env(tmp_path)
     api, sdk = f"http://127.0.0.1:{env['MOJAFLOW_CLIENT_API_PORT']}", env["MOJAFLOW_SDK_URL"]
     receiver = f"http://127.0.0.1:{env['MOJAFLOW_WEBHOOK_RECEIVER_PORT']}"
     log = tmp_path / "launcher.log"
-    first = _launch(env, log)
+    first = launch(env, log)
     try:
-        _wait_healthy(api, first, log)
+        wait_healthy(api, first, log)
         ui = httpx.get(f"http://127.0.0.1:{env['MOJAFLOW_TEMPORAL_UI_PORT']}/", timeout=10)
         assert ui.status_code == 200  # the Temporal Web UI
         output = log.read_text()
@@ -195,9 +150,9 @@ def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path
     assert stopped_in < 10
     assert first.returncode == 0
 
-    second = _launch(env, log)
+    second = launch(env, log)
     try:
-        _wait_healthy(api, second, log)
+        wait_healthy(api, second, log)
         deadline = time.monotonic() + 90
         while (state := _read(api, created["transferId"], auth))["currentState"] != "COMPLETED":
             assert time.monotonic() < deadline, f"not resumed: {state['currentState']}"
@@ -211,17 +166,17 @@ def test_stops_within_ten_seconds_and_a_second_run_resumes_the_transfer(tmp_path
 
 
 def test_a_killed_worker_or_api_comes_back_and_a_killed_dev_server_stops_everything(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = launcher_env(tmp_path)
     api = f"http://127.0.0.1:{env['MOJAFLOW_CLIENT_API_PORT']}"
     log = tmp_path / "launcher.log"
-    launcher = _launch(env, log, "--workers", "2")
+    launcher = launch(env, log, "--workers", "2")
     try:
-        _wait_healthy(api, launcher, log)
-        first = _pids(log)
+        wait_healthy(api, launcher, log)
+        first = announced_pids(log)
         assert {"temporal", "sdk-sim", "cbs-sim", "hook-sim", "worker-1", "worker-2", "api"} <= set(first)
         for worker in ("worker-1", "worker-2"):  # both: only the restarted ones can run the transfer below
             os.kill(first[worker], signal.SIGKILL)
-        _until(lambda: all(_pids(log)[w] not in (first[w], None) for w in ("worker-1", "worker-2")),
+        _until(lambda: all(announced_pids(log)[w] not in (first[w], None) for w in ("worker-1", "worker-2")),
                "the killed workers were not started again", log)  # fmt: skip
         output = log.read_text()
         assert re.search(r"mojaflow: worker-1 was killed by SIGKILL after \d+ s: restart 1 in 1 s", output)
@@ -238,11 +193,11 @@ def test_a_killed_worker_or_api_comes_back_and_a_killed_dev_server_stops_everyth
                "the transfer did not complete on the restarted workers", log)  # fmt: skip
 
         os.kill(first["api"], signal.SIGKILL)
-        _until(lambda: _pids(log)["api"] != first["api"], "the killed API was not started again", log)
-        _wait_healthy(api, launcher, log)
+        _until(lambda: announced_pids(log)["api"] != first["api"], "the killed API was not started again", log)
+        wait_healthy(api, launcher, log)
         assert _read(api, transfer_id, auth)["currentState"] == "COMPLETED"  # the new API answers from the database
 
-        everyone = list(_pids(log).values())
+        everyone = list(announced_pids(log).values())
         os.kill(first["temporal"], signal.SIGKILL)
         launcher.wait(timeout=20)
     finally:
