@@ -10,7 +10,8 @@ Magic values (as the reference Testing Toolkit rules): payee `25600000404` → 3
 Test-only admin API under `/_sim`: `PUT|DELETE /_sim/faults/{homeTransactionId}` (a FaultSpec, see
 `simulators.sdk_models.FaultSpec`: delays, moneyStepAnswer, switchOutcome, prepareLost, prepareArrivesAfterS,
 getAnswer, notFoundAnswers, fulfilment, autoAccept, quote shapes), `PUT /_sim/switch/{transferId}` (the switch's
-view of any transfer id) and `GET /_sim/transfers/{transferId}` (bookkeeping such as `prepareCount`).
+view of any transfer id), `GET /_sim/transfers/{transferId}` (bookkeeping such as `prepareCount`) and
+`GET /_sim/transfers` (`{"transfers": [...]}`: that of every transfer, oldest first).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from simulators._common import (
 )
 from simulators.sdk_accounts import AccountsBody, register_accounts
 from simulators.sdk_models import FaultSpec, SwitchStateUpdate, TransferContinuation, TransferRequest
-from simulators.sdk_store import SdkStore
+from simulators.sdk_store import SdkStore, StoredTransfer
 from simulators.sdk_transfers import Answer, TransferEngine
 
 __all__ = ["create_app", "main"]
@@ -151,17 +152,23 @@ def create_app(
         if stored is None:
             return JSONResponse({"message": "unknown transfer", "statusCode": 404}, status_code=404)
         entry = store.get_switch(transferId)
-        return JSONResponse(
-            {
-                "transferId": transferId,
-                "homeTransactionId": stored.home_transaction_id,
-                "currentState": stored.record.get("currentState"),
-                "prepareCount": stored.prepare_count,
-                "switchState": entry.transfer_state if entry else None,
-            }
-        )
+        return JSONResponse(_bookkeeping(stored, entry.transfer_state if entry else None))
+
+    @app.get("/_sim/transfers")
+    async def sim_transfers() -> dict[str, Any]:
+        return {"transfers": [_bookkeeping(stored, state) for stored, state in store.list_transfers()]}
 
     return app
+
+
+def _bookkeeping(stored: StoredTransfer, switch_state: str | None) -> dict[str, Any]:
+    return {
+        "transferId": stored.transfer_id,
+        "homeTransactionId": stored.home_transaction_id,
+        "currentState": stored.record.get("currentState"),
+        "prepareCount": stored.prepare_count,
+        "switchState": switch_state,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -90,6 +90,26 @@ class SdkStore:
             fulfilment=row["fulfilment"],
         )
 
+    def list_transfers(self) -> list[tuple[StoredTransfer, str | None]]:
+        """Every transfer the simulator made, oldest first, with the switch's state of it (None: never asked)."""
+        rows = self._db.execute(
+            "SELECT transfers.*, switch.transfer_state FROM transfers "
+            "LEFT JOIN switch ON switch.transfer_id = transfers.transfer_id ORDER BY transfers.rowid"
+        ).fetchall()
+        return [
+            (
+                StoredTransfer(
+                    transfer_id=row["transfer_id"],
+                    home_transaction_id=row["home_transaction_id"],
+                    record=json.loads(row["record"]),
+                    prepare_count=row["prepare_count"],
+                    fulfilment=row["fulfilment"],
+                ),
+                row["transfer_state"],
+            )
+            for row in rows
+        ]
+
     def save_record(self, transfer_id: str, record: dict[str, Any]) -> None:
         self._db.execute("UPDATE transfers SET record = ? WHERE transfer_id = ?", (json.dumps(record), transfer_id))
 

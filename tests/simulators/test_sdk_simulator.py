@@ -396,3 +396,18 @@ def test_state_survives_restart(make_sdk: Any) -> None:
         assert c.get(f"/transfers/{tid}").json()["fulfil"]["body"]["transferState"] == "RESERVED"
         r = c.put(f"/transfers/{waiting}", json={"acceptQuote": True})
         assert r.status_code == 200 and r.json()["currentState"] == "COMPLETED"
+
+
+def test_the_bookkeeping_of_every_transfer_is_listed_with_its_home_transaction(client: httpx.Client) -> None:
+    home, first = start(client)
+    prepared = quoted(client)[1]
+    assert client.put(f"/transfers/{prepared}", json={"acceptQuote": True}).status_code == 200
+    again = start(client, home=home)[1]  # a re-POST of the same homeTransactionId is a second transfer
+
+    listed = {t["transferId"]: t for t in client.get("/_sim/transfers").json()["transfers"]}
+
+    assert listed[prepared] == sim_view(client, prepared)
+    assert (listed[prepared]["prepareCount"], listed[prepared]["switchState"]) == (1, "COMMITTED")
+    same_home = [t for t in listed.values() if t["homeTransactionId"] == home]
+    assert {t["transferId"] for t in same_home} == {first, again}
+    assert all(t["prepareCount"] == 0 for t in same_home)
