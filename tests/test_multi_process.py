@@ -77,7 +77,8 @@ class Driver:
         msisdn, account_id = self.payers[lane]
         for number in range(lane, TRANSFERS, CONCURRENCY):
             amount = Decimal(1 + number % 50)
-            body = transfer_body(payer=msisdn, amount=str(amount))
+            # A payee of its own, as a bank's traffic has many: lookups of one payee queue (activities/payee_locks.py)
+            body = transfer_body(payer=msisdn, payee=f"25633{lane:06d}", amount=str(amount))
             headers = {**money_movement_headers(f"mp{number}"), "Prefer": "wait=20"}
             created = await self._call(number, "POST", "/transfers", json=body, headers=headers)
             assert created.status_code in (200, 201, 202), created.text  # 200: a replay, after an API went away
