@@ -159,7 +159,10 @@ async def test_500_transfers_over_two_apis_and_three_workers_survive_a_killed_wo
         **launcher_env(tmp_path),
         "MOJAFLOW_DATABASE_URL": postgres,
         "MOJAFLOW_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",  # the receiver simulator, for both APIs and every worker
-        "MOJAFLOW_RECONCILE_MAX_INTERVAL_S": "2",  # a money step cut off by the kill is asked about soon
+        # A money step cut off by the kill is asked about soon, and released soon after the prepare's expiry if it
+        # never left (the SDK simulator's switch answers at once: no late prepare to wait for)
+        "MOJAFLOW_RECONCILE_MAX_INTERVAL_S": "2",
+        "MOJAFLOW_RECONCILE_GRACE_S": "5",
     }
     api1 = f"http://127.0.0.1:{env['MOJAFLOW_CLIENT_API_PORT']}"
     receiver = f"http://127.0.0.1:{env['MOJAFLOW_WEBHOOK_RECEIVER_PORT']}"
