@@ -16,6 +16,7 @@ Heavy (a few minutes on 2 cores): `pytest -m "not heavy"` leaves it out; `make t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sys
@@ -68,7 +69,11 @@ class Driver:
         self._milestones: dict[int, asyncio.Event] = {}
 
     def milestone(self, final: int) -> asyncio.Event:
-        return self._milestones.setdefault(final, asyncio.Event())
+        """Set once `final` transfers are final (already set if they are)."""
+        reached = self._milestones.setdefault(final, asyncio.Event())
+        if len(self.sent) >= final:
+            reached.set()
+        return reached
 
     async def run(self) -> None:
         await asyncio.gather(*(self._lane(lane) for lane in range(CONCURRENCY)))
@@ -92,14 +97,14 @@ class Driver:
     async def _call(self, number: int, method: str, path: str, **options: Any) -> httpx.Response:
         """The request to this transfer's API, or to the other while that one does not answer."""
         deadline = time.monotonic() + TRANSFER_DEADLINE_S
-        for attempt in range(10_000):
+        for attempt in itertools.count():
             api = self.apis[(number + attempt) % len(self.apis)]
             try:
                 return await self.http.request(method, f"{api}{path}", **options)
             except httpx.TransportError:  # refused, or reset by a crash mid-request: the same request elsewhere
                 assert time.monotonic() < deadline, f"no API answered {method} {path}"
                 await asyncio.sleep(0.05)
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable")  # itertools.count() never ends
 
     async def _final_state(self, number: int, transfer_id: str) -> str:
         deadline = time.monotonic() + TRANSFER_DEADLINE_S
