@@ -76,7 +76,7 @@ def test_each_worker_serves_its_metrics_on_a_port_of_its_own() -> None:
 
 
 def test_a_taken_worker_metrics_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = launcher_env(tmp_path)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
