@@ -1,8 +1,8 @@
 """The stack every bench scenario runs on, started on free ports of 127.0.0.1 in a data dir, the way `make run`
 starts it: the Temporal dev server (headless, our search attributes, SQLite file, `MOJAFLOW_TEMPORAL_SQLITE_PRAGMAS`
-unless `pragmas` says otherwise, our dynamic config unless `dynamic_config` does), the SDK and CBS simulators, our
-API and worker, and the bare baseline's workers (`bench/baseline.py`): `bare-fair-worker` (our worker settings) and
-`bare-worker` (sandboxed, default options).
+unless `pragmas` says otherwise, `MOJAFLOW_TEMPORAL_DYNAMIC_CONFIG` unless `dynamic_config` does), the SDK and CBS
+simulators, our API and worker, and the bare baseline's workers (`bench/baseline.py`): `bare-fair-worker` (our
+worker settings) and `bare-worker` (sandboxed, default options).
 
     stack = Stack(data_dir, profile_dir=None)
     client = await stack.start()
@@ -30,7 +30,7 @@ from temporalio.client import Client
 from bench.stack import Proc, free_port, http_ok, tcp_open
 from bench.transfers import CLIENT_KEY
 from mojaflow.settings import Settings
-from mojaflow.temporal import DEV_SERVER_DYNAMIC_CONFIG, dev_server_dynamic_config_flags, search_attribute_flags
+from mojaflow.temporal import dev_server_dynamic_config_flags, search_attribute_flags
 
 __all__ = ["BARE_WORKERS", "Stack"]
 
@@ -52,7 +52,7 @@ class Stack:
     our_task_queue: str = "bench-mojaflow"
     extra_env: dict[str, str] = field(default_factory=dict)  # for our API and worker (a scenario's settings)
     pragmas: list[str] | None = None  # the dev server's SQLite pragmas; None: MOJAFLOW_TEMPORAL_SQLITE_PRAGMAS's
-    dynamic_config: dict[str, object] | None = None  # the dev server's dynamic config; None: DEV_SERVER_DYNAMIC_CONFIG
+    dynamic_config: list[str] | None = None  # the dev server's dynamic config; None: MOJAFLOW_TEMPORAL_DYNAMIC_CONFIG's
     bare_workers: tuple[str, ...] = tuple(BARE_WORKERS)
 
     def python(self, name: str, *argv: str) -> list[str]:
@@ -79,7 +79,7 @@ class Stack:
         ]  # fmt: skip
         for pragma in pragmas:
             argv += ["--sqlite-pragma", pragma]
-        dynamic_config = DEV_SERVER_DYNAMIC_CONFIG if self.dynamic_config is None else self.dynamic_config
+        dynamic_config = Settings().temporal_dynamic_config if self.dynamic_config is None else self.dynamic_config
         return argv + search_attribute_flags() + dev_server_dynamic_config_flags(dynamic_config)
 
     async def start(self) -> Client:

@@ -32,6 +32,7 @@ def _trusted_jwks_url(url: str) -> bool:
 
 
 SqlitePragma = Annotated[str, StringConstraints(pattern=r"^[a-z_]+=[A-Za-z0-9_-]+$")]
+DynamicConfigValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.]*=[A-Za-z0-9_.-]+$")]
 
 
 class Settings(BaseSettings):
@@ -59,6 +60,10 @@ class Settings(BaseSettings):
     temporal_sqlite_pragmas: Annotated[list[SqlitePragma], NoDecode] = Field(
         default_factory=lambda: ["journal_mode=wal", "synchronous=full"]
     )
+    # The dev server's dynamic config, KEY=VALUE comma-separated (none by default: the server's own values). E.g.
+    # history.transferProcessorMaxPollRPS=1000 takes ~90 ms off a transfer alone and costs throughput under load
+    # (README, "Performance").
+    temporal_dynamic_config: Annotated[list[DynamicConfigValue], NoDecode] = Field(default_factory=list)
     task_queue: str = "mojaflow-transfers"
     workflow_sandbox: bool = False  # the tests replay every workflow through the sandbox instead (see worker.py)
     # A real cluster or Temporal Cloud (mojaflow/temporal.py): TLS is on when any of these is set ("auto"), or
@@ -232,7 +237,7 @@ class Settings(BaseSettings):
             raise ValueError(f"ISO 4217 codes such as USD, comma-separated; not {refused}")
         return value
 
-    @field_validator("codec_cors_origins", "temporal_sqlite_pragmas", mode="before")
+    @field_validator("codec_cors_origins", "temporal_sqlite_pragmas", "temporal_dynamic_config", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ __all__ = [
     "inbound_workflow_id",
     "outbound_workflow_id",
     "retrieve_start_outcome",
-    "DEV_SERVER_DYNAMIC_CONFIG",
+    "LOW_LATENCY_DYNAMIC_CONFIG",
     "dev_server_dynamic_config_flags",
     "dev_server_flags",
     "search_attribute_flags",
@@ -68,26 +68,27 @@ SEARCH_ATTRIBUTES = (
 
 
 # The history service hands workflow and activity tasks to matching through its transfer queue, whose reader runs at
-# most 20 times a second per shard by default (`history.transferProcessorMaxPollRPS`). Every task that is not handed
-# over in the same transaction (the workflow task after an activity completes, a signal, the activity after a
-# workflow task when eager dispatch is off) then waits for the next read: ~50 ms per hop once the machine is busy,
-# which was most of a lone transfer's latency. Measured on this machine, 10 sequential activities: 50 → 8 ms each
-# (bench/README.md, "Dispatch"). A real cluster needs the same value in its history service's dynamic config (README).
-DEV_SERVER_DYNAMIC_CONFIG = {"history.transferProcessorMaxPollRPS": 1000}
+# most 20 times a second per shard by default (`history.transferProcessorMaxPollRPS`). A task not handed over in the
+# same transaction (the workflow task after an activity completes, after a signal) waits for the next read: ~50 ms
+# per hop at low load, most of a lone transfer's latency. Reading at will takes that away, and under load costs the
+# server many small reads: fewer transfers/s and deliveries/s (bench/README.md, "About 50 ms per workflow task").
+# `make run` keeps the server's value (MOJAFLOW_TEMPORAL_DYNAMIC_CONFIG changes it); the tests, which wait on one
+# transfer at a time, read at will.
+LOW_LATENCY_DYNAMIC_CONFIG = ("history.transferProcessorMaxPollRPS=1000",)
 
 
-def dev_server_dynamic_config_flags(config: Mapping[str, object] = DEV_SERVER_DYNAMIC_CONFIG) -> list[str]:
-    """`temporal server start-dev` arguments that set this dynamic config (ours by default)."""
+def dev_server_dynamic_config_flags(values: Sequence[str]) -> list[str]:
+    """`temporal server start-dev` arguments that set this dynamic config (KEY=VALUE each)."""
     flags = []
-    for key, value in config.items():
-        flags += ["--dynamic-config-value", f"{key}={value}"]
+    for value in values:
+        flags += ["--dynamic-config-value", value]
     return flags
 
 
 def dev_server_flags(settings: Settings) -> list[str]:
     """`temporal server start-dev` arguments of ours besides addresses: search attributes, dynamic config, SQLite
     pragmas."""
-    flags = search_attribute_flags() + dev_server_dynamic_config_flags()
+    flags = search_attribute_flags() + dev_server_dynamic_config_flags(settings.temporal_dynamic_config)
     for pragma in settings.temporal_sqlite_pragmas:
         flags += ["--sqlite-pragma", pragma]
     return flags

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mojaflow.settings import Settings
-from mojaflow.temporal import DEV_SERVER_DYNAMIC_CONFIG, search_attribute_flags
+from mojaflow.temporal import search_attribute_flags
 from tests.conftest import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -137,9 +137,9 @@ def test_compose_refuses_to_start_without_the_key_rings() -> None:
     assert "set MOJAFLOW_PAYLOAD_KEYS" in refused.stderr or "set MOJAFLOW_SECRETS_KEYS" in refused.stderr
 
 
-def test_temporal_gets_our_search_attributes_and_dynamic_config() -> None:
-    """The compose cluster's Temporal must know every search attribute the workflows upsert (an unknown one fails
-    the workflow task) and read its transfer queue as `make run`'s dev server does."""
+def test_temporal_gets_our_search_attributes() -> None:
+    """The compose cluster's Temporal must know every search attribute the workflows upsert, with its type (an
+    unknown one fails the workflow task)."""
     services = _services(yaml.safe_load(COMPOSE_FILE.read_text()))
     setup = " ".join(services["temporal-setup"]["command"])
     created: dict[str, str] = {}
@@ -149,9 +149,3 @@ def test_temporal_gets_our_search_attributes_and_dynamic_config() -> None:
         created |= dict.fromkeys(names.split(), kind)
     created |= dict(re.findall(r"--name (\w+) --type (\w+)", setup))
     assert created == dict(flag.split("=") for flag in search_attribute_flags()[1::2])
-
-    mounted = services["temporal"]["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
-    source, target = next(v.split(":")[:2] for v in services["temporal"]["volumes"] if v.split(":")[1] == mounted)
-    dynamic_config = yaml.safe_load((ROOT / source).read_text())
-    assert {key: values[0]["value"] for key, values in dynamic_config.items()} == DEV_SERVER_DYNAMIC_CONFIG
-    assert target == mounted

@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from mojaflow.codec import data_converter
-from mojaflow.temporal import SEARCH_ATTRIBUTES, dev_server_dynamic_config_flags
+from mojaflow.temporal import LOW_LATENCY_DYNAMIC_CONFIG, SEARCH_ATTRIBUTES, dev_server_dynamic_config_flags
 from tests.support.secret_scan import collect_histories
 
 __all__ = ["assert_no_workflow_failed", "local_temporal", "time_skipping_temporal"]
@@ -37,10 +37,11 @@ _ENDED_BADLY = (
 
 @asynccontextmanager
 async def local_temporal(payload_key: bytes) -> AsyncIterator[WorkflowEnvironment]:
-    """A Temporal dev server with our search attributes, dynamic config and encrypted data converter."""
+    """A Temporal dev server with our search attributes and encrypted data converter, reading its transfer queue at
+    will (mojaflow/temporal.py: the tests wait on one transfer at a time)."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
-        dev_server_extra_args=dev_server_dynamic_config_flags(),
+        dev_server_extra_args=dev_server_dynamic_config_flags(LOW_LATENCY_DYNAMIC_CONFIG),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=data_converter(payload_key),
         dev_server_log_level="error",
