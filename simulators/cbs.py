@@ -13,7 +13,8 @@ clears them):
   "httpStatus": 409, "times": null}` - `down` answers 503 and does nothing; `slow` waits `delayS` then does the
   operation once (even if the caller went away); `refuse` answers `httpStatus` with `{"code", "message"}` and does
   nothing; `times` = how many calls it applies to (null: until cleared). Operations: resolve_party (GET /parties),
-  hold, commit_hold, release_hold, credit_check, reserve_credit, commit_credit, release_credit.
+  hold, commit_hold, release_hold, credit_check, reserve_credit, commit_credit, release_credit,
+  list_holds (GET /holds).
 * `GET /_sim/faults` - the active faults (with `remaining`); `DELETE /_sim/faults` clears all,
   `DELETE /_sim/faults/{operation}` one.
 * `GET /_sim/calls` - calls per operation since start (faulted ones included), `DELETE /_sim/calls` zeroes them.
@@ -41,6 +42,7 @@ from simulators._common import (
     run_server,
     simulator_app,
 )
+from simulators.cbs_holds import encode_cursor, open_holds_query
 from simulators.cbs_ledger import CbsError, Ledger
 from simulators.cbs_models import (
     FAULT_OPERATIONS,
@@ -211,6 +213,15 @@ def create_app(data_dir: Path, seed_file: Path | None = None) -> FastAPI:
             "hold",
             lambda: created(*ledger.open_entry("hold", body.hold_key, body.account_id, body.amount, body.currency)),
         )
+
+    @app.get("/holds")
+    async def list_holds(request: Request) -> dict[str, Any]:
+        query = open_holds_query(request.query_params)
+        holds, more = await faults.run(
+            "list_holds",
+            lambda: ledger.open_holds(created_before=query.created_before, after=query.after, limit=query.limit),
+        )
+        return {"holds": holds, "nextCursor": encode_cursor(more) if more else None}
 
     @app.get("/holds/{holdId}")
     async def get_hold(holdId: str) -> dict[str, Any]:  # noqa: N803

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL, amount TEXT NOT NULL,
     currency TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS ix_holds_open ON holds (status, created_at, id);
 CREATE TABLE IF NOT EXISTS credits (
     id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL, amount TEXT NOT NULL,
     currency TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL
@@ -251,6 +252,26 @@ class Ledger:
         if row is None:
             raise CbsError(404, _NAMES[kind][3], f"{kind} not found")
         return self._entry(kind, row)
+
+    def open_holds(
+        self, *, created_before: str | None, after: tuple[str, str] | None, limit: int
+    ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
+        """Holds in status HELD, oldest first (`created_at`, then id), created before `created_before` (our
+        timestamp format, so text order is time order), after the `(created_at, id)` of a previous page's last
+        one. Returns the page and, when more may follow, the `(created_at, id)` to continue after."""
+        query = "SELECT * FROM holds WHERE status = 'HELD'"
+        params: list[Any] = []
+        if created_before is not None:
+            query += " AND created_at < ?"
+            params.append(created_before)
+        if after is not None:
+            query += " AND (created_at > ? OR (created_at = ? AND id > ?))"
+            params += [after[0], after[0], after[1]]
+        rows = self._db.execute(query + " ORDER BY created_at, id LIMIT ?", (*params, limit + 1)).fetchall()
+        page = rows[:limit]
+        listed = [{**self._entry("hold", row), "createdAt": row["created_at"]} for row in page]
+        more = len(rows) > limit
+        return listed, (page[-1]["created_at"], page[-1]["id"]) if more else None
 
     def _add(self, account_id: str, column: str, delta: Decimal) -> None:
         row = self._row(account_id)

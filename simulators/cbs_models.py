@@ -41,6 +41,7 @@ FAULT_OPERATIONS = (
     "reserve_credit",
     "commit_credit",
     "release_credit",
+    "list_holds",
 )
 
 

@@ -38,7 +38,7 @@ def test_contract_lists_exactly_the_simulator_routes(tmp_path: Path) -> None:
     app = create_app(tmp_path)
     routes = {(method, route.path) for route in app.routes if isinstance(route, APIRoute) for method in route.methods}
     documented = contract_operations(CONTRACT.read_text())
-    assert len(documented) == 21
+    assert len(documented) == 22
     assert documented == routes
 
 

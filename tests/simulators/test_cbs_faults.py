@@ -128,6 +128,7 @@ async def test_slow_completes_even_if_the_caller_goes_away(cbs_sim: Sim, client:
         ("commit_credit", ("POST", "/credits/c-x/commit", None)),
         ("release_credit", ("POST", "/credits/c-x/release", None)),
         ("resolve_party", ("GET", "/parties/MSISDN/25600000001/sub", None)),
+        ("list_holds", ("GET", "/holds?status=HELD&limit=1", None)),
     ],
 )
 def test_every_operation_has_a_switch(client: httpx.Client, operation: str, request_: tuple[str, str, Any]) -> None:
