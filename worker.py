@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -27,6 +28,7 @@ from activities.core_banking import CoreBankingActivities, CoreBankingClient
 from activities.payment_manager import PaymentManagerActivities
 from activities.sdk_accounts import AccountActivities
 from activities.store import StoreActivities
+from activities.sweeper import SweeperActivities
 from activities.webhooks import WebhookActivities
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
@@ -35,6 +37,7 @@ from mojaflow.logs import configure_logging
 from mojaflow.metrics_server import start_worker_metrics
 from mojaflow.retention import purge_in_background
 from mojaflow.settings import Settings
+from mojaflow.sweeper import ensure_sweeper_schedule
 from mojaflow.temporal import TemporalConnectError, connect, describe_connection
 from mojaflow.tracing import Tracing
 from mojaflow.url_guard import guarded_client
@@ -43,6 +46,7 @@ from workflows.account_registration import AccountRegistrationWorkflow
 from workflows.inbound_transfer import InboundTransferWorkflow
 from workflows.outbound_transfer import OutboundTransferWorkflow
 from workflows.resolution import ResolutionWorkflow
+from workflows.sweeper import SweeperWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 __all__ = [
@@ -60,6 +64,7 @@ TRANSFER_WORKFLOWS = [
     InboundTransferWorkflow,
     AccountRegistrationWorkflow,
     ResolutionWorkflow,
+    SweeperWorkflow,
 ]
 WEBHOOK_WORKFLOWS = [WebhookDeliveryWorkflow]
 WORKFLOWS = [*TRANSFER_WORKFLOWS, *WEBHOOK_WORKFLOWS]  # every workflow type we run (the replay tests take them all)
@@ -94,6 +99,7 @@ async def worker_resources(
                 PaymentManagerActivities(sdk),
                 AccountActivities(sdk),
                 CoreBankingActivities(CoreBankingClient(cbs)),
+                SweeperActivities(CoreBankingClient(cbs), database, grace_s=settings.sweeper_grace_s),
                 StoreActivities(outbox),
                 WebhookActivities(
                     webhooks,
@@ -174,6 +180,7 @@ async def main() -> None:
     tracing = Tracing.from_settings(settings, service_name="mojaflow-worker")
     # the tracing interceptor on the client: both workers inherit it, outside TransferLogInterceptor
     client = await connect(settings, interceptors=tracing.client_interceptors() if tracing is not None else [])
+    await _sweeper_schedule(client, settings)
     async with (
         worker_resources(settings, client, tracing) as activity_objects,
         purge_in_background(settings),
@@ -190,6 +197,18 @@ async def main() -> None:
         log.info("worker stopped")
     if tracing is not None:
         tracing.shutdown()  # the last spans out
+
+
+async def _sweeper_schedule(client: Client, settings: Settings) -> None:
+    """The stuck-transfer sweeper's Schedule (mojaflow/sweeper.py). Transfers do not need it: a worker that cannot
+    make it says so and runs anyway."""
+    try:
+        outcome = await ensure_sweeper_schedule(client, settings)
+    except RPCError as error:
+        log.error("sweeper schedule %s not ensured: %s", settings.sweeper_schedule_id, error.status.name)
+        return
+    every = settings.sweeper_interval_s
+    log.info("sweeper schedule %s %s (every %.0f s)", settings.sweeper_schedule_id, outcome, every)
 
 
 def run() -> None:

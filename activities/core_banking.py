@@ -59,6 +59,7 @@ REFUSALS: dict[str, dict[int, frozenset[str]]] = {
     "reserve_credit": {**_INVALID, **_NOT_FOUND, 409: frozenset(_CREDIT_REFUSALS | {"idempotency_conflict"})},
     "commit_credit": {404: frozenset({"reservation_not_found"}), 409: frozenset({"reservation_released"})},
     "release_credit": {404: frozenset({"reservation_not_found"}), 409: frozenset({"reservation_committed"})},
+    "get_hold": {404: frozenset({"hold_not_found"})},
     "list_holds": {},  # a listing refuses nothing: any error is the CBS not answering (the sweeper tries later)
 }
 
@@ -150,6 +151,14 @@ class CoreBankingClient:
 
     async def release_hold(self, hold: HoldRef) -> None:
         await self._call("release_hold", "POST", f"/holds/{hold.hold_id}/release")
+
+    async def hold_status(self, hold: HoldRef) -> str:
+        """HELD, COMMITTED or RELEASED (`GET /holds/{holdId}`)."""
+        answer = await self._call("get_hold", "GET", f"/holds/{hold.hold_id}")
+        status = answer.get("status")
+        if not isinstance(status, str):
+            raise CoreBankingUnavailable("CBS get_hold: an answer without a status")
+        return status
 
     async def list_open_holds(self, *, created_before: datetime, limit: int, cursor: str | None = None) -> HoldPage:
         """One page of the holds still HELD, created before `created_before`, oldest first."""

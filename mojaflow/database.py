@@ -412,4 +412,5 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 # The webhook tables live in their own module on this `metadata`; importing it here registers them wherever the
 # database is used (migrations, the schema test), whichever module is imported first.
+from mojaflow import sweeper_tables as _sweeper_tables  # noqa: E402,F401
 from mojaflow import webhook_tables as _webhook_tables  # noqa: E402,F401

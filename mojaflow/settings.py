@@ -183,6 +183,13 @@ class Settings(BaseSettings):
     # Tests only: the process exits right after a save's commit that wrote deliveries, before it starts them
     test_crash_after_outbox_commit: bool = False
 
+    # The stuck-transfer sweeper (mojaflow/sweeper.py): a Temporal Schedule (this id, every interval) that reports
+    # holds still open at the CBS after their transfer ended, and transfers in progress whose workflow is gone, once
+    # older than the grace period. It reports only; each worker creates or updates the Schedule at start.
+    sweeper_schedule_id: str = Field(default="mojaflow-sweeper", pattern=r"^[a-zA-Z0-9_.-]{1,100}$")
+    sweeper_interval_s: float = Field(default=300.0, ge=10, le=86_400)
+    sweeper_grace_s: float = Field(default=600.0, ge=0)
+
     # Secrets and personal data. Key rings `id:base64,id:base64` (mojaflow/keys.py): the first encrypts, all decrypt.
     # Unset: the ring files in the data dir, generated on first use (`make run`); several processes must set them.
     payload_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)  # the payload codec's

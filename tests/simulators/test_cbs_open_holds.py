@@ -97,9 +97,7 @@ def test_created_before_bounds_the_listing(client: httpx.Client) -> None:
         ({"status": "HELD", "cursor": "WyJhIl0"}, "cursor"),  # base64url JSON, but not ours
     ],
 )
-def test_bad_parameters_are_400_naming_the_parameter(
-    client: httpx.Client, params: dict[str, str], field: str
-) -> None:
+def test_bad_parameters_are_400_naming_the_parameter(client: httpx.Client, params: dict[str, str], field: str) -> None:
     r = client.get("/holds", params=params)
     assert r.status_code == 400, r.text
     assert r.json()["code"] == "invalid_request"

@@ -36,6 +36,7 @@ OPERATIONS: dict[str, Call] = {
     "reserve_credit": lambda c: c.reserve_credit(CREDIT),
     "commit_credit": lambda c: c.commit_credit(ReservationRef(reservation_id="c1")),
     "release_credit": lambda c: c.release_credit(ReservationRef(reservation_id="c1")),
+    "get_hold": lambda c: c.hold_status(HoldRef(hold_id="h1")),
     "list_holds": lambda c: c.list_open_holds(created_before=datetime.now(UTC), limit=10),
 }
 
