@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from mojaflow import api_key_commands, cbs_check, key_rotation, resolve_commands, transfer_commands
+from mojaflow import api_key_commands, cbs_check, key_rotation, resolve_commands, sweeper_commands, transfer_commands
 
 __all__ = ["app", "keys_app", "main", "transfers_app"]
 
@@ -31,6 +31,8 @@ transfers_app.command("list")(transfer_commands.list_transfers)
 transfers_app.command("show")(transfer_commands.show_transfer)
 transfers_app.command("export")(transfer_commands.export_day)
 transfers_app.command("resolve")(resolve_commands.resolve)  # settle a stuck one: mojaflow/resolve_commands.py
+# What the stuck-transfer sweeper found (README "Operations"): mojaflow/sweeper_commands.py
+transfers_app.command("stuck")(sweeper_commands.stuck)
 
 # Does a bank's CBS keep cbs-contract.openapi.yaml? (README "Operations"): mojaflow/cbs_check.py
 app.command("cbs-check")(cbs_check.cbs_check)

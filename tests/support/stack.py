@@ -3,8 +3,8 @@ process of its own, against a Temporal server started by tests/support/temporal_
 `stack` (tests/conftest.py) and the history recorder (tests/histories/record.py) both start it from here.
 
 Settings are shortened where a test would otherwise wait for minutes (acceptance timeout, the prepare's
-expiry, the reconciliation grace, the questions asked in one run before continue-as-new); everything else is
-the default.
+expiry, the reconciliation grace, the questions asked in one run before continue-as-new, the sweeper's grace);
+everything else is the default. Each stack has a sweeper Schedule of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ SHORTENED_SETTINGS = {
     "MOJAFLOW_RECONCILE_MAX_INTERVAL_S": "1",
     "MOJAFLOW_RECONCILE_CHECKS_PER_RUN": "3",
     "MOJAFLOW_QUOTE_EXPIRY_S": "60",
+    "MOJAFLOW_SWEEPER_GRACE_S": "2",
 }
 
 
@@ -138,6 +139,7 @@ def running_stack(
             "MOJAFLOW_CLIENT_API_PORT": str(client_port),
             "MOJAFLOW_BACKEND_API_PORT": str(backend_port),
             "MOJAFLOW_CURRENCIES": "USD,EUR",  # EUR: served, yet held by no account (the CBS refuses it)
+            "MOJAFLOW_SWEEPER_SCHEDULE_ID": f"tests-sweeper-{uuid.uuid4()}",  # each stack's own, on a shared server
             **SHORTENED_SETTINGS,
             **(env or {}),
         }

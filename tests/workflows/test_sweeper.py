@@ -1,0 +1,231 @@
+"""The stuck-transfer sweeper on the real stack (Temporal dev server, CBS and SDK simulators, our worker, API and
+database): it finds planted trouble, leaves healthy transfers alone, and `mojaflow transfers stuck` prints it.
+
+Planted: a hold that landed at the CBS for a transfer that had already ended, a hold for a transfer we
+never had, a transfer whose workflow an operator terminated, and one in progress whose workflow Temporal never
+had. Healthy: a COMPLETED transfer (its hold committed) and a RECONCILING one (its hold HELD, its workflow
+running). The stack's sweeper grace is 2 s (tests/support/stack.py), so sweeps run on demand (`--now`) until the
+planted trouble is old enough to be reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+
+from mojaflow.database import Database
+from mojaflow.models import Direction, TransferRecord, TransferState, TransferView
+from mojaflow.sweeper_store import latest_counts
+from tests.conftest import ROOT, Stack
+from tests.support.log_scan import records
+from tests.support.transfers import (
+    FINAL,
+    money_movement_headers,
+    new_payer,
+    set_fault,
+    start_async,
+    transfer_body,
+    wait_for_state,
+)
+from tests.support.workers import settings_of
+
+Report = dict[str, Any]
+
+
+def stuck(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mojaflow.cli", "transfers", "stuck", *args],
+        env={**os.environ, **stack.env}, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+async def sweep_until(stack: Stack, found: Callable[[Report], bool], timeout_s: float = 60) -> Report:
+    """`stuck --now --json` until a sweep's report satisfies `found`; fail with the last one."""
+    deadline = time.monotonic() + timeout_s
+    report: Report = {}
+    while time.monotonic() < deadline:
+        run = await asyncio.to_thread(stuck, stack, "--now", "--json")
+        assert run.returncode == 0, run.stderr
+        report = json.loads(run.stdout)
+        if found(report):
+            return report
+    raise AssertionError(f"no sweep found what was planted; the last report: {json.dumps(report, indent=2)}")
+
+
+def findings(report: Report) -> list[dict[str, Any]]:
+    return [*report["holds"]["findings"], *report["transfers"]["findings"]]
+
+
+def by_hold(report: Report) -> dict[str, dict[str, Any]]:
+    return {f["holdId"]: f for f in findings(report) if f["kind"] == "ORPHAN_HOLD"}
+
+
+def by_transfer(report: Report, kind: str) -> dict[str, dict[str, Any]]:
+    return {f["transferId"]: f for f in findings(report) if f["kind"] == kind}
+
+
+async def hold_at_cbs(http: httpx.AsyncClient, stack: Stack, key: str, account_id: str, amount: str) -> str:
+    """A hold placed at the CBS directly, as a late or foreign `POST /holds` would."""
+    body = {"holdKey": key, "accountId": account_id, "amount": amount, "currency": "USD"}
+    response = await http.post(f"{stack.cbs_url}/holds", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["holdId"])
+
+
+async def hold_status(http: httpx.AsyncClient, stack: Stack, hold_id: str) -> str:
+    return str((await http.get(f"{stack.cbs_url}/holds/{hold_id}")).json()["status"])
+
+
+async def transfer_without_workflow(stack: Stack) -> str:
+    """A transfer our database has in progress (RECEIVED) whose workflow Temporal never had: the API saved it
+    and died before the start, say."""
+    database = Database(settings_of(stack.env).resolved_database_url)
+    transfer_id = str(uuid.uuid4())
+    view = TransferView(
+        transfer_id=transfer_id, direction=Direction.OUTBOUND, current_state=TransferState.RECEIVED,
+        currency="USD", amount="12",
+    )  # fmt: skip
+    try:
+        record = TransferRecord(view=view, revision=0, workflow_id=f"outbound-never-{transfer_id}", client_key="swp")
+        assert await database.save_transfer(record)
+    finally:
+        await database.close()
+    return transfer_id
+
+
+async def forget_terminated(stack: Stack, workflow_id: str) -> None:
+    """The test terminated this workflow as an operator would; the session's check that none of our workflows
+    ended Terminated is about our code, so the test's own act is deleted again (and polled until gone)."""
+    client = stack.client
+    await client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=workflow_id)
+        )
+    )
+    query = f"WorkflowId = '{workflow_id}' AND ExecutionStatus = 'Terminated'"
+    deadline = time.monotonic() + 30
+    while [w async for w in client.list_workflows(query)]:
+        assert time.monotonic() < deadline, f"the terminated {workflow_id} was never deleted"
+        await asyncio.sleep(0.2)
+
+
+async def test_the_sweeper_reports_planted_trouble_and_nothing_healthy(stack: Stack, http: httpx.AsyncClient) -> None:
+    payer, account_id = await new_payer(http, stack.cbs_url)
+
+    # Healthy: completed, its hold committed.
+    response = await http.post(
+        f"{stack.api_url}/transfers", json=transfer_body(payer=payer, amount="10"), headers=money_movement_headers()
+    )
+    completed = await wait_for_state(http, stack.api_url, response.json()["transferId"], {"COMPLETED"})
+    assert await hold_status(http, stack, completed["holdId"]) == "COMMITTED"
+
+    # Healthy: reconciling (the switch's fulfilment never matches), its hold HELD, its workflow running.
+    reconciling_body = transfer_body(payer=payer, amount="11")
+    await set_fault(http, stack.sdk_url, reconciling_body["homeTransactionId"], fulfilment="wrong")
+    started, _ = await start_async(http, stack.api_url, reconciling_body)
+    reconciling = await wait_for_state(http, stack.api_url, started["transferId"], {"RECONCILING"})
+    assert await hold_status(http, stack, reconciling["holdId"]) == "HELD"
+
+    # Planted: a hold that lands after its transfer ended (the payee rejected the quote: nothing was held).
+    response = await http.post(
+        f"{stack.api_url}/transfers", json=transfer_body(payer=payer, amount="500"), headers=money_movement_headers()
+    )
+    aborted = await wait_for_state(http, stack.api_url, response.json()["transferId"], FINAL)
+    assert aborted.get("holdId") is None
+    late_hold = await hold_at_cbs(http, stack, f"{aborted['transferId']}-hold", account_id, "500")
+    # Planted: a hold for a transfer we never had.
+    stranger = str(uuid.uuid4())
+    stranger_hold = await hold_at_cbs(http, stack, f"{stranger}-hold", account_id, "7.25")
+
+    # Planted: a transfer waiting for its party's acceptance, its workflow terminated by an operator.
+    manual = transfer_body(payer=payer, amount="13", autoAcceptParty=False, autoAcceptQuote=False)
+    started, workflow_id = await start_async(http, stack.api_url, manual)
+    terminated_id = started["transferId"]
+    await wait_for_state(http, stack.api_url, terminated_id, {"WAITING_FOR_PARTY_ACCEPTANCE"})
+    await stack.client.get_workflow_handle(workflow_id).terminate(reason="test: an operator's mistake")
+    # Planted: in progress in our database, unknown to Temporal.
+    never_started = await transfer_without_workflow(stack)
+
+    try:
+        report = await sweep_until(
+            stack,
+            lambda r: (
+                {late_hold, stranger_hold} <= set(by_hold(r))
+                and {terminated_id, never_started} <= set(by_transfer(r, "WORKFLOW_GONE"))
+            ),
+        )
+
+        holds = by_hold(report)
+        assert holds[late_hold] | {"since": None} == {
+            "kind": "ORPHAN_HOLD", "transferId": aborted["transferId"], "holdId": late_hold,
+            "state": aborted["currentState"], "errorCode": aborted["lastError"]["code"], "workflowStatus": None,
+            "amount": "500.00", "currency": "USD", "since": None,
+        }  # fmt: skip
+        assert (holds[stranger_hold]["transferId"], holds[stranger_hold]["state"]) == (stranger, None)
+        assert holds[stranger_hold]["amount"] == "7.25"
+        gone = by_transfer(report, "WORKFLOW_GONE")
+        assert (gone[terminated_id]["state"], gone[terminated_id]["workflowStatus"]) == (
+            "WAITING_FOR_PARTY_ACCEPTANCE",
+            "TERMINATED",
+        )
+        assert (gone[never_started]["state"], gone[never_started]["workflowStatus"]) == ("RECEIVED", "NOT_FOUND")
+        assert report["holds"]["error"] is None and report["transfers"]["error"] is None
+
+        # Nothing healthy: neither the committed nor the reconciling hold, nor either transfer.
+        reported_transfers = {f["transferId"] for f in findings(report)}
+        assert completed["transferId"] not in reported_transfers
+        assert reconciling["transferId"] not in reported_transfers
+        assert {completed["holdId"], reconciling["holdId"]}.isdisjoint(by_hold(report))
+
+        # The stored report, as an operator reads it later: one line per finding, ids and states, no personal data.
+        printed = await asyncio.to_thread(stuck, stack)
+        assert printed.returncode == 0, printed.stderr
+        lines = printed.stdout.splitlines()
+        assert report["runId"] in lines[0]
+        line_of = {key: [line for line in lines if key in line] for key in (late_hold, stranger_hold, terminated_id)}
+        assert all(len(found) == 1 for found in line_of.values()), printed.stdout
+        assert line_of[late_hold][0].split()[:3] == ["ORPHAN_HOLD", aborted["transferId"], aborted["currentState"]]
+        assert line_of[stranger_hold][0].split()[:3] == ["ORPHAN_HOLD", stranger, "unknown"]
+        assert "TERMINATED" in line_of[terminated_id][0].split()
+        assert completed["transferId"] not in printed.stdout and reconciling["holdId"] not in printed.stdout
+        assert payer not in printed.stdout and account_id not in printed.stdout
+
+        # A log line per finding (ids and states only), and counts a metrics collector reads.
+        warned = [r["event"] for r in records(stack.worker.log_path) if r["logger"] == "mojaflow.sweeper"]
+        assert any(late_hold in line and "ORPHAN_HOLD" in line for line in warned)
+        assert any(terminated_id in line and "TERMINATED" in line for line in warned)
+        assert not any(payer in line or account_id in line for line in warned)
+        database = Database(settings_of(stack.env).resolved_database_url)
+        try:
+            counts = await latest_counts(database)
+        finally:
+            await database.close()
+        assert counts.orphan_holds >= 2 and counts.workflows_gone >= 2
+    finally:
+        await forget_terminated(stack, workflow_id)
+        for hold_id in (late_hold, stranger_hold):  # the operator's resolution, by hand at the CBS
+            assert (await http.post(f"{stack.cbs_url}/holds/{hold_id}/release")).status_code == 200
+        await http.delete(f"{stack.sdk_url}/_sim/faults/{reconciling_body['homeTransactionId']}")  # the truth again
+
+
+async def test_a_cbs_that_does_not_answer_is_a_check_not_run(stack: Stack, http: httpx.AsyncClient) -> None:
+    fault = {"mode": "down", "times": 3}  # every attempt of this sweep's listing
+    assert (await http.put(f"{stack.cbs_url}/_sim/faults/list_holds", json=fault)).status_code == 200
+    try:
+        run = await asyncio.to_thread(stuck, stack, "--now")
+    finally:
+        await http.delete(f"{stack.cbs_url}/_sim/faults/list_holds")
+    assert run.returncode == 0, run.stderr
+    assert "holds NOT CHECKED: CoreBankingUnavailable" in run.stdout
+    assert "transfers NOT CHECKED" not in run.stdout
