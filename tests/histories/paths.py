@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 
 from mojaflow.resolution import ResolutionRequest, ResolveInput, resolution_workflow_id
+from mojaflow.sweeper import SweepReport, SweepRequest
 from mojaflow.temporal import inbound_workflow_id, outbound_workflow_id
 from tests.histories.webhook_paths import WEBHOOK_PATHS
 from tests.inbound.flow import new_payee, notification, quote_request, switch_records, transfer_request
@@ -349,6 +351,27 @@ async def accounts_registered(d: Driver) -> str:
     return runs[0]
 
 
+async def sweeper_swept(d: Driver) -> str:
+    """A sweep (`SweeperWorkflow`, as the Schedule or `mojaflow transfers stuck --now` starts it) that finds a hold
+    left at the CBS for a transfer we never had: swept again until the hold is older than the stack's grace."""
+    _, account_id = await new_payer(d.http, d.stack.cbs_url)
+    body = {"holdKey": f"{uuid.uuid4()}-hold", "accountId": account_id, "amount": "3", "currency": "USD"}
+    response = await d.http.post(f"{d.stack.cbs_url}/holds", json=body)
+    assert response.status_code == 201, response.text
+    hold_id = response.json()["holdId"]
+    deadline = time.monotonic() + 30
+    while True:
+        workflow_id = f"sweeper-corpus-{uuid.uuid4()}"
+        report = await d.stack.client.execute_workflow(
+            "SweeperWorkflow", SweepRequest(trigger="manual"), id=workflow_id,
+            task_queue=d.stack.env["MOJAFLOW_TASK_QUEUE"], result_type=SweepReport,
+        )  # fmt: skip
+        if any(finding.hold_id == hold_id for finding in report.findings):
+            await d.http.post(f"{d.stack.cbs_url}/holds/{hold_id}/release")
+            return workflow_id
+        assert time.monotonic() < deadline, f"no sweep found the hold {hold_id}"
+
+
 # The file name of each path (`<name>.json`; a path that continues as new also writes `<name>_run<N>.json` for
 # its later runs), and how to drive it.
 PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
@@ -394,5 +417,6 @@ PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
     "inbound_credit_refused": inbound_credit_refused,
     "inbound_quote_mismatch": inbound_quote_mismatch,
     "accounts_registered": accounts_registered,
+    "sweeper_swept": sweeper_swept,
     **WEBHOOK_PATHS,  # tests/histories/webhook_paths.py
 }
