@@ -12,14 +12,14 @@ from pathlib import Path
 from temporalio.client import Schedule, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
 from tests.conftest import ROOT, Stack
-from tests.support.log_scan import records
 from tests.support.process import ServerProcess
+from tests.workflows.test_sweeper import our_records
 
 
 def schedule_lines(log_path: Path) -> list[str]:
     if not log_path.exists():
         return []
-    return [r["event"] for r in records(log_path) if r["event"].startswith("sweeper schedule ")]
+    return [r["event"] for r in our_records(log_path) if r["event"].startswith("sweeper schedule ")]
 
 
 def worker(stack: Stack, log_path: Path, **env: str) -> ServerProcess:
