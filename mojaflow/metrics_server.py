@@ -10,7 +10,8 @@
   `MOJAFLOW_WORKER_METRICS_HOST` says (compose: its private network).
 * The API serves our metrics on `GET /metrics` (api/metrics.py, operator key), with `DatabaseGauges`: transfers in
   progress by state (RECONCILING and SETTLING among them) and the age of the oldest, and the webhook deliveries
-  waiting, read from our database at the scrape. Every API process reads the same database: take `max`, not `sum`.
+  waiting, and the latest stuck-transfer sweep's findings (mojaflow/sweeper_store.py), read from our database at
+  the scrape. Every API process reads the same database: take `max`, not `sum`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from mojaflow.database import Database, transfers
 from mojaflow.models import FINAL_STATES, TransferState
 from mojaflow.settings import Settings
+from mojaflow.sweeper import FindingKind
+from mojaflow.sweeper_store import SweepCounts, latest_counts
 from mojaflow.webhook_models import DeliveryStatus
 from mojaflow.webhook_tables import webhook_deliveries
 
@@ -115,6 +118,7 @@ class DatabaseGauges(Collector):
         self._db = database
         self._transfers: list[tuple[str, str, int, datetime | None]] = []
         self._deliveries: list[tuple[str, int, datetime | None]] = []
+        self._sweep = SweepCounts(0, 0, None, complete=False)
         self._at = datetime.now(UTC)
 
     async def refresh(self) -> None:
@@ -132,6 +136,7 @@ class DatabaseGauges(Collector):
             found = [tuple(row) for row in await connection.execute(in_progress)]
             pending = [tuple(row) for row in await connection.execute(waiting)]
         self._transfers, self._deliveries = found, pending
+        self._sweep = await latest_counts(self._db)
         self._at = datetime.now(UTC)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -166,7 +171,30 @@ class DatabaseGauges(Collector):
             number, since = found_deliveries.get(status, (0, None))
             waiting.add_metric([status], number)
             waiting_oldest.add_metric([status], self._age(since))
-        yield from (count, oldest, waiting, waiting_oldest)
+        yield from (count, oldest, waiting, waiting_oldest, *self._sweeper_gauges())
+
+    def _sweeper_gauges(self) -> Iterator[GaugeMetricFamily]:
+        findings = GaugeMetricFamily(
+            "mojaflow_sweeper_findings",
+            "What the latest stuck-transfer sweep found: ORPHAN_HOLD (a hold still open at the CBS after its transfer "
+            "ended, or of a transfer unknown to us), WORKFLOW_GONE (a transfer in progress whose workflow is gone)",
+            labels=["kind"],
+        )
+        findings.add_metric([FindingKind.ORPHAN_HOLD.value], self._sweep.orphan_holds)
+        findings.add_metric([FindingKind.WORKFLOW_GONE.value], self._sweep.workflows_gone)
+        finished = self._sweep.finished_at
+        yield findings
+        yield GaugeMetricFamily(
+            "mojaflow_sweeper_last_sweep_timestamp_seconds",
+            "When the latest sweep finished (Unix time; 0: none yet): alert when it is older than a few intervals",
+            value=finished.timestamp() if finished else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "mojaflow_sweeper_last_sweep_complete",
+            "1 if both of the latest sweep's checks ran to their end; 0 if one could not run or stopped at its bound "
+            "(the findings are then a lower bound)",
+            value=1.0 if self._sweep.complete else 0.0,
+        )
 
     def _age(self, since: datetime | None) -> float:
         if since is None:

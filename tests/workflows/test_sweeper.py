@@ -18,16 +18,17 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 
 from mojaflow.database import Database
 from mojaflow.models import Direction, TransferRecord, TransferState, TransferView
-from mojaflow.sweeper_store import latest_counts
 from tests.conftest import ROOT, Stack
 from tests.support.transfers import (
     FINAL,
@@ -209,17 +210,25 @@ async def test_the_sweeper_reports_planted_trouble_and_nothing_healthy(stack: St
         assert completed["transferId"] not in printed.stdout and reconciling["holdId"] not in printed.stdout
         assert payer not in printed.stdout and account_id not in printed.stdout
 
-        # A log line per finding (ids and states only), and counts a metrics collector reads.
+        # A log line per finding (ids and states only), and the gauges of the API's /metrics.
         warned = [r["event"] for r in our_records(stack.worker.log_path) if r["logger"] == "mojaflow.sweeper"]
         assert any(late_hold in line and "ORPHAN_HOLD" in line for line in warned)
         assert any(terminated_id in line and "TERMINATED" in line for line in warned)
         assert not any(payer in line or account_id in line for line in warned)
-        database = Database(settings_of(stack.env).resolved_database_url)
-        try:
-            counts = await latest_counts(database)
-        finally:
-            await database.close()
-        assert counts.orphan_holds >= 2 and counts.workflows_gone >= 2
+        scraped = await http.get(f"{stack.api_url}/metrics")  # the operator key (tests/support/auth.py)
+        assert scraped.status_code == 200, scraped.text
+        gauges = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(scraped.text)
+            for sample in family.samples
+            if sample.name.startswith("mojaflow_sweeper_")
+        }
+        # The latest sweep: the one printed above, or a later scheduled one that found the same (at least).
+        assert gauges[("mojaflow_sweeper_findings", (("kind", "ORPHAN_HOLD"),))] >= 2
+        assert gauges[("mojaflow_sweeper_findings", (("kind", "WORKFLOW_GONE"),))] >= 2
+        assert gauges[("mojaflow_sweeper_last_sweep_complete", ())] == 1
+        finished = datetime.fromisoformat(report["finishedAt"]).timestamp()
+        assert gauges[("mojaflow_sweeper_last_sweep_timestamp_seconds", ())] >= finished - 0.001
     finally:
         await forget_terminated(stack, workflow_id)
         for hold_id in (late_hold, stranger_hold):  # the operator's resolution, by hand at the CBS
