@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         TransferView,
         WaitRequest,
     )
-    from mojaflow.resolution import ResolveInput
     from mojaflow.temporal import HOME_TRANSACTION_ID
     from workflows.transfer_state import (
         LOCAL_ACTIVITY_FAILURES,
@@ -249,16 +248,6 @@ class InboundTransferWorkflow(SavedTransferState):
         except TimeoutError:
             pass
         return self._published
-
-    @workflow.update
-    def resolve(self, request: ResolveInput) -> TransferView:
-        """An operator settles a RECONCILING or SETTLING transfer after checking with the hub (README
-        "Operations"): answers at once, with the state as it stands; the transfer's next saves show the rest."""
-        return self._accept_resolution(request)
-
-    @resolve.validator
-    def _resolvable(self, request: ResolveInput) -> None:
-        self._refuse_resolution(request)
 
     @workflow.signal
     def notify(self, notification: InboundNotification) -> None:

@@ -41,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
         TransferView,
         WaitRequest,
     )
-    from mojaflow.resolution import ResolveInput
     from mojaflow.temporal import SDK_TRANSFER_ID
     from workflows.quote_check import check_quote
     from workflows.transfer_state import (
@@ -452,16 +451,6 @@ class OutboundTransferWorkflow(SavedTransferState):
             raise ValueError("send exactly one of acceptParty or acceptQuote")
         if self._published.current_state != S.WAITING_FOR_QUOTE_ACCEPTANCE or self._quote_decision is not None:
             raise ValueError(f"no quote awaits acceptance (state {self._published.current_state})")
-
-    @workflow.update
-    def resolve(self, request: ResolveInput) -> TransferView:
-        """An operator settles a RECONCILING or SETTLING transfer after checking with the hub (README
-        "Operations"): answers at once, with the state as it stands; the transfer's next saves show the rest."""
-        return self._accept_resolution(request)
-
-    @resolve.validator
-    def _resolvable(self, request: ResolveInput) -> None:
-        self._refuse_resolution(request)
 
     @workflow.update
     async def wait_for_report(self, request: WaitRequest) -> TransferView:

@@ -201,9 +201,19 @@ class SavedTransferState:
 
     # -- an operator's resolution (`mojaflow transfers resolve`, README "Operations") ----------------
 
-    def _refuse_resolution(self, request: ResolveInput) -> None:
-        """The `resolve` update's validator: RECONCILING only while the switch is still being asked (not once its
-        answer is in and the hold is being settled), SETTLING only with COMMITTED, once (mojaflow/resolution.py)."""
+    @workflow.update
+    def resolve(self, request: ResolveInput) -> TransferView:
+        """An operator settles a RECONCILING or SETTLING transfer after checking with the hub (README
+        "Operations"): answers at once, with the state as it stands; the transfer's next saves show the rest. Kept
+        in the view (saved with the next state); the reconciliation loop ends on it."""
+        self._resolution = resolution_record(request, self._view.current_state, workflow.now())
+        self._view.resolution = self._resolution
+        return self._published
+
+    @resolve.validator
+    def _resolvable(self, request: ResolveInput) -> None:
+        """RECONCILING only while the switch is still being asked (not once its answer is in and the hold is being
+        settled), SETTLING only with COMMITTED, once (mojaflow/resolution.py)."""
         if self._resolution is not None:
             raise ValueError(f"already resolved {self._resolution.outcome} by {self._resolution.actor}")
         if self._view.current_state not in RUNNING_STATES:
@@ -213,12 +223,6 @@ class SavedTransferState:
         problem = refusal(self._view, request.outcome)
         if problem is not None:
             raise ValueError(problem)
-
-    def _accept_resolution(self, request: ResolveInput) -> TransferView:
-        """The `resolve` update: kept in the view (saved with the next state); the reconciliation loop ends on it."""
-        self._resolution = resolution_record(request, self._view.current_state, workflow.now())
-        self._view.resolution = self._resolution
-        return self._published
 
     def _resolution_detail(self) -> str | None:
         return "an operator's resolution, after checking with the hub" if self._resolution is not None else None
