@@ -19,12 +19,20 @@ with workflow.unsafe.imports_passed_through():
     from activities.payment_manager import PaymentManagerActivities, SdkTransferRef, SwitchState
     from activities.store import StoreActivities
     from mojaflow.codes import ErrorCode, transfer_error
-    from mojaflow.models import FIRST_REVISION, Resolution, TransferRecord, TransferState, TransferView
+    from mojaflow.models import (
+        FIRST_REVISION,
+        REPORTABLE_STATES,
+        Resolution,
+        TransferRecord,
+        TransferState,
+        TransferView,
+    )
     from mojaflow.resolution import RUNNING_STATES, ResolveInput, refusal, resolution_record
     from mojaflow.temporal import MOJAFLOW_STATE
 
 __all__ = [
     "CBS_CALL",
+    "INDEXED_STATES",
     "LOCAL_ACTIVITY_FAILURES",
     "OUTAGE_RETRY",
     "RECONCILE_CALL",
@@ -69,6 +77,18 @@ OUTAGE_RETRY = RetryPolicy(
 )
 
 
+# The states a search needs (README "How an outbound transfer runs"), upserted as `MojaflowState` on entry: where
+# a transfer rests (a decision, the switch or the CBS awaited), where its money is in flight, and its end. Each
+# upsert is a history event and a visibility write on the server, so the passing states (RESOLVING_PARTY,
+# REQUESTING_QUOTE, HOLDING_FUNDS, inbound RECEIVED: one call each) are indexed only when their call outlasts its
+# local minute.
+INDEXED_STATES = REPORTABLE_STATES | {
+    TransferState.TRANSFERRING,
+    TransferState.RESERVED,
+    TransferState.RECONCILING,
+    TransferState.SETTLING,
+}
+
 # A failed local activity reaches the workflow as the activity's own ApplicationError; one that timed out, as
 # an ActivityError. Catch both around every local activity.
 LOCAL_ACTIVITY_FAILURES = (ActivityError, ApplicationError)
@@ -88,13 +108,15 @@ class SavedTransferState:
     _switch_saw_prepare: bool = False  # a RESERVED / RECEIVED answer: 3208 no longer proves anything
     _awaiting_switch: bool = False  # in the reconciliation loop: an operator's resolution may end it
     _resolution: Resolution | None = None  # an operator's (`resolve` update), once accepted
+    _indexed: tuple[Any, ...] | None = None  # the search attributes' values as last set; None: as the run started
 
     def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
         """The search attributes to keep current besides the state; none by default."""
         return []
 
     async def _enter(self, state: TransferState) -> None:
-        """Save the new state to our database, then show it to callers and in the search attributes."""
+        """Save the new state to our database, then show it to callers, and in the search attributes if a search
+        needs it."""
         self._view.current_state = state
         self._revision += 1
         first = self._revision == FIRST_REVISION[self._view.direction]  # inbound: its RECEIVED, never saved before
@@ -108,9 +130,22 @@ class SavedTransferState:
             payment_channel=self._input.payment_channel,
         )
         await self._durably(StoreActivities.save_transfer, record, local=SAVE)
-        workflow.upsert_search_attributes([MOJAFLOW_STATE.value_set(state.value), *self._search_attributes()])
         self._published = self._view.model_copy(deep=True)
+        if state in INDEXED_STATES:
+            self._index()
         workflow.logger.info("transfer state %s", state.value)  # a searchable line per state (none on replay)
+
+    def _index(self) -> None:
+        """Upsert the state callers see (saved: never one whose save is still retrying) and the other search
+        attributes, unless they already say so."""
+        updates = [MOJAFLOW_STATE.value_set(self._published.current_state.value), *self._search_attributes()]
+        values = tuple((update.key.name, update.value) for update in updates)
+        if self._indexed is None:  # the start's (the API sets RECEIVED), or what a continued run carried over
+            started = workflow.info().typed_search_attributes
+            self._indexed = tuple((update.key.name, started.get(update.key)) for update in updates)
+        if values != self._indexed:
+            workflow.upsert_search_attributes(updates)
+            self._indexed = values
 
     async def _durably(
         self,
@@ -130,6 +165,7 @@ class SavedTransferState:
                 raise
         if on_outage is not None:
             await on_outage()
+        self._index()  # a passing state that lasts: searchable while the call retries
         return await workflow.execute_activity_method(
             activity, argument, start_to_close_timeout=timedelta(seconds=60), retry_policy=OUTAGE_RETRY
         )

@@ -6,20 +6,23 @@ credits nothing, and the transfer is reconciled with the switch to its true end.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 
+from mojaflow.database import Database
 from mojaflow.temporal import inbound_workflow_id
+from mojaflow.webhook_tables import webhook_events
 from tests.conftest import Stack
 from tests.inbound.flow import Payee, new_payee, notification, quote_request, switch_records, transfer_request
 from tests.support.api_process import api_process
 from tests.support.transfers import wait_for_state
+from tests.support.workers import settings_of
 
 FINAL = {"COMMITTED", "ABORTED", "ERROR_OCCURRED"}
 ZERO = Decimal("0")
@@ -42,21 +45,17 @@ async def _notify(backend_url: str, http: httpx.AsyncClient, transfer_id: str, s
 
 
 async def _states(stack: Stack, transfer_id: str) -> list[str]:
-    """Every state the transfer entered, in order, over all its runs (from the MojaflowState upserts)."""
-    workflow_id = inbound_workflow_id(transfer_id)
-    # Our database shows the final state as soon as its save commits, before the workflow task that upserts it is
-    # in the history: read the histories once the last run has returned.
-    await asyncio.wait_for(stack.client.get_workflow_handle(workflow_id).result(), timeout=60)
-    runs = [run async for run in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
-    states: list[str] = []
-    for run in sorted(runs, key=lambda run: run.start_time):
-        history = await stack.client.get_workflow_handle(workflow_id, run_id=run.run_id).fetch_history()
-        for event in history.events:
-            if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-                fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
-                if "MojaflowState" in fields:
-                    states.append(json.loads(fields["MojaflowState"].data))
-    return states
+    """Every state the transfer entered, in order, over all its runs: its events in our database, one per state
+    change (tests/workflows/test_webhook_outbox.py checks them against each path), once the last run returned."""
+    await asyncio.wait_for(stack.client.get_workflow_handle(inbound_workflow_id(transfer_id)).result(), timeout=60)
+    events = webhook_events.c
+    query = select(events.data).where(events.transfer_id == transfer_id).order_by(events.sequence)
+    database = Database(settings_of(stack.env).resolved_database_url)
+    try:
+        async with database.engine.connect() as connection:
+            return [row.data["currentState"] for row in await connection.execute(query)]
+    finally:
+        await database.close()
 
 
 def _security_lines(log: Path, transfer_id: str) -> list[str]:

@@ -34,6 +34,7 @@ from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
 from mojaflow.models import OutboundTransferInput, TransferPolicy, TransferRequest, TransferView
 from mojaflow.settings import Settings
+from mojaflow.temporal import MOJAFLOW_STATE
 from tests.conftest import Stack
 from tests.support.history import history_length
 from tests.support.postgres import PostgresServer, find_pg_bin
@@ -136,6 +137,7 @@ async def test_a_week_of_cbs_outage_keeps_the_transfer_settling_then_debits_the_
         assert commit.activity_type.name == "commit_hold"
         assert commit.attempt > OUTAGE / timedelta(minutes=5) * 0.9  # it kept trying all week
         assert (await handle.query(OutboundTransferWorkflow.view)).current_state == "SETTLING"
+        assert description.typed_search_attributes.get(MOJAFLOW_STATE) == "SETTLING"  # the Web UI finds it
         events_after_a_week = await history_length(client, handle.id)
         assert events_after_a_week < HISTORY_BOUND
         assert events_after_a_week == events_when_settling  # the retries left no trace in the history
@@ -255,6 +257,7 @@ async def test_a_day_without_our_database_at_the_final_save_keeps_the_workflow_r
             balances = await account(http, stack.cbs_url, account_id)
             assert (balances["balance"], balances["held"]) == ("990.00", "0.00")
             assert (await handle.query(OutboundTransferWorkflow.view)).current_state == "TRANSFERRING"
+            assert description.typed_search_attributes.get(MOJAFLOW_STATE) == "TRANSFERRING"  # so do searches
         finally:
             postgres.resume()
         view = await handle.result()

@@ -134,9 +134,10 @@ async def test_each_history_is_the_path_its_name_says() -> None:
         if name == "resolution_release_failed_released":  # an operator's ResolutionWorkflow released the hold
             assert (view["status"], view["state"]) == ("resolved", "ABORTED"), view
             continue
-        if name == "sweeper_swept":  # both checks ran; a hold for a transfer we never had was found
+        if name == "sweeper_swept":  # both checks ran; a hold for a transfer we never had was found (and maybe the
+            # holds that other recorded paths, such as settlement_failed, left at the CBS)
             assert (view["holds"]["error"], view["transfers"]["error"]) == (None, None), view
-            assert [(f["kind"], f["state"]) for f in view["holds"]["findings"]] == [("ORPHAN_HOLD", None)], view
+            assert ("ORPHAN_HOLD", None) in [(f["kind"], f["state"]) for f in view["holds"]["findings"]], view
             continue
         error = view.get("lastError") or {}
         if name in OUTCOMES:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -120,6 +122,39 @@ async def test_search_attributes_find_the_transfer(stack: Stack, http: httpx.Asy
     ]
 
     assert found == [workflow_id]
+
+
+async def test_the_state_is_indexed_where_a_search_needs_it(stack: Stack, http: httpx.AsyncClient) -> None:
+    """`MojaflowState` is upserted where a transfer rests, where its money is in flight and at its end, not at the
+    passing states: an auto transfer's history sets TRANSFERRING and COMPLETED only (RECEIVED came with the
+    start); a manual transfer waiting for its party is found by that state."""
+    _, workflow_id = await _completed_transfer(stack, http)
+    handle = stack.client.get_workflow_handle(workflow_id)
+    await handle.result()
+    upserted = [
+        json.loads(fields["MojaflowState"].data)
+        for event in (await handle.fetch_history()).events
+        if event.HasField("upsert_workflow_search_attributes_event_attributes")
+        and "MojaflowState"
+        in (fields := event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+    ]
+    assert upserted == ["TRANSFERRING", "COMPLETED"]
+
+    key = money_movement_headers()
+    body = transfer_body(autoAcceptParty=False)
+    waiting = await http.post(f"{stack.api_url}/transfers", json=body, headers=key)
+    assert waiting.status_code == 201 and waiting.json()["currentState"] == "WAITING_FOR_PARTY_ACCEPTANCE"
+    waiting_id = f"outbound-bank1-{key['idempotent_request_key']}"
+    query = f"WorkflowId = '{waiting_id}' AND MojaflowState = 'WAITING_FOR_PARTY_ACCEPTANCE'"
+    deadline = time.monotonic() + 30
+    while not [execution async for execution in stack.client.list_workflows(query)]:  # visibility follows the task
+        assert time.monotonic() < deadline, "the waiting transfer was never found by its state"
+        await asyncio.sleep(0.1)
+    declined = await http.put(
+        f"{stack.api_url}/transfers/{waiting.json()['transferId']}", json={"acceptParty": False},
+        headers=money_movement_headers(),
+    )  # fmt: skip
+    assert declined.status_code == 200, declined.text
 
 
 async def test_no_party_id_in_any_log_line(stack: Stack, http: httpx.AsyncClient) -> None:
