@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 from temporalio.service import RPCError
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.core_banking import CoreBankingActivities, CoreBankingClient
@@ -55,6 +55,7 @@ __all__ = [
     "WORKFLOWS",
     "build_webhook_worker",
     "build_worker",
+    "transfer_worker_options",
     "worker_resources",
     "workflow_runner",
 ]
@@ -136,9 +137,22 @@ def build_worker(client: Client, settings: Settings, activity_objects: list[obje
         workflows=TRANSFER_WORKFLOWS,
         activities=_activity_methods([o for o in activity_objects if not isinstance(o, WebhookActivities)]),
         workflow_runner=workflow_runner(sandboxed=settings.workflow_sandbox),
-        max_concurrent_activities=200,
         interceptors=[TransferLogInterceptor()],  # the transferId on every log line of a transfer's work
+        **transfer_worker_options(settings),
     )
+
+
+def transfer_worker_options(settings: Settings) -> dict[str, Any]:
+    """The transfers' worker's slots, sticky cache and pollers (`MOJAFLOW_WORKER_*`), as Temporal `Worker` options.
+    Pollers as poller behaviours: the `max_concurrent_*_task_polls` options are deprecated for them."""
+    return {
+        "max_concurrent_workflow_tasks": settings.worker_max_concurrent_workflow_tasks,
+        "max_concurrent_activities": settings.worker_max_concurrent_activities,
+        "max_concurrent_local_activities": settings.worker_max_concurrent_local_activities,
+        "max_cached_workflows": settings.worker_max_cached_workflows,
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(maximum=settings.worker_workflow_task_pollers),
+        "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(maximum=settings.worker_activity_task_pollers),
+    }
 
 
 def build_webhook_worker(client: Client, settings: Settings, activity_objects: list[object], **options: Any) -> Worker:
@@ -192,6 +206,13 @@ async def main() -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         log.info("worker polling task queues %s and %s", settings.task_queue, settings.webhook_task_queue)
+        log.info(
+            "transfers' worker: %d workflow-task slots, %d activity slots, %d local-activity slots, %d workflows "
+            "cached, %d workflow-task pollers, %d activity pollers",
+            settings.worker_max_concurrent_workflow_tasks, settings.worker_max_concurrent_activities,
+            settings.worker_max_concurrent_local_activities, settings.worker_max_cached_workflows,
+            settings.worker_workflow_task_pollers, settings.worker_activity_task_pollers,
+        )  # fmt: skip
         async with worker, webhook_worker:
             await stop.wait()
         log.info("worker stopped")

@@ -3,7 +3,8 @@ simulator, the same three calls `OutboundTransferWorkflow` makes (`POST /transfe
 `PUT {"acceptQuote": true}`). Default data converter, its own task queue. Two ways to run its worker:
 
 - sandboxed (the default): default sandbox, default worker options, the plainest Temporal worker there is;
-- `--fair`: the worker settings of ours (`worker.py`'s `build_worker`): unsandboxed, 200 activity slots. With
+- `--fair`: the worker settings of ours (`worker.py`'s `build_worker`): unsandboxed, its slots, cache and pollers
+  (`MOJAFLOW_WORKER_*`; by default 200 activity slots, the rest temporalio's defaults). With
   `BareTransfer.local_before_money`, the two calls before the money step run as local activities (what our
   workflow did before the money-safety rules made them activities sent once).
 
@@ -90,14 +91,18 @@ async def _serve(address: str, task_queue: str, sdk_url: str, fair: bool) -> Non
     from temporalio.client import Client
     from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+    from mojaflow.settings import Settings
+    from worker import transfer_worker_options
+
     client = await Client.connect(address)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)  # as worker.py's
     async with httpx.AsyncClient(base_url=sdk_url, timeout=65, limits=limits) as http:
         calls = SdkCalls(http)
-        # As worker.py's build_worker: the comparison is then between workflows, not worker settings.
+        # As worker.py's build_worker (its MOJAFLOW_WORKER_* options, read from this process's environment): the
+        # comparison is then between workflows, not worker settings.
         fair_options: dict[str, Any] = {
             "workflow_runner": UnsandboxedWorkflowRunner(),
-            "max_concurrent_activities": 200,
+            **transfer_worker_options(Settings()),
         }
         worker = Worker(
             client,
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--address", required=True)
     worker.add_argument("--task-queue", required=True)
     worker.add_argument("--sdk-url", required=True)
-    worker.add_argument("--fair", action="store_true", help="our worker settings: unsandboxed, 200 activity slots")
+    worker.add_argument("--fair", action="store_true", help="our worker settings: unsandboxed, MOJAFLOW_WORKER_*")
     args = parser.parse_args(argv)
     asyncio.run(_serve(args.address, args.task_queue, args.sdk_url, args.fair))
 

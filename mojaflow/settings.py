@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     temporal_dynamic_config: Annotated[list[DynamicConfigValue], NoDecode] = Field(default_factory=list)
     task_queue: str = "mojaflow-transfers"
     workflow_sandbox: bool = False  # the tests replay every workflow through the sandbox instead (see worker.py)
+    # The transfers' worker (worker.py `transfer_worker_options`; the webhook deliveries' worker has its own slots,
+    # below): temporalio 1.35's defaults but the activity slots, per worker process. A sticky cache smaller than the
+    # workflows in flight makes their tasks replay whole histories. At least two workflow-task slots and pollers
+    # (temporalio asks for two while the cache is on). `bench/bench.py --scenario worker-options` measures them.
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2, le=10_000)
+    worker_max_concurrent_activities: int = Field(default=200, ge=1, le=10_000)
+    worker_max_concurrent_local_activities: int = Field(default=100, ge=1, le=10_000)
+    worker_max_cached_workflows: int = Field(default=1000, ge=0, le=1_000_000)  # 0: no sticky cache
+    worker_workflow_task_pollers: int = Field(default=5, ge=2, le=100)
+    worker_activity_task_pollers: int = Field(default=5, ge=1, le=100)
     # A real cluster or Temporal Cloud (mojaflow/temporal.py): TLS is on when any of these is set ("auto"), or
     # forced on/off; the CA defaults to the system's; cert + key make it mutual TLS. The API key is sent as
     # `authorization: Bearer` and only ever over TLS.

@@ -29,7 +29,7 @@ from temporalio.worker import Worker
 from activities.webhooks import WebhookActivities
 from mojaflow.log_context import TransferLogInterceptor
 from mojaflow.settings import Settings
-from worker import TRANSFER_WORKFLOWS, worker_resources, workflow_runner
+from worker import TRANSFER_WORKFLOWS, transfer_worker_options, worker_resources, workflow_runner
 
 __all__ = ["backlogged_worker", "our_worker", "settings_of", "wait_for_pending_activity"]
 
@@ -54,8 +54,8 @@ def our_worker(client: Client, settings: Settings, activity_objects: list[object
             if hasattr(getattr(type(instance), name), "__temporal_activity_definition")
         ],
         "workflow_runner": workflow_runner(sandboxed=settings.workflow_sandbox),
-        "max_concurrent_activities": 200,
         "interceptors": [TransferLogInterceptor()],
+        **transfer_worker_options(settings),
     }
     return Worker(client, **{**config, **options})
 
