@@ -8,6 +8,7 @@ stopped by PID at the end and on Ctrl-C). Without `--scenario`: `baseline,latenc
     curve     concurrency 1, 5, 20, 50, 100 (--levels): throughput, p50/p99, CPU per transfer per process
     waiting   --waiting N transfers parked in WAITING_FOR_QUOTE_ACCEPTANCE: RSS, new transfers/s meanwhile
     growth    --grow N transfers into both databases: POST p50, GET /transfers p95 before/after, bytes per transfer
+    worker-options  the transfers' worker's slots, cache and pollers, one set per fresh stack (--option-set)
     webhooks  what webhooks cost (webhook_load.py; --parked N)
     e2e       against the real SDK and TTK (e2e_latency.py)
 
@@ -37,6 +38,7 @@ SCENARIOS = {
     "curve": "bench.curve",
     "waiting": "bench.waiting",
     "growth": "bench.growth",
+    "worker-options": "bench.worker_options",
 }
 DEFAULT = "baseline,latency"
 
@@ -57,6 +59,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="latency: transfers of each kind one at a time (30)")  # fmt: skip
     parser.add_argument("--pragma-set", action="append", metavar="LABEL=P1,P2",
                         help="storage: one more setting, e.g. big=journal_mode=wal,cache_size=-64000")  # fmt: skip
+    parser.add_argument("--option-set", action="append", metavar="LABEL=K1=V1;K2=V2",
+                        help="worker-options: replaces the built-in sets, e.g. 'slots 50=WORKER_MAX_CONCURRENT_WORKFLOW"
+                        "_TASKS=50;WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES=50' (repeatable; quote the ;)")  # fmt: skip
     parser.add_argument("--levels", default="1,5,20,50,100", help="curve: concurrency levels (1,5,20,50,100)")
     parser.add_argument("--waiting", type=int, default=1000, help="waiting: transfers parked (1000; issue: 5000)")
     parser.add_argument("--grow", type=int, default=2000, help="growth: transfers added (2000; issue: 100000)")
@@ -74,6 +79,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}, webhooks, e2e")
     if "webhooks" in args.scenario.split(",") and args.scenario != "webhooks":
         parser.error("the webhooks scenario runs alone")
+    if "worker-options" in args.scenario.split(","):
+        from bench.worker_options import option_sets
+
+        try:
+            option_sets(args.option_set)
+        except ValueError as error:
+            parser.error(str(error))
     if args.transfers < 1 or args.concurrency < 1 or args.warmup < 0 or not 1 <= args.rounds <= args.transfers:
         parser.error("need --transfers >= 1, --concurrency >= 1, --warmup >= 0, 1 <= --rounds <= --transfers")
     return args
