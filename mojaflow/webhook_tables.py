@@ -78,6 +78,7 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_undispatched", "dispatched_at", "created_at"),
     Index("ix_webhook_deliveries_subscription", "subscription_id", "status", "created_at"),
     Index("ix_webhook_deliveries_transfer", "transfer_id"),
+    Index("ix_webhook_deliveries_status", "status", "created_at"),  # /metrics: the waiting ones and the oldest
     Index("ix_webhook_deliveries_client", "client_key", "created_at", "delivery_id"),
 )
 

@@ -67,6 +67,9 @@ class ResolutionWorkflow(SavedTransferState):
         )
         return ResolutionResult(status="resolved", state=view.current_state, hold_id=view.hold_id)
 
+    def _index(self) -> None:
+        """Not while a call retries: a resolution's search attributes are set once, with its outcome."""
+
     async def _settle_at_cbs(self, direction: Direction, hold_id: str, outcome: str) -> None:
         """Commit or release, once at the CBS (the same action twice is a no-op there); unavailability is retried
         without end, a refusal raised."""
