@@ -96,7 +96,8 @@ class ResolutionResult(BaseModel):
 
 
 def resolution_workflow_id(transfer_id: str) -> str:
-    """One resolution per final transfer, ever (started with REJECT_DUPLICATE)."""
+    """One resolution of a final transfer at a time (a closed one's id is reused: the workflow itself refuses a
+    transfer already resolved)."""
     return f"resolve-{transfer_id}"
 
 

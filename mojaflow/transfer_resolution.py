@@ -5,7 +5,8 @@ resolve`) and the API (`POST /transfers/{id}/resolve`) share.
   mojaflow/resolution.py says which outcome each state allows). The workflow asks the switch once more, then
   commits or releases the hold, once, and saves its final state (with its event) as always.
 * A final transfer that needs a person (`settlement_failed`, `release_failed`): `ResolutionWorkflow`, id
-  `resolve-{transferId}`, started at most once ever (REJECT_DUPLICATE): a second resolution is refused.
+  `resolve-{transferId}`, one run at a time: a second while one runs is refused; after one ended, a new run reads
+  the transfer again and refuses it if resolved (so a resolution the CBS refused can be tried again).
 
 Either way the audit trail gets one entry (the operator's key id as actor, the outcome, the reason) once the
 workflow took the resolution; the transfer's `resolution` keeps the same facts.
@@ -122,13 +123,11 @@ async def _resolve_final(
             id=workflow_id,
             task_queue=task_queue,
             result_type=ResolutionResult,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         )
     except WorkflowAlreadyStartedError:
-        raise ResolutionRefused(
-            f"already resolved: workflow {workflow_id} exists (one resolution per transfer)"
-        ) from None
+        raise ResolutionRefused(f"a resolution of this transfer is in progress: workflow {workflow_id}") from None
     result: ResolutionResult = await handle.result()
     code = view.last_error.code if view.last_error else "-"
     if result.status == "refused":  # the transfer changed between our read and the workflow's

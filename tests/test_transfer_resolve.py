@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from mojaflow.resolution import ResolutionRequest, resolution_workflow_id
+from mojaflow.resolution import ResolutionRequest, ResolutionResult, resolution_workflow_id
 from tests.conftest import ROOT, Stack
 from tests.histories.paths import TRANSFER_REJECTED, Driver
 from tests.support.auth import OPERATOR_CLIENT_KEY, keys_for
@@ -216,17 +215,20 @@ async def test_a_settlement_failed_transfer_is_committed_once_and_never_released
     assert [s["state"] for s in document["states"]][-2:] == ["ERROR_OCCURRED", "COMPLETED"]
     assert "lastError" not in document["transfer"]
     assert sum(1 for e in document["audit"] if e["action"].startswith("resolve_")) == 1  # the refusal changed nothing
-    # Already resolved: the command says so, and Temporal refuses a second ResolutionWorkflow for it.
+    # Already resolved: the command says so, and a second ResolutionWorkflow run under the same id (as a command
+    # that read the transfer before the first one ended would start) refuses it itself: committed once.
     again = resolve(stack, operator_key, transfer_id, "committed")
     assert again.returncode == 1 and "already resolved COMMITTED" in again.stderr, again.stderr
-    with pytest.raises(WorkflowAlreadyStartedError):
-        await stack.client.start_workflow(
-            "ResolutionWorkflow",
-            ResolutionRequest(transfer_id=transfer_id, outcome="COMMITTED", reason="again", actor="test"),
-            id=resolution_workflow_id(transfer_id),
-            task_queue=stack.env["MOJAFLOW_TASK_QUEUE"],
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+    second = await stack.client.execute_workflow(
+        "ResolutionWorkflow",
+        ResolutionRequest(transfer_id=transfer_id, outcome="COMMITTED", reason="again", actor="test"),
+        id=resolution_workflow_id(transfer_id),
+        task_queue=stack.env["MOJAFLOW_TASK_QUEUE"],
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        result_type=ResolutionResult,
+    )
+    assert second.status == "refused" and "already resolved COMMITTED" in (second.detail or ""), second
+    assert (await hold_and_account(http, stack, hold_id))[1] == after
 
 
 @pytest.mark.parametrize("outcome", ["aborted", "committed"])
@@ -271,6 +273,12 @@ async def test_a_resolution_the_cbs_refuses_leaves_the_transfer_as_it_was(
         f"api_key:{key_id(operator_key)}"
     ]
     assert "the CBS refused" in document["audit"][-1]["detail"]
+
+    retried = resolve(stack, operator_key, transfer_id, "aborted")  # the CBS answers this time: the same id again
+
+    assert retried.returncode == 0, retried.stderr
+    assert (await at_cbs(http, stack, f"/holds/{hold_id}"))["status"] == "RELEASED"
+    assert show(stack, transfer_id)["transfer"]["currentState"] == "ABORTED"
 
 
 # -- refusals -----------------------------------------------------------------------------------------------------

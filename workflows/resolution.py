@@ -1,11 +1,12 @@
-"""`ResolutionWorkflow` (id `resolve-{transferId}`, started once: REJECT_DUPLICATE): an operator settles a final
-transfer that needs a person (`settlement_failed`, `release_failed`) after checking with the hub.
+"""`ResolutionWorkflow` (id `resolve-{transferId}`, one run at a time): an operator settles a final transfer that
+needs a person (`settlement_failed`, `release_failed`) after checking with the hub.
 
 The story: read the transfer as saved; check it is still resolvable as asked (the CLI checked before starting,
 this is the word that counts); commit or release its hold (outbound) or credit reservation (inbound) at the CBS,
 through the same idempotent activities the transfer workflows use (by the CBS's id: a retry is a no-op at the
 CBS); save the new state with the resolution, which writes its webhook event once (the outbox). A CBS refusal
-leaves the transfer as it was, and says so.
+leaves the transfer as it was, and says so; a later run may try again. A transfer already resolved is refused, so
+a run after a resolution changes nothing.
 """
 
 from __future__ import annotations
