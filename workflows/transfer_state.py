@@ -108,7 +108,6 @@ class SavedTransferState:
     _switch_saw_prepare: bool = False  # a RESERVED / RECEIVED answer: 3208 no longer proves anything
     _awaiting_switch: bool = False  # in the reconciliation loop: an operator's resolution may end it
     _resolution: Resolution | None = None  # an operator's (`resolve` update), once accepted
-    _indexed: tuple[Any, ...] | None = None  # the search attributes' values as last set; None: as the run started
 
     def _search_attributes(self) -> list[SearchAttributeUpdate[Any]]:
         """The search attributes to keep current besides the state; none by default."""
@@ -137,15 +136,12 @@ class SavedTransferState:
 
     def _index(self) -> None:
         """Upsert the state callers see (saved: never one whose save is still retrying) and the other search
-        attributes, unless they already say so."""
+        attributes, unless they already say so: the workflow's info holds them as last set, by the start (the API
+        sets RECEIVED), the run this one continues, or an upsert."""
         updates = [MOJAFLOW_STATE.value_set(self._published.current_state.value), *self._search_attributes()]
-        values = tuple((update.key.name, update.value) for update in updates)
-        if self._indexed is None:  # the start's (the API sets RECEIVED), or what a continued run carried over
-            started = workflow.info().typed_search_attributes
-            self._indexed = tuple((update.key.name, started.get(update.key)) for update in updates)
-        if values != self._indexed:
+        current = workflow.info().typed_search_attributes
+        if any(current.get(update.key) != update.value for update in updates):
             workflow.upsert_search_attributes(updates)
-            self._indexed = values
 
     async def _durably(
         self,
