@@ -36,6 +36,7 @@ from mojaflow.log_context import TransferLogInterceptor
 from mojaflow.logs import configure_logging
 from mojaflow.metrics_server import start_worker_metrics
 from mojaflow.retention import purge_in_background
+from mojaflow.sent_requests import SentRequests
 from mojaflow.settings import Settings
 from mojaflow.sweeper import ensure_sweeper_schedule
 from mojaflow.temporal import TemporalConnectError, connect, describe_connection
@@ -97,7 +98,7 @@ async def worker_resources(
             tracing.instrument_client(webhooks, origin_only=True)  # a subscriber's URL path may be its secret
         try:
             yield [
-                PaymentManagerActivities(sdk),
+                PaymentManagerActivities(sdk, sent=SentRequests(database)),
                 AccountActivities(sdk),
                 CoreBankingActivities(CoreBankingClient(cbs)),
                 SweeperActivities(CoreBankingClient(cbs), database, grace_s=settings.sweeper_grace_s),

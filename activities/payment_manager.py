@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -24,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from activities.payee_locks import PayeeLocks
 from mojaflow.metrics import measure_phase, measure_sdk_request
 from mojaflow.models import PartyView, Payee, Payer, QuoteView, TransferOrder
+from mojaflow.sent_requests import SentRequests
 
 __all__ = [
     "MoneyStepResult",
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 class SdkFailure(BaseModel):
@@ -286,29 +290,36 @@ class PaymentManagerActivities:
     """Activities against the SDK outbound API. The `httpx.AsyncClient` is built in `worker.py`."""
 
     def __init__(
-        self, client: httpx.AsyncClient, retry_backoff_s: float = 0.5, payee_locks: PayeeLocks | None = None
+        self,
+        client: httpx.AsyncClient,
+        retry_backoff_s: float = 0.5,
+        payee_locks: PayeeLocks | None = None,
+        sent: SentRequests | None = None,
     ) -> None:
         self._http = client
         self._backoff_s = retry_backoff_s
+        # The claims that keep the party lookup and acceptance to one send each (None: unguarded, in unit tests)
+        self._sent = sent
         # The worker builds one of these per process: so one set of payee locks per process (activities/payee_locks.py)
         self._payee_locks = PayeeLocks() if payee_locks is None else payee_locks
 
     @activity.defn
     async def request_party(self, order: TransferOrder) -> PartyLookupResult:
-        """`POST /transfers`: resolves the payee. Run with `maximum_attempts=1`: a misconfigured SDK (both
-        auto flags on) runs on to the prepare, so it is sent again only when it provably never left. Waits for
-        any lookup of the same payee in this process to finish first (heartbeating meanwhile)."""
-        body = sdk_transfer_request(order)
+        """`POST /transfers`: resolves the payee. A misconfigured SDK (both auto flags on) runs on to the prepare,
+        so it is sent at most once: a local activity that claims it first (mojaflow/sent_requests.py), and sent
+        again within this run only when it provably never left. Waits for any lookup of the same payee in this
+        process to finish first."""
         payee = order.payee
-        # One lookup per payee at a time: SDK 18.0.2 breaks on two at once (activities/payee_locks.py)
         with measure_phase("party", "outbound"):
-            async with _heartbeating(), self._payee_locks.hold(payee.id_type, payee.id_value, payee.id_sub_value):
-                response = await _send_once(
-                    lambda: self._http.post("/transfers", json=body),
-                    "POST /transfers",
-                    "request_party",
-                    self._backoff_s,
-                )
+            # One lookup per payee at a time: SDK 18.0.2 breaks on two at once (activities/payee_locks.py)
+            async with self._payee_locks.hold(payee.id_type, payee.id_value, payee.id_sub_value):
+                return await self._once(lambda: self._look_up_party(order), PartyLookupResult(answered=False))
+
+    async def _look_up_party(self, order: TransferOrder) -> PartyLookupResult:
+        body = sdk_transfer_request(order)
+        response = await _send_once(
+            lambda: self._http.post("/transfers", json=body), "POST /transfers", "request_party", self._backoff_s
+        )
         if response is None:
             return PartyLookupResult(answered=False)
         if response == _NOT_SENT:
@@ -330,16 +341,15 @@ class PaymentManagerActivities:
     @activity.defn
     async def send_party_acceptance(self, ref: SdkTransferRef) -> QuoteResult:
         """`PUT {"acceptParty": true}`: the SDK asks the payee's FSP for a quote. With AUTO_ACCEPT_QUOTES=true
-        it runs on to the prepare, so it is sent once, as the money step."""
-        url = f"/transfers/{ref.sdk_transfer_id}"
+        it runs on to the prepare, so it is sent at most once, claimed first as the party lookup is."""
         with measure_phase("quote", "outbound"):
-            async with _heartbeating():
-                response = await _send_once(
-                    lambda: self._http.put(url, json={"acceptParty": True}),
-                    "PUT acceptParty",
-                    "accept_party",
-                    self._backoff_s,
-                )
+            return await self._once(lambda: self._accept_party(ref), QuoteResult(answered=False))
+
+    async def _accept_party(self, ref: SdkTransferRef) -> QuoteResult:
+        url = f"/transfers/{ref.sdk_transfer_id}"
+        response = await _send_once(
+            lambda: self._http.put(url, json={"acceptParty": True}), "PUT acceptParty", "accept_party", self._backoff_s
+        )
         if response is None:
             return QuoteResult(answered=False)
         if response == _NOT_SENT:
@@ -352,6 +362,13 @@ class PaymentManagerActivities:
         return QuoteResult(
             quote=_quote(answer, answer.get("currency", "")), sdk_state=answer.get("currentState"), went_past=went_past
         )
+
+    async def _once(self, send: Callable[[], Awaitable[Answer]], unanswered: Answer) -> Answer:
+        """`send()` by the first run of this activity only; a re-run gets the first one's answer, or `unanswered`
+        if that run kept none (mojaflow/sent_requests.py)."""
+        if self._sent is None:
+            return await send()
+        return await self._sent.once(send, unanswered)
 
     @activity.defn
     async def send_quote_decline(self, ref: SdkTransferRef) -> None:

@@ -188,6 +188,10 @@ class Database:
         self._events = EventWriter(self._insert)
         self._event_defaults = EventDefaults()  # the settings' defaults; `Outbox.save` passes the configured ones
 
+    def insert(self, table: Table) -> Any:
+        """An INSERT of this database's dialect, with its `on_conflict_do_nothing` / `on_conflict_do_update`."""
+        return self._insert(table)
+
     async def create_schema(self) -> None:
         """Bring the schema to the newest migration (`migrations/`). Several processes may race here on a new
         database: the loser retries and finds nothing left to do. Within a process, one at a time: Alembic's
@@ -410,7 +414,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-# The webhook tables live in their own module on this `metadata`; importing it here registers them wherever the
-# database is used (migrations, the schema test), whichever module is imported first.
+# The webhook, sweeper and sent-request tables live in modules of their own on this `metadata`; importing them
+# here registers them wherever the database is used (migrations, the schema test), whichever module comes first.
+from mojaflow import sent_requests as _sent_requests  # noqa: E402,F401
 from mojaflow import sweeper_tables as _sweeper_tables  # noqa: E402,F401
 from mojaflow import webhook_tables as _webhook_tables  # noqa: E402,F401

@@ -23,6 +23,7 @@ from sqlalchemy import delete, select, update
 from mojaflow.database import Database, inbound_quotes, transfers
 from mojaflow.models import FINAL_STATES
 from mojaflow.personal_data import SEALED
+from mojaflow.sent_requests import forget_sent_requests
 from mojaflow.settings import Settings
 
 __all__ = ["PurgeReport", "purge_in_background", "purge_personal_data"]
@@ -104,4 +105,8 @@ async def _purge_forever(database: Database, settings: Settings) -> None:
         else:
             if report.transfers or report.quotes:
                 log.info("personal data purged: %d transfers, %d quotes", report.transfers, report.quotes)
+        try:  # housekeeping on the same beat: the SDK requests' day-old claims (mojaflow/sent_requests.py)
+            await forget_sent_requests(database, now=datetime.now(UTC))
+        except Exception as error:
+            log.warning("sent-request claims not cleaned up (%s); next attempt later", type(error).__name__)
         await asyncio.sleep(settings.personal_data_purge_interval_s)

@@ -63,12 +63,13 @@ SDK_CALL = workflow.LocalActivityConfig(
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
 )
 # The party lookup and the party acceptance run on into the prepare at a misconfigured SDK (auto-accept flags):
-# each is sent at most once once it may have left. The activity itself retries only errors that prove the
-# request never left (connection refused, 503); a crash or timeout mid-call is never re-sent.
-SDK_ONCE = workflow.ActivityConfig(
+# each is sent at most once. Local activities (two workflow tasks fewer than normal ones), each claiming its
+# request in our database before it sends (mojaflow/sent_requests.py): a retry, or a re-run after a crash, finds
+# the claim and answers "no answer" without sending, so retrying is safe; it helps when the claim itself failed.
+# Within an attempt the activity re-sends only what provably never left (connection refused, 503).
+SDK_ONCE = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=120),
-    heartbeat_timeout=timedelta(seconds=5),
-    retry_policy=RetryPolicy(maximum_attempts=1),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
 )
 # The money step: once, never retried. Heartbeats reveal a crashed worker within seconds.
 MONEY_CALL = workflow.ActivityConfig(
@@ -175,12 +176,12 @@ class OutboundTransferWorkflow(SavedTransferState):
             }
         )
         try:
-            result = await workflow.execute_activity_method(
+            result = await workflow.execute_local_activity_method(
                 PaymentManagerActivities.request_party,
                 order.model_copy(update={"payer": enriched}),
                 **SDK_ONCE,
             )
-        except ActivityError:
+        except LOCAL_ACTIVITY_FAILURES:
             result = PartyLookupResult(answered=False)
         if not result.answered:  # we hold nothing, and without the SDK's transferId there is nothing to ask
             await self._end(S.ERROR_OCCURRED, ErrorCode.SDK_ERROR, detail="no answer to the party lookup")
@@ -210,10 +211,10 @@ class OutboundTransferWorkflow(SavedTransferState):
         an answer that is not a quote waiting for us is reconciled like a money step."""
         await self._enter(S.REQUESTING_QUOTE)
         try:
-            result = await workflow.execute_activity_method(
+            result = await workflow.execute_local_activity_method(
                 PaymentManagerActivities.send_party_acceptance, sdk_ref, **SDK_ONCE
             )
-        except ActivityError:
+        except LOCAL_ACTIVITY_FAILURES:
             result = QuoteResult(answered=False)
         if not result.answered:
             await self._reconcile_without_hold(

@@ -1,7 +1,7 @@
 """The deploy safety net: the committed corpus of histories (tests/histories/, one per path, recorded by
 `make record-histories`) replays through the sandbox against this commit's workflow code. A change that would
 break the workflows already running in a deployment fails here, before it ships; the negative control shows that
-it does, with a deliberately reordered OutboundTransferWorkflow.
+it does, with a deliberately changed OutboundTransferWorkflow (a save dropped before the money step).
 
 The corpus's payloads are encrypted with its own test-only key (tests/histories/payload.key, synthetic data).
 """
@@ -20,14 +20,17 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.converter import PayloadCodec
+from temporalio.exceptions import ActivityError
 from temporalio.workflow import NondeterminismError
 
 from worker import WORKFLOWS
-from workflows.outbound_transfer import OutboundTransferWorkflow
+from workflows.outbound_transfer import MONEY_CALL, OutboundTransferWorkflow
 
 # The sandbox re-imports this module for the reordered workflow below: what it needs outside a workflow is
 # passed through, not re-imported (reading the corpus's files is no workflow's business).
 with workflow.unsafe.imports_passed_through():
+    from activities.core_banking import HoldRef
+    from activities.payment_manager import MoneyStepResult, PaymentManagerActivities, SdkTransferRef
     from mojaflow.codec import ENCODING, data_converter
     from mojaflow.models import OutboundTransferInput, TransferView
     from tests.histories.corpus import corpus_key, corpus_name, history_files, load_history, replay, result
@@ -213,50 +216,48 @@ async def test_party_ids_names_and_accounts_are_only_there_encrypted() -> None:
 
 @workflow.defn(name="OutboundTransferWorkflow")
 class ReorderedOutboundTransferWorkflow(OutboundTransferWorkflow):
-    """A plausible bad change: the payer's funds held before the quote is requested (two commands swapped)."""
+    """A plausible bad change: the money step sent before its TRANSFERRING state is saved (one command dropped)."""
 
     @workflow.run
     async def run(self, transfer: OutboundTransferInput) -> TransferView:
         return await super().run(transfer)
 
-    async def _transfer(self) -> None:
-        if self._input.resume is not None:
-            await self._resume_reconciliation(self._input.resume)
-            return
-        payer = await self._resolve_payer()
-        self._payer_account_id = payer.account_id
-        sdk_ref = await self._resolve_payee(payer)
-        await self._decide_party()
-        hold = await self._hold_funds(sdk_ref, self._input.order.amount, self._input.order.currency)  # swapped
-        quote = await self._request_quote(sdk_ref)  # swapped
-        await self._decide_quote(sdk_ref, quote)
-        await self._check_quote_still_valid(sdk_ref, quote, hold)
-        await self._settle(hold, await self._send_money(sdk_ref, hold))
+    async def _send_money(self, sdk_ref: SdkTransferRef, hold: HoldRef) -> MoneyStepResult:
+        self._money_may_have_left = True
+        try:
+            result = await workflow.execute_activity_method(
+                PaymentManagerActivities.send_quote_acceptance, sdk_ref, **MONEY_CALL
+            )
+        except ActivityError:
+            result = MoneyStepResult(outcome="UNKNOWN")
+        return await self._conclude(sdk_ref, hold, result)
 
 
-def _quote_request_event(history: WorkflowHistory) -> int | None:
-    """The id of the event that scheduled the quote request (`send_party_acceptance`), if the run came to it."""
+def _money_step_event(history: WorkflowHistory) -> int | None:
+    """The id of the event that scheduled the money step (`send_quote_acceptance`), if the run came to it."""
     scheduled = (event for event in history.events if event.event_type == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
     for event in scheduled:
-        if event.activity_task_scheduled_event_attributes.activity_type.name == "send_party_acceptance":
+        if event.activity_task_scheduled_event_attributes.activity_type.name == "send_quote_acceptance":
             return int(event.event_id)
     return None
 
 
 async def test_a_reordered_workflow_fails_to_replay_the_corpus() -> None:
+    """A normal activity's command is matched to its recorded event by type: dropping the save before it fails
+    with a nondeterminism error. (Temporal matches a local activity's marker by its sequence number alone, so two
+    swapped local activities fail only if their results do not decode as each other's: their order is kept by
+    reading, not by this net.)"""
     files = history_files()
     workflows = [*(w for w in WORKFLOWS if w is not OutboundTransferWorkflow), ReorderedOutboundTransferWorkflow]
     outcomes = await replay(files, workflows=workflows)
 
-    quote_requested_at = {corpus_name(path): _quote_request_event(load_history(path)) for path in files}
-    reach_the_quote = {name for name, event_id in quote_requested_at.items() if event_id is not None}
-    assert "outbound_auto_completed.json" in reach_the_quote
-    # Exactly those fail, where the commands were swapped: the recorded quote request has no command to match
-    # (the reordered code holds the funds there); the others never come to the swap.
-    assert {name for name, failure in outcomes.items() if failure is not None} == reach_the_quote
-    for name in reach_the_quote:
+    money_step_at = {corpus_name(path): _money_step_event(load_history(path)) for path in files}
+    reach_the_money_step = {name for name, event_id in money_step_at.items() if event_id is not None}
+    assert "outbound_auto_completed.json" in reach_the_money_step
+    # Exactly those fail, where the save was dropped; the others never come to it.
+    assert {name for name, failure in outcomes.items() if failure is not None} == reach_the_money_step
+    for name in reach_the_money_step:
         failure = outcomes[name]
         assert isinstance(failure, NondeterminismError), f"{name}: {failure!r}"
-        event = f"HistoryEvent(id: {quote_requested_at[name]}, ActivityTaskScheduled)"
-        expected = f"[TMPRL1100] Nondeterminism error: No command scheduled for event {event}"
-        assert expected in str(failure), f"{name}: {failure}"
+        # the recorded TRANSFERRING save has no local activity left to resolve
+        assert "[TMPRL1100] Nondeterminism error: Missing associated machine for LocalActivity" in str(failure), name
