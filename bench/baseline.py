@@ -5,8 +5,9 @@ simulator, the same three calls `OutboundTransferWorkflow` makes (`POST /transfe
 - sandboxed (the default): default sandbox, default worker options, the plainest Temporal worker there is;
 - `--fair`: the worker settings of ours (`worker.py`'s `build_worker`): unsandboxed, its slots, cache and pollers
   (`MOJAFLOW_WORKER_*`; by default 200 activity slots, the rest temporalio's defaults). With
-  `BareTransfer.local_before_money`, the two calls before the money step run as local activities (what our
-  workflow did before the money-safety rules made them activities sent once).
+  `BareTransfer.local_before_money` (the default), the two calls before the money step run as local activities,
+  as ours do (ours claim each request in our database first: `mojaflow/sent_requests.py`); without it, all three
+  are activities.
 
     python bench/baseline.py worker --address 127.0.0.1:7233 --task-queue bench-bare \
         --sdk-url http://127.0.0.1:4001 [--fair]
@@ -34,7 +35,7 @@ LOCAL_CALL = workflow.LocalActivityConfig(start_to_close_timeout=timedelta(secon
 @dataclass
 class BareTransfer:
     body: dict[str, Any]
-    local_before_money: bool = False  # party lookup and party acceptance as local activities
+    local_before_money: bool = True  # party lookup and party acceptance as local activities, as ours
 
 
 @dataclass

@@ -53,8 +53,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-c", "--concurrency", type=int, default=20, help="transfers in flight at once (20)")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured transfers before each phase (20)")
     parser.add_argument("--rounds", type=int, default=2, help="baseline: rounds of alternating order (2)")
-    parser.add_argument("--bare-local", action="store_true",
-                        help="baseline: the fair bare's calls before the money step as local activities")  # fmt: skip
+    parser.add_argument("--bare-activities", action="store_true",
+                        help="baseline: the bare's calls before the money step as activities, not local")  # fmt: skip
     parser.add_argument("--sequential", type=int, default=30,
                         help="latency: transfers of each kind one at a time (30)")  # fmt: skip
     parser.add_argument("--pragma-set", action="append", metavar="LABEL=P1,P2",

@@ -2,7 +2,8 @@
 API, and as many bare workflows (`bench/baseline.py`) of two kinds on the same Temporal server:
 
 - **bare, fair**: our worker settings (unsandboxed, 200 activity slots), the same kinds of activity as ours for
-  the three SDK calls (`--bare-local`: the two before the money step as local activities). The ratio is against it.
+  the three SDK calls: the two before the money step local activities, the money step an activity (`--bare-activities`:
+  all three activities, as our workflow had them before its sent-request claims). The ratio is against it.
 - **bare, sandboxed**: default sandbox and worker options: the plainest Temporal worker, a second reference line.
 
 W warm-up transfers of each kind, then R rounds of alternating order (ours, fair, sandboxed; sandboxed, fair,
@@ -35,10 +36,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with running_stack(args, "baseline") as (stack, client), api_client(stack, args.concurrency) as http:
         keys: list[str] = []
         ids: dict[str, list[str]] = {"bare-fair": [], "bare-sandboxed": []}
+        local = not args.bare_activities
         ones = {
             "mojaflow": mojaflow_transfer(http, stack.api_url, keys),
-            "bare-fair": bare_transfer(client, "bench-bare-fair", ids["bare-fair"], local_before_money=args.bare_local),
-            "bare-sandboxed": bare_transfer(client, "bench-bare", ids["bare-sandboxed"]),
+            "bare-fair": bare_transfer(client, "bench-bare-fair", ids["bare-fair"], local_before_money=local),
+            "bare-sandboxed": bare_transfer(client, "bench-bare", ids["bare-sandboxed"], local_before_money=local),
         }
         phases = {kind: Phase(kind, args.transfers, args.concurrency) for kind in KINDS}
         for kind, one in ones.items():

@@ -94,7 +94,7 @@ def mojaflow_transfer(
     return one
 
 
-def bare_transfer(client: Client, task_queue: str, ids: list[str], *, local_before_money: bool = False) -> One:
+def bare_transfer(client: Client, task_queue: str, ids: list[str], *, local_before_money: bool = True) -> One:
     async def one(_: int) -> str | None:
         workflow_id = f"bare-{uuid.uuid4()}"
         ids.append(workflow_id)
