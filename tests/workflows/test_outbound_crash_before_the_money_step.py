@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -24,10 +26,15 @@ from tests.support.transfers import (
     sim_transfer,
     start_async,
     transfer_body,
-    wait_for_state,
 )
 
 HELD_OPEN_S = 60  # far longer than the test: the request is still in flight at the SDK when the worker dies
+
+
+def _body(payer: str) -> dict[str, Any]:
+    """A payee of the test's own: a worker looks up one payee at a time (activities/payee_locks.py), so a lookup
+    left hanging elsewhere cannot hold this one up."""
+    return transfer_body(payer=payer, payee=f"2563{uuid.uuid4().int % 10**7:07d}", amount="10")
 
 
 async def _wait_for_arrival(http: httpx.AsyncClient, stack: Stack, home_transaction_id: str, request: str) -> None:
@@ -36,6 +43,21 @@ async def _wait_for_arrival(http: httpx.AsyncClient, stack: Stack, home_transact
     while (await sim_requests(http, stack.sdk_url, home_transaction_id))[request] < 1:
         assert time.monotonic() < deadline, f"the SDK never received the transfer's {request}"
         await asyncio.sleep(0.05)
+
+
+async def _wait_for_end(
+    http: httpx.AsyncClient, stack: Stack, transfer_id: str, home_transaction_id: str, request: str
+) -> dict[str, Any]:
+    """Until the transfer is final (60 s at most); fails at once should the SDK receive `request` a second time."""
+    deadline = time.monotonic() + 60
+    while True:
+        received = (await sim_requests(http, stack.sdk_url, home_transaction_id))[request]
+        assert received == 1, f"the SDK received {received} {request} for one transfer"
+        view = (await http.get(f"{stack.api_url}/transfers/{transfer_id}")).json()
+        if view.get("currentState") in FINAL:
+            return view
+        assert time.monotonic() < deadline, f"the transfer never ended; last seen {view.get('currentState')}"
+        await asyncio.sleep(0.1)
 
 
 def _restart_worker(stack: Stack) -> datetime:
@@ -48,7 +70,7 @@ def _restart_worker(stack: Stack) -> datetime:
 
 async def test_worker_killed_during_the_party_lookup_sends_it_once(stack: Stack, http: httpx.AsyncClient) -> None:
     payer, account_id = await new_payer(http, stack.cbs_url)
-    body = transfer_body(payer=payer, amount="10")
+    body = _body(payer)
     home = body["homeTransactionId"]
     await set_fault(http, stack.sdk_url, home, partyLookupDelayS=HELD_OPEN_S)
     transfer, _ = await start_async(http, stack.api_url, body)
@@ -56,7 +78,7 @@ async def test_worker_killed_during_the_party_lookup_sends_it_once(stack: Stack,
 
     _restart_worker(stack)
 
-    done = await wait_for_state(http, stack.api_url, transfer["transferId"], FINAL, timeout_s=60)
+    done = await _wait_for_end(http, stack, transfer["transferId"], home, "partyLookups")
     assert done["currentState"] == "ERROR_OCCURRED"
     assert done["lastError"]["code"] == "sdk_error"
     assert "no answer to the party lookup" in done["lastError"]["message"]
@@ -74,7 +96,7 @@ async def test_worker_killed_during_the_party_acceptance_sends_it_once(stack: St
     workflow cannot know whether the SDK ran on into a prepare: it asks the switch, and ends ABORTED only after
     the prepare's expiry plus grace (2 s + 1 s in the test stack) without the switch knowing the transfer."""
     payer, account_id = await new_payer(http, stack.cbs_url)
-    body = transfer_body(payer=payer, amount="10")
+    body = _body(payer)
     home = body["homeTransactionId"]
     await set_fault(http, stack.sdk_url, home, acceptPartyDelayS=HELD_OPEN_S)
     transfer, _ = await start_async(http, stack.api_url, body)
@@ -82,7 +104,7 @@ async def test_worker_killed_during_the_party_acceptance_sends_it_once(stack: St
 
     killed_at = _restart_worker(stack)
 
-    done = await wait_for_state(http, stack.api_url, transfer["transferId"], FINAL, timeout_s=60)
+    done = await _wait_for_end(http, stack, transfer["transferId"], home, "partyAcceptances")
     assert done["currentState"] == "ABORTED"
     assert done["lastError"]["code"] == "sdk_error"
     assert "no answer to the quote request" in done["lastError"]["message"]
