@@ -8,10 +8,12 @@ Magic values (as the reference Testing Toolkit rules): payee `25600000404` → 3
 `--party-timeout-s`, amount `500` → quote rejected 5101, amount `600` → transfer rejected 5105. `POST /accounts`
 (identifier registration) has its own: see `simulators.sdk_accounts`.
 Test-only admin API under `/_sim`: `PUT|DELETE /_sim/faults/{homeTransactionId}` (a FaultSpec, see
-`simulators.sdk_models.FaultSpec`: delays, moneyStepAnswer, switchOutcome, prepareLost, prepareArrivesAfterS,
-getAnswer, notFoundAnswers, fulfilment, autoAccept, quote shapes), `PUT /_sim/switch/{transferId}` (the switch's
-view of any transfer id), `GET /_sim/transfers/{transferId}` (bookkeeping such as `prepareCount`) and
-`GET /_sim/transfers` (`{"transfers": [...]}`: that of every transfer, oldest first).
+`simulators.sdk_models.FaultSpec`: delays (moneyStepDelayS, partyLookupDelayS, acceptPartyDelayS), moneyStepAnswer,
+switchOutcome, prepareLost, prepareArrivesAfterS, getAnswer, notFoundAnswers, fulfilment, autoAccept, quote shapes),
+`PUT /_sim/switch/{transferId}` (the switch's view of any transfer id), `GET /_sim/transfers/{transferId}`
+(bookkeeping such as `prepareCount`), `GET /_sim/transfers` (`{"transfers": [...]}`: that of every transfer, oldest
+first) and `GET /_sim/requests/{homeTransactionId}` (`partyLookups`, `partyAcceptances`: the `POST /transfers` and
+`acceptParty` PUTs that arrived for that payer, counted before any delay, so also those still in flight).
 """
 
 from __future__ import annotations
@@ -157,6 +159,10 @@ def create_app(
     @app.get("/_sim/transfers")
     async def sim_transfers() -> dict[str, Any]:
         return {"transfers": [_bookkeeping(stored, state) for stored, state in store.list_transfers()]}
+
+    @app.get("/_sim/requests/{homeTransactionId}")
+    async def sim_requests(homeTransactionId: str) -> dict[str, Any]:  # noqa: N803
+        return {"homeTransactionId": homeTransactionId, **store.arrivals(homeTransactionId)}
 
     return app
 

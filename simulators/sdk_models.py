@@ -70,12 +70,17 @@ class FaultSpec(BaseModel):
     switch COMMITTED). `autoAccept`: none | party | quotes | both (AUTO_ACCEPT_PARTY / AUTO_ACCEPT_QUOTES).
     `fulfilment`: valid | wrong (random) | other_transfer | missing, in the PUT and GET answers.
     `notFoundAnswers`: the first N GETs answer 3208. `prepareArrivesAfterS`: the switch records the prepare only
-    after that many seconds (GETs meanwhile answer 3208).
+    after that many seconds (GETs meanwhile answer 3208). `partyLookupDelayS` / `acceptPartyDelayS`: the SDK holds
+    `POST /transfers` / the `acceptParty` PUT open that long before it does anything else (a slow party lookup or
+    quote); it goes on after the caller has gone away, as the SDK does. Each such request is counted as it
+    arrives, before the delay (`GET /_sim/requests/{homeTransactionId}`), so a test can act while it is in flight.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     money_step_delay_s: float = Field(default=0.0, alias="moneyStepDelayS", ge=0, le=3600)
+    party_lookup_delay_s: float = Field(default=0.0, alias="partyLookupDelayS", ge=0, le=3600)
+    accept_party_delay_s: float = Field(default=0.0, alias="acceptPartyDelayS", ge=0, le=3600)
     money_step_answer: Literal[
         "normal", "timeout", "hang", "aborted_200", "fulfil_aborted", "no_cached_data", "error_callback"
     ] = Field(default="normal", alias="moneyStepAnswer")

@@ -1,7 +1,9 @@
 """SQLite persistence of the SDK simulator: transfer records, the fake switch's ledger and the fault switch.
 
 The SDK keeps each transfer as one JSON record (in Redis, `transferModel_out_<id>`); we keep the same record plus
-what only the simulator knows: how many prepares were sent, the fulfilment the fake payee will reveal. The
+what only the simulator knows: how many prepares were sent, the fulfilment the fake payee will reveal, how many
+party lookups and party acceptances arrived per payer `homeTransactionId` (counted on arrival, so also those
+still in flight or whose transfer was never made). The
 switch table is the switch's own view of transfers, independent of the SDK's records, so it can also hold inbound
 transfers the simulator never saw.
 """
@@ -16,7 +18,10 @@ from typing import Any
 from simulators._common import open_db
 from simulators.sdk_models import FaultSpec
 
-__all__ = ["SdkStore", "StoredTransfer", "SwitchEntry"]
+__all__ = ["ARRIVING_REQUESTS", "SdkStore", "StoredTransfer", "SwitchEntry"]
+
+# The requests counted on arrival: `POST /transfers` and the `acceptParty` PUT (by their `/_sim` names).
+ARRIVING_REQUESTS = ("partyLookups", "partyAcceptances")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -32,6 +37,12 @@ CREATE TABLE IF NOT EXISTS switch (
     transfer_state TEXT NOT NULL,
     completed_timestamp TEXT NOT NULL,
     fulfilment TEXT
+);
+CREATE TABLE IF NOT EXISTS arrivals (
+    home_transaction_id TEXT NOT NULL,
+    request TEXT NOT NULL,
+    received INTEGER NOT NULL,
+    PRIMARY KEY (home_transaction_id, request)
 );
 CREATE TABLE IF NOT EXISTS faults (
     home_transaction_id TEXT PRIMARY KEY,
@@ -120,6 +131,23 @@ class SdkStore:
             (transfer_id,),
         ).fetchone()
         return int(row[0]) if row else 0
+
+    def count_arrival(self, home_transaction_id: str, request: str) -> int:
+        """Record that one more `request` (one of ARRIVING_REQUESTS) arrived for this payer; returns the new count."""
+        row = self._db.execute(
+            "INSERT INTO arrivals (home_transaction_id, request, received) VALUES (?, ?, 1) "
+            "ON CONFLICT (home_transaction_id, request) DO UPDATE SET received = received + 1 RETURNING received",
+            (home_transaction_id, request),
+        ).fetchone()
+        return int(row[0])
+
+    def arrivals(self, home_transaction_id: str) -> dict[str, int]:
+        """How many of each of ARRIVING_REQUESTS arrived for this payer (0 for none)."""
+        rows = self._db.execute(
+            "SELECT request, received FROM arrivals WHERE home_transaction_id = ?", (home_transaction_id,)
+        ).fetchall()
+        counted = {row["request"]: int(row["received"]) for row in rows}
+        return {request: counted.get(request, 0) for request in ARRIVING_REQUESTS}
 
     def other_fulfilment(self, transfer_id: str) -> str | None:
         """The fulfilment of some other transfer the simulator made (None when there is none)."""

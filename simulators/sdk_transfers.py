@@ -11,6 +11,8 @@ It reproduces what matters for a connector's safety, not just the happy path:
   COMPLETED whenever the switch knows the transfer, whatever its `transferState`; 3208 (500) when it does not.
 * Auto-accept (`--auto-accept` / FaultSpec `autoAccept`): party → POST runs on to the quote; quotes → the
   `acceptParty` PUT runs on to the prepare; both → POST answers COMPLETED. Every prepare is counted.
+* Slow party lookup / quote (FaultSpec `partyLookupDelayS` / `acceptPartyDelayS`): the request is counted as it
+  arrives, then held open; the SDK goes on with it after the caller has gone away.
 * `No cached data found` (500) bodies carry an empty `transferState`, as the real SDK's; all other error bodies
   carry the record with its transferId.
 """
@@ -88,6 +90,10 @@ class TransferEngine:
     # -- POST /transfers ---------------------------------------------------------------------------------------
     async def create(self, request: TransferRequest) -> Answer:
         """Party lookup; stops in WAITING_FOR_PARTY_ACCEPTANCE (or 3204 / 504 for the magic party ids)."""
+        self.store.count_arrival(request.home_transaction_id, "partyLookups")
+        delay_s = self.store.get_faults(request.home_transaction_id).party_lookup_delay_s
+        if delay_s:
+            await asyncio.sleep(delay_s)
         transfer_id = str(uuid.uuid4())
         record: dict[str, Any] = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
         record.update(
@@ -152,6 +158,12 @@ class TransferEngine:
         stored = self.store.get_transfer(transfer_id)
         if stored is None:
             return _no_cached_data(transfer_id)
+        if body.accept_party is not None:
+            self.store.count_arrival(stored.home_transaction_id, "partyAcceptances")
+            delay_s = self.store.get_faults(stored.home_transaction_id).accept_party_delay_s
+            if delay_s:
+                await asyncio.sleep(delay_s)
+                stored = self.store.get_transfer(transfer_id) or stored  # as it is now, after the wait
         record = dict(stored.record)
         record.update(body.model_dump(by_alias=True, exclude_none=True))
         state = record.get("currentState")

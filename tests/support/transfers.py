@@ -16,6 +16,7 @@ __all__ = [
     "money_movement_headers",
     "new_payer",
     "set_fault",
+    "sim_requests",
     "sim_transfer",
     "start_async",
     "transfer_body",
@@ -111,5 +112,13 @@ async def set_fault(http: httpx.AsyncClient, sdk_url: str, home_transaction_id: 
 async def sim_transfer(http: httpx.AsyncClient, sdk_url: str, sdk_transfer_id: str) -> dict[str, Any]:
     """What the SDK simulator knows: its state, the switch's state and how many prepares it sent."""
     response = await http.get(f"{sdk_url}/_sim/transfers/{sdk_transfer_id}")
+    response.raise_for_status()
+    return response.json()
+
+
+async def sim_requests(http: httpx.AsyncClient, sdk_url: str, home_transaction_id: str) -> dict[str, Any]:
+    """How many party lookups (`partyLookups`) and party acceptances (`partyAcceptances`) reached the SDK simulator
+    for this homeTransactionId, counted as each arrived (so also those still in flight)."""
+    response = await http.get(f"{sdk_url}/_sim/requests/{home_transaction_id}")
     response.raise_for_status()
     return response.json()
