@@ -1,6 +1,7 @@
 """A worker backlog, then a crash mid-PUT, then a prepare the switch learns of late (issue 7, section 2).
 
-The worker dies while the CBS takes its time over the hold; the worker that takes over is behind (it runs
+The worker dies while the CBS takes its time over the hold (in the workflow task that also looked up the party and
+got the quote: their re-runs answer what the first runs got, sent once); the worker that takes over is behind (it runs
 workflow tasks, not activities: tests/support/workers.py), so the money step is scheduled and nobody starts it.
 A full worker comes back only after the prepare's expiry and the grace have passed, counted from the
 scheduling; it sends the PUT and is SIGKILLed before the answer; the switch first answers 3208 (not found),
@@ -25,6 +26,7 @@ from tests.support.transfers import (
     account,
     new_payer,
     set_fault,
+    sim_requests,
     sim_transfer,
     start_async,
     transfer_body,
@@ -112,6 +114,10 @@ async def test_a_late_prepare_after_a_backlog_and_a_crash_is_committed_not_relea
     assert answers[-1][1] == "COMMITTED"
     switch = await sim_transfer(http, stack.sdk_url, sdk_transfer_id)
     assert (switch["prepareCount"], switch["switchState"]) == (1, "COMMITTED")
+    # The worker died in the workflow task that had also looked up the party and asked for the quote (local
+    # activities): the next worker ran them again and got their kept answers, without sending either twice.
+    sent = await sim_requests(http, stack.sdk_url, body["homeTransactionId"])
+    assert (sent["partyLookups"], sent["partyAcceptances"]) == (1, 1)
     balances = await account(http, stack.cbs_url, account_id)
     assert (balances["balance"], balances["held"]) == ("990.00", "0.00")
     calls = await _calls(http, stack)
