@@ -65,8 +65,9 @@ SDK_CALL = workflow.LocalActivityConfig(
 # The party lookup and the party acceptance run on into the prepare at a misconfigured SDK (auto-accept flags):
 # each is sent at most once. Local activities (two workflow tasks fewer than normal ones), each claiming its
 # request in our database before it sends (mojaflow/sent_requests.py): a retry, or a re-run after a crash, finds
-# the claim and answers "no answer" without sending, so retrying is safe; it helps when the claim itself failed.
-# Within an attempt the activity re-sends only what provably never left (connection refused, 503).
+# the claim and answers what the first run got (kept with the claim), or "no answer" if that run died mid-request,
+# without sending. So retrying is safe; it helps when the claim itself failed. Within an attempt the activity
+# re-sends only what provably never left (connection refused, 503).
 SDK_ONCE = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=120),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
