@@ -12,14 +12,17 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from mojaflow.database import Database
+from mojaflow.keys import KeyRing
 from tests.support import secret_scan
 from tests.support.auth import client_api_auth
-from tests.support.postgres import PostgresServer, find_pg_bin
+from tests.support.postgres import PostgresServer, empty_database_url, find_pg_bin
 from tests.support.stack import ROOT, Stack, running_stack
 from tests.support.temporal_env import assert_no_workflow_failed, local_temporal, time_skipping_temporal
 
@@ -91,3 +94,17 @@ def postgres() -> Iterator[str]:
     server = PostgresServer().start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """The app database, once per engine: a new, empty one for each test (a SQLite file, or a database of its own
+    on the module's `postgres` server), migrated, and opened as the API and the worker open it: with a secrets
+    ring (a key of its own), so personal data, webhook secrets and the SDK's kept answers are stored sealed."""
+    database = Database(
+        await empty_database_url(request, tmp_path),
+        secrets=KeyRing("MOJAFLOW_SECRETS_KEYS", (("k1", os.urandom(32)),)),
+    )
+    await database.create_schema()
+    yield database
+    await database.close()

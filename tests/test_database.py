@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from mojaflow.database import Database, metadata
 from mojaflow.models import Direction, TransferRecord, TransferState, TransferView
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres")
-    )
-    database = Database(url)
-    await database.create_schema()
-    yield database
-    await database.close()
 
 
 def _record(transfer_id: str, state: TransferState, revision: int, **view: object) -> TransferRecord:

@@ -4,26 +4,13 @@ whole, counts for metrics, old reports deleted."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from mojaflow.database import Database
 from mojaflow.sweeper import Finding, FindingKind, SweepPart, SweepReport
 from mojaflow.sweeper_store import KEEP_DAYS, latest_counts, latest_report, save_report
-from tests.support.postgres import empty_database_url
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(await empty_database_url(request, tmp_path))
-    await database.create_schema()
-    yield database
-    await database.close()
 
 
 def report(finished: datetime, *, holds: int = 0, gone: int = 0, holds_error: str | None = None) -> SweepReport:

@@ -12,19 +12,16 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import update
 
 from mojaflow.audit import record_action
 from mojaflow.database import Database, transfers
-from mojaflow.keys import KeyRing
 from mojaflow.models import (
     DecisionRecord,
     Direction,
@@ -40,21 +37,11 @@ from mojaflow.webhook_models import EVENT_TYPE
 from mojaflow.webhook_subscription_models import SubscriptionCreate
 from mojaflow.webhook_subscriptions import create_subscription
 from tests.conftest import ROOT, Stack
-from tests.support.postgres import empty_database_url
 from tests.support.transfers import PAYER, money_movement_headers, transfer_body, wait_for_state
 
 S = TransferState
 PAYER_NAME = "Ada Lovelace-Byron"  # sealed at rest: the commands read without the ring, so it never shows
 PAYEE_ID = "25677712345"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    url = await empty_database_url(request, tmp_path)
-    database = Database(url, secrets=KeyRing("MOJAFLOW_SECRETS_KEYS", (("k1", os.urandom(32)),)))
-    await database.create_schema()
-    yield database
-    await database.close()
 
 
 def mojaflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,17 +6,12 @@ as they are stored. The end-to-end checks (workflows, crash, outage) are tests/w
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import event, select
 
 from mojaflow.database import Database
-from mojaflow.keys import KeyRing
 from mojaflow.models import Direction, TransferError, TransferRecord, TransferState, TransferView
 from mojaflow.settings import Settings
 from mojaflow.webhook_models import EVENT_TYPE, delivery_id, event_id
@@ -24,19 +19,8 @@ from mojaflow.webhook_outbox import EventDefaults
 from mojaflow.webhook_subscription_models import SubscriptionCreate
 from mojaflow.webhook_subscriptions import create_subscription, delete_subscription
 from mojaflow.webhook_tables import webhook_deliveries, webhook_events
-from tests.support.postgres import empty_database_url
 
 S = TransferState
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    """A new, empty database of each engine for each test, with a secrets ring (subscriptions seal secrets)."""
-    url = await empty_database_url(request, tmp_path)
-    database = Database(url, secrets=KeyRing("MOJAFLOW_SECRETS_KEYS", (("k1", os.urandom(32)),)))
-    await database.create_schema()
-    yield database
-    await database.close()
 
 
 def _record(

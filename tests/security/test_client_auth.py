@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -383,19 +382,6 @@ async def test_auth_none_warns_at_start_and_lets_the_client_key_header_decide(st
 
 
 # -- the key store and the command --------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres")
-    )
-    database = Database(url)
-    await database.create_schema()
-    yield database
-    await database.close()
 
 
 async def test_a_key_is_kept_as_an_hmac_only_and_verifies_in_constant_form(database: Database, tmp_path: Path) -> None:
