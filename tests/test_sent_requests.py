@@ -4,12 +4,8 @@ sealed at rest, or "no answer" when the first run kept none."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -17,35 +13,17 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.payment_manager import PartyLookupResult
 from mojaflow.database import Database
-from mojaflow.keys import KeyRing
 from mojaflow.models import PartyView
 from mojaflow.sent_requests import SentRequests, forget_sent_requests, sent_requests
 
 PAYEE_NAME = "Zuri Sent-Request-Test"
-_TEST_RUN = ""
 NO_ANSWER = PartyLookupResult(answered=False)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres")
-    )
-    global _TEST_RUN
-    _TEST_RUN = uuid.uuid4().hex
-    database = Database(url, secrets=KeyRing("MOJAFLOW_SECRETS_KEYS", (("k1", os.urandom(32)),)))
-    await database.create_schema()
-    yield database
-    await database.close()
-
-
 def _environment(run: str, activity_id: str = "3") -> ActivityEnvironment:
-    """The activity `activity_id` of the workflow run `run` (made unique per test: PostgreSQL's database is shared)."""
+    """The activity `activity_id` of the workflow run `run` (each test has a database of its own)."""
     environment = ActivityEnvironment()
-    run_id = f"{run}-{_TEST_RUN}"
-    environment.info = replace(environment.info, workflow_run_id=run_id, activity_id=activity_id, is_local=True)
+    environment.info = replace(environment.info, workflow_run_id=run, activity_id=activity_id, is_local=True)
     return environment
 
 
@@ -75,7 +53,7 @@ async def test_a_rerun_answers_what_the_first_run_got_without_sending_again(data
 async def test_the_kept_answer_is_sealed_at_rest(database: Database) -> None:
     await _environment("run-1").run(SentRequests(database).once, Sender(), NO_ANSWER)
 
-    mine = sent_requests.c.request_key.endswith(f"run-1-{_TEST_RUN}/3")
+    mine = sent_requests.c.request_key.endswith("run-1/3")
     async with database.engine.connect() as connection:
         stored = (await connection.execute(select(sent_requests.c.answer).where(mine))).scalar_one()
     assert set(stored) == {"keyId", "data"}
