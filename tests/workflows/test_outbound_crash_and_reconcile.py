@@ -16,30 +16,14 @@ import pytest
 from tests.conftest import Stack
 from tests.support.transfers import (
     account,
-    money_movement_headers,
     new_payer,
     set_fault,
     sim_transfer,
+    start_async,
     transfer_body,
     wait_for_state,
 )
-
-
-async def _start(stack: Stack, http: httpx.AsyncClient, body: dict) -> dict:
-    response = await http.post(
-        f"{stack.api_url}/transfers", json=body, headers={**money_movement_headers(), "Prefer": "respond-async"}
-    )
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-async def _wait_for_prepares(http: httpx.AsyncClient, stack: Stack, sdk_transfer_id: str, count: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if (await sim_transfer(http, stack.sdk_url, sdk_transfer_id))["prepareCount"] >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the money step never reached the switch")
+from tests.support.worker_crash import WorkerCrash
 
 
 @pytest.mark.parametrize(
@@ -51,16 +35,13 @@ async def test_worker_killed_during_the_money_step(
 ) -> None:
     payer, account_id = await new_payer(http, stack.cbs_url)
     body = transfer_body(payer=payer, amount="10")
-    await set_fault(http, stack.sdk_url, body["homeTransactionId"], moneyStepDelayS=60, switchOutcome=switch_outcome)
-    transfer = await _start(stack, http, body)
-    in_flight = await wait_for_state(http, stack.api_url, transfer["transferId"], {"TRANSFERRING"})
-    await _wait_for_prepares(http, stack, in_flight["sdkTransferId"], 1)
+    crash = await WorkerCrash.start(stack, http, body, moneyStepDelayS=60, switchOutcome=switch_outcome)
+    await crash.wait_until_the_sdk_holds_the_money_step()
     assert (await account(http, stack.cbs_url, account_id))["held"] == "10.00"
 
-    stack.worker.kill()
-    stack.worker = stack.worker_process().start()
+    crash.kill_the_worker()
 
-    done = await wait_for_state(http, stack.api_url, transfer["transferId"], {final_state}, timeout_s=60)
+    done = await crash.wait_for_state({final_state}, timeout_s=60)
     if final_state == "ABORTED":
         assert done["lastError"]["code"] == "transfer_aborted"
     assert (await sim_transfer(http, stack.sdk_url, done["sdkTransferId"]))["prepareCount"] == 1
@@ -79,7 +60,7 @@ async def test_a_504_on_the_money_step_reconciles_until_the_switch_decides(
         http, stack.sdk_url, body["homeTransactionId"], moneyStepAnswer="timeout", moneyStepDelayS=0.2,
         switchOutcome="RESERVED",
     )  # fmt: skip
-    transfer = await _start(stack, http, body)
+    transfer, _ = await start_async(http, stack.api_url, body)
 
     reconciling = await wait_for_state(http, stack.api_url, transfer["transferId"], {"RECONCILING"})
     assert (await account(http, stack.cbs_url, account_id))["held"] == "10.00"  # not released: maybe it moved
@@ -108,7 +89,7 @@ async def test_a_prepare_the_switch_never_saw_is_released_only_after_its_expiry(
     payer, account_id = await new_payer(http, stack.cbs_url)
     body = transfer_body(payer=payer, amount="10")
     await set_fault(http, stack.sdk_url, body["homeTransactionId"], prepareLost=True, moneyStepDelayS=0.2)
-    transfer = await _start(stack, http, body)
+    transfer, _ = await start_async(http, stack.api_url, body)
 
     done = await wait_for_state(http, stack.api_url, transfer["transferId"], {"ABORTED", "COMPLETED"})
 

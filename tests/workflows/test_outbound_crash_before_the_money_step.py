@@ -11,22 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from tests.conftest import Stack
-from tests.support.transfers import (
-    FINAL,
-    account,
-    new_payer,
-    set_fault,
-    sim_requests,
-    sim_transfer,
-    start_async,
-    transfer_body,
-)
+from tests.support.transfers import FINAL, account, new_payer, sim_transfer, transfer_body
+from tests.support.worker_crash import WorkerCrash
 
 HELD_OPEN_S = 60  # far longer than the test: the request is still in flight at the SDK when the worker dies
 
@@ -37,53 +29,32 @@ def _body(payer: str) -> dict[str, Any]:
     return transfer_body(payer=payer, payee=f"2563{uuid.uuid4().int % 10**7:07d}", amount="10")
 
 
-async def _wait_for_arrival(http: httpx.AsyncClient, stack: Stack, home_transaction_id: str, request: str) -> None:
-    """Until the SDK simulator has received `request` (partyLookups / partyAcceptances) for this transfer."""
-    deadline = time.monotonic() + 20
-    while (await sim_requests(http, stack.sdk_url, home_transaction_id))[request] < 1:
-        assert time.monotonic() < deadline, f"the SDK never received the transfer's {request}"
-        await asyncio.sleep(0.05)
-
-
-async def _wait_for_end(
-    http: httpx.AsyncClient, stack: Stack, transfer_id: str, home_transaction_id: str, request: str
-) -> dict[str, Any]:
+async def _wait_for_end(crash: WorkerCrash, request: str) -> dict[str, Any]:
     """Until the transfer is final (60 s at most); fails at once should the SDK receive `request` a second time."""
     deadline = time.monotonic() + 60
     while True:
-        received = (await sim_requests(http, stack.sdk_url, home_transaction_id))[request]
+        received = (await crash.sdk_requests())[request]
         assert received == 1, f"the SDK received {received} {request} for one transfer"
-        view = (await http.get(f"{stack.api_url}/transfers/{transfer_id}")).json()
+        view = await crash.view()
         if view.get("currentState") in FINAL:
             return view
         assert time.monotonic() < deadline, f"the transfer never ended; last seen {view.get('currentState')}"
         await asyncio.sleep(0.1)
 
 
-def _restart_worker(stack: Stack) -> datetime:
-    """SIGKILL the worker, start a new one; returns when the old one died."""
-    stack.worker.kill()
-    killed_at = datetime.now(UTC)
-    stack.worker = stack.worker_process().start()
-    return killed_at
-
-
 async def test_worker_killed_during_the_party_lookup_sends_it_once(stack: Stack, http: httpx.AsyncClient) -> None:
     payer, account_id = await new_payer(http, stack.cbs_url)
-    body = _body(payer)
-    home = body["homeTransactionId"]
-    await set_fault(http, stack.sdk_url, home, partyLookupDelayS=HELD_OPEN_S)
-    transfer, _ = await start_async(http, stack.api_url, body)
-    await _wait_for_arrival(http, stack, home, "partyLookups")
+    crash = await WorkerCrash.start(stack, http, _body(payer), partyLookupDelayS=HELD_OPEN_S)
+    await crash.wait_until_the_sdk_holds("partyLookups")
 
-    _restart_worker(stack)
+    crash.kill_the_worker()
 
-    done = await _wait_for_end(http, stack, transfer["transferId"], home, "partyLookups")
+    done = await _wait_for_end(crash, "partyLookups")
     assert done["currentState"] == "ERROR_OCCURRED"
     assert done["lastError"]["code"] == "sdk_error"
     assert "no answer to the party lookup" in done["lastError"]["message"]
-    assert await sim_requests(http, stack.sdk_url, home) == {
-        "homeTransactionId": home,
+    assert await crash.sdk_requests() == {
+        "homeTransactionId": crash.home_transaction_id,
         "partyLookups": 1,
         "partyAcceptances": 0,
     }
@@ -96,21 +67,18 @@ async def test_worker_killed_during_the_party_acceptance_sends_it_once(stack: St
     workflow cannot know whether the SDK ran on into a prepare: it asks the switch, and ends ABORTED only after
     the prepare's expiry plus grace (2 s + 1 s in the test stack) without the switch knowing the transfer."""
     payer, account_id = await new_payer(http, stack.cbs_url)
-    body = _body(payer)
-    home = body["homeTransactionId"]
-    await set_fault(http, stack.sdk_url, home, acceptPartyDelayS=HELD_OPEN_S)
-    transfer, _ = await start_async(http, stack.api_url, body)
-    await _wait_for_arrival(http, stack, home, "partyAcceptances")
+    crash = await WorkerCrash.start(stack, http, _body(payer), acceptPartyDelayS=HELD_OPEN_S)
+    await crash.wait_until_the_sdk_holds("partyAcceptances")
 
-    killed_at = _restart_worker(stack)
+    killed_at = crash.kill_the_worker()
 
-    done = await _wait_for_end(http, stack, transfer["transferId"], home, "partyAcceptances")
+    done = await _wait_for_end(crash, "partyAcceptances")
     assert done["currentState"] == "ABORTED"
     assert done["lastError"]["code"] == "sdk_error"
     assert "no answer to the quote request" in done["lastError"]["message"]
     assert (datetime.fromisoformat(done["timestamps"]["finishedAt"]) - killed_at).total_seconds() >= 3
-    assert await sim_requests(http, stack.sdk_url, home) == {
-        "homeTransactionId": home,
+    assert await crash.sdk_requests() == {
+        "homeTransactionId": crash.home_transaction_id,
         "partyLookups": 1,
         "partyAcceptances": 1,
     }
