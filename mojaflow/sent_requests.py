@@ -63,8 +63,9 @@ class SentRequests:
         info = activity.info()
         key = f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
         values = {"request_key": key, "activity_type": info.activity_type, "claimed_at": datetime.now(UTC)}
-        async with self._database.engine.begin() as connection:
-            claimed = bool((await connection.execute(self._claim, values)).rowcount)
+        claimed = await self._database.transaction(
+            lambda connection: bool(connection.execute(self._claim, values).rowcount)
+        )
         if not claimed:
             return await self._kept_answer(key, type(unanswered)) or unanswered
         answer = await send()
@@ -79,10 +80,8 @@ class SentRequests:
         if sealer is None:  # no secrets ring: nothing personal is stored
             return
         sealed = sealer.seal(answer.model_dump(mode="json"), context=f"sent:{key}")
-        async with self._database.engine.begin() as connection:
-            await connection.execute(
-                update(sent_requests).where(sent_requests.c.request_key == key).values(answer=sealed)
-            )
+        keep = update(sent_requests).where(sent_requests.c.request_key == key).values(answer=sealed)
+        await self._database.transaction(lambda connection: connection.execute(keep))
 
     async def _kept_answer(self, key: str, answer_type: type[Answer]) -> Answer | None:
         query = select(sent_requests.c.answer).where(sent_requests.c.request_key == key)

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import bindparam, exists, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 from temporalio.client import Client
 
 from mojaflow import webhook_subscriptions as _subscriptions  # a module: database.py imports us while it loads
@@ -135,21 +135,19 @@ class EventWriter:
             index_elements=[webhook_deliveries.c.delivery_id]
         )
 
-    async def write(
-        self, connection: AsyncConnection, record: TransferRecord, defaults: EventDefaults, now: datetime
+    def write(
+        self, connection: Connection, record: TransferRecord, defaults: EventDefaults, now: datetime
     ) -> list[PendingDelivery] | None:
         """Insert the state's event and its deliveries: the deliveries written, or None if the event was there
         already (a re-run: its first run may have died before starting them, so they are to be looked up)."""
         row = event_row(record, defaults, now)
-        written = (await connection.execute(self._insert_event, {**row, "owner": row["client_key"]})).first()
+        written = connection.execute(self._insert_event, {**row, "owner": row["client_key"]}).first()
         if written is None:
             return None
         if not written.subscribed:
             return []
         state = record.view.current_state
-        subscriptions = await _subscriptions.matching_subscription_ids(
-            connection, row["client_key"], EVENT_TYPE, state.value
-        )
+        subscriptions = _subscriptions.matching_subscription_ids(connection, row["client_key"], EVENT_TYPE, state.value)
         pending = [
             PendingDelivery(row["transfer_id"], sub, _item(delivery_id(row["event_id"], sub), row["event_id"],
                                                            record.sequence, state))
@@ -163,7 +161,7 @@ class EventWriter:
             }  # fmt: skip
             rows = [{**common, "delivery_id": each.item.delivery_id, "subscription_id": each.subscription_id}
                     for each in pending]  # fmt: skip
-            await connection.execute(self._insert_deliveries, rows)
+            connection.execute(self._insert_deliveries, rows)
         return pending
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import Row, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mojaflow.database import Database
@@ -272,9 +273,7 @@ async def rotate_signing_secret(
 # -- the outbox's and the delivery's reads -------------------------------------------------------------------
 
 
-async def matching_subscription_ids(
-    connection: AsyncConnection, client_key: str, event_type: str, state: str
-) -> list[str]:
+def matching_subscription_ids(connection: Connection, client_key: str, event_type: str, state: str) -> list[str]:
     """The subscriptions that want this event: `client_key`'s, enabled, not deleted, subscribed to `event_type`,
     and without a states filter or with `state` in it. Called by the outbox inside its transaction, so the event
     and its deliveries are written together. Oldest subscription first."""
@@ -283,7 +282,7 @@ async def matching_subscription_ids(
         .where((_columns.client_key == client_key) & _columns.enabled.is_(True) & _columns.deleted_at.is_(None))
         .order_by(_columns.created_at, _columns.subscription_id)
     )
-    rows = (await connection.execute(query)).all()
+    rows = connection.execute(query).all()
     # A client has a handful of subscriptions: filtering the JSON lists here is portable (SQLite, PostgreSQL).
     return [
         row.subscription_id

@@ -6,12 +6,14 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from mojaflow.database import Database, metadata
+from mojaflow.database import Database, metadata, transfers
 from mojaflow.models import Direction, TransferRecord, TransferState, TransferView
+from mojaflow.personal_data import seal_transfer
 
 
 def _record(transfer_id: str, state: TransferState, revision: int, **view: object) -> TransferRecord:
@@ -107,3 +109,31 @@ async def test_migrating_again_changes_nothing(database: Database) -> None:
     await database.create_schema()  # every process does this at start-up
     transfer_id = str(uuid.uuid4())
     assert await database.save_transfer(_record(transfer_id, TransferState.RECEIVED, 0))
+
+
+async def test_a_transaction_commits_all_its_statements_or_none(database: Database) -> None:
+    """The hot path's transactions (`Database.transaction`: on SQLite through their own engine, in a thread)."""
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def half_done(connection: Connection) -> None:
+        connection.execute(database.insert(transfers).values(**_row(database, first)))
+        raise RuntimeError("the second statement never came")
+
+    with pytest.raises(RuntimeError):
+        await database.transaction(half_done)
+    await database.transaction(
+        lambda connection: connection.execute(database.insert(transfers).values(**_row(database, second)))
+    )
+
+    assert await database.get_transfer(first) is None
+    saved = await database.get_transfer(second)
+    assert saved is not None and saved.current_state == TransferState.RECEIVED
+
+
+def _row(database: Database, transfer_id: str) -> dict[str, object]:
+    view = _record(transfer_id, TransferState.RECEIVED, 0).view
+    now = datetime.now(UTC)
+    resource = seal_transfer(view.model_dump(mode="json", by_alias=True), database.sealer)
+    return {"transfer_id": transfer_id, "direction": view.direction.value, "workflow_id": f"wf-{transfer_id}",
+            "current_state": view.current_state.value, "revision": 0, "resource": resource, "created_at": now,
+            "updated_at": now}  # fmt: skip

@@ -54,7 +54,8 @@ class Statements:
 
     def __init__(self, database: Database) -> None:
         self.sent: list[str] = []
-        event.listen(database.engine.sync_engine, "before_cursor_execute", self._record)
+        for engine in database.engines:
+            event.listen(engine, "before_cursor_execute", self._record)
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.sent.append(" ".join(statement.split()))

@@ -62,8 +62,10 @@ def _request(**fields: object) -> SubscriptionCreate:
 
 
 async def _matching(database: Database, client: str, event_type: str, state: str) -> list[str]:
-    async with database.engine.begin() as connection:  # as the outbox asks: inside its own transaction
-        return await matching_subscription_ids(connection, client, event_type, state)
+    # as the outbox asks: inside its own transaction
+    return await database.transaction(
+        lambda connection: matching_subscription_ids(connection, client, event_type, state)
+    )
 
 
 async def test_the_outbox_matches_enabled_live_subscriptions_of_the_client_by_type_and_state(
