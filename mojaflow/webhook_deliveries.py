@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mojaflow.database import Database
@@ -210,8 +211,7 @@ _ATTEMPT_UPSERT = {"postgresql": _attempt_upsert(postgresql.insert), "sqlite": _
 
 async def load_deliveries(database: Database, deliveries: list[str]) -> dict[str, PendingDelivery]:
     """These deliveries with their events, by id (unknown ones left out): one query for a workflow's batch."""
-    async with database.engine.connect() as connection:
-        rows = (await connection.execute(_LOAD, {"b_deliveries": deliveries})).all()
+    rows = await database.transaction(lambda connection: connection.execute(_LOAD, {"b_deliveries": deliveries}).all())
     return {row.delivery_id: _pending(row) for row in rows}
 
 
@@ -267,18 +267,22 @@ async def record_attempts(database: Database, records: list[AttemptRecord]) -> N
         ]
         for manual in (False, True)
     }
-    async with _writing(database), database.engine.begin() as connection:
-        await connection.execute(_ATTEMPT_UPSERT[connection.dialect.name], attempts)
+
+    def record(connection: Connection) -> None:
+        connection.execute(_ATTEMPT_UPSERT[connection.dialect.name], attempts)
         for manual, params in updates.items():
             if params:
-                await connection.execute(_RECORD_MANUAL if manual else _RECORD_SCHEDULED, params)
+                connection.execute(_RECORD_MANUAL if manual else _RECORD_SCHEDULED, params)
+
+    async with _writing(database):
+        await database.transaction(record)
 
 
 async def mark_delivery(database: Database, delivery: str, cycle: int, status: DeliveryStatus) -> bool:
     """Set a delivery's status for this cycle unless it is already final in it; True when changed."""
     values = {"b_delivery": delivery, "b_cycle": cycle, "b_status": status.value, "b_now": datetime.now(UTC)}
-    async with _writing(database), database.engine.begin() as connection:
-        return bool((await connection.execute(_MARK, values)).rowcount)
+    async with _writing(database):
+        return await database.transaction(lambda connection: bool(connection.execute(_MARK, values).rowcount))
 
 
 # -- OAuth2 access tokens: one per subscription, sealed with the secrets ring ------------------------------------

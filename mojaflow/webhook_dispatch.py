@@ -75,8 +75,7 @@ async def mark_dispatched(database: Database, started: Sequence[DeliveryItem]) -
         return
     now = datetime.now(UTC)
     params = [{"started_id": each.delivery_id, "started_cycle": each.cycle, "now": now} for each in started]
-    async with database.engine.begin() as connection:
-        await connection.execute(_MARK_DISPATCHED, params)
+    await database.transaction(lambda connection: connection.execute(_MARK_DISPATCHED, params))
 
 
 _deliveries = webhook_deliveries.c

@@ -298,8 +298,8 @@ async def load_subscription_for_delivery(
     stops); None if unknown. `signing_secrets`: those valid at `now` (the wall clock by default), newest first.
     Raises `UnknownKeyError` (from the ring) when sealed under a key the ring no longer holds."""
     sealer = sealer_of(database)
-    async with database.engine.connect() as connection:
-        row = (await connection.execute(select(_table).where(_columns.subscription_id == subscription_id))).first()
+    query = select(_table).where(_columns.subscription_id == subscription_id)
+    row = await database.transaction(lambda connection: connection.execute(query).first())
     if row is None:
         return None
     now = now or datetime.now(UTC)
