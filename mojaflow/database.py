@@ -233,9 +233,9 @@ class Database:
 
     async def transaction(self, work: Callable[[Connection], Result]) -> Result:
         """`work`'s statements in one transaction, committed when it returns, rolled back if it raises: for the
-        hot path (a state save, a sent request's claim). On a SQLite file in one hop to a thread (see __init__);
-        otherwise on the async engine. Once started it runs to its end even if the caller is cancelled, so `work`
-        must be idempotent like every save here."""
+        hot path (a state save, a sent request's claim, an idempotency key's, a transfer read by id). On a SQLite
+        file in one hop to a thread (see __init__); otherwise on the async engine. Once started it runs to its end
+        even if the caller is cancelled, so `work` must be idempotent like every save here."""
         if self._sqlite_file is not None:
             return await asyncio.to_thread(self._in_sqlite_transaction, work)
         async with self.engine.begin() as connection:
@@ -295,8 +295,7 @@ class Database:
         query = select(
             transfers.c.resource, transfers.c.workflow_id, transfers.c.client_key, transfers.c.revision
         ).where((transfers.c.transfer_id == transfer_id) | (transfers.c.sdk_transfer_id == transfer_id))
-        async with self.engine.connect() as connection:
-            row = (await connection.execute(query.limit(1))).first()
+        row = await self.transaction(lambda connection: connection.execute(query.limit(1)).first())
         if row is None:
             return None
         return StoredTransfer(
@@ -368,21 +367,20 @@ class Database:
             )
             .on_conflict_do_nothing()
         )
-        async with self.engine.begin() as connection:
-            inserted = (await connection.execute(statement)).rowcount
-            if inserted:
+        bound = select(idempotency_keys.c.transfer_id, idempotency_keys.c.request_hash).where(
+            (idempotency_keys.c.client_key == client_key)
+            & (idempotency_keys.c.method == method)
+            & (idempotency_keys.c.route == route)
+            & (idempotency_keys.c.idempotency_key == key)
+        )
+
+        def claim(connection: Connection) -> IdempotencyClaim:
+            if connection.execute(statement).rowcount:
                 return IdempotencyClaim(created=True, transfer_id=transfer_id, request_hash=request_hash)
-            row = (
-                await connection.execute(
-                    select(idempotency_keys.c.transfer_id, idempotency_keys.c.request_hash).where(
-                        (idempotency_keys.c.client_key == client_key)
-                        & (idempotency_keys.c.method == method)
-                        & (idempotency_keys.c.route == route)
-                        & (idempotency_keys.c.idempotency_key == key)
-                    )
-                )
-            ).one()
-        return IdempotencyClaim(created=False, transfer_id=row.transfer_id, request_hash=row.request_hash)
+            row = connection.execute(bound).one()
+            return IdempotencyClaim(created=False, transfer_id=row.transfer_id, request_hash=row.request_hash)
+
+        return await self.transaction(claim)
 
     # -- inbound quotes ------------------------------------------------------------------------------
 
@@ -398,14 +396,11 @@ class Database:
             index_elements=[inbound_quotes.c.quote_id],
             set_={"quote": statement.excluded.quote, "transaction_id": statement.excluded.transaction_id},
         )
-        async with self.engine.begin() as connection:
-            await connection.execute(statement)
+        await self.transaction(lambda connection: connection.execute(statement))
 
     async def get_quote(self, quote_id: str) -> dict[str, Any] | None:
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(select(inbound_quotes.c.quote).where(inbound_quotes.c.quote_id == quote_id))
-            ).first()
+        query = select(inbound_quotes.c.quote).where(inbound_quotes.c.quote_id == quote_id)
+        row = await self.transaction(lambda connection: connection.execute(query).first())
         return unseal_quote(quote_id, dict(row.quote), self.sealer) if row else None
 
 
