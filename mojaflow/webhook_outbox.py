@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DELIVERY_WORKFLOW", "EventDefaults", "EventWriter", "Outbox", "PendingDelivery", "event_row"]
 
-DISPATCH_LINGER_S = 0.1  # a transfer's states saved within this go to its workflow together: one signal, not one each
+DISPATCH_LINGER_S = 0.3  # a transfer's states saved within this go to its workflow together: one signal, not one each
 START_TIMEOUT_S = 10.0  # for a round of signal-with-starts (no save waits for it); what did not make it: the sweeper
 PAUSE_AFTER_FAILURE_S = 5.0  # then the dispatcher leaves new deliveries to the sweeper for a while
 SWEEP_BATCH = 200
