@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,6 +172,7 @@ class Database:
         self.engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         self.sealer = Sealer(secrets) if secrets is not None else None
         self._sqlite_file: Engine | None = None
+        self._sqlite_threads: ThreadPoolExecutor | None = None
         if self.engine.dialect.name == "sqlite":
             _private_file(self.engine.url.database)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -180,6 +182,9 @@ class Database:
                 # on the same file instead, the whole transaction in one hop to a thread.
                 self._sqlite_file = create_engine(self.engine.url.set(drivername="sqlite"))
                 event.listen(self._sqlite_file, "connect", _sqlite_pragmas)
+                # Threads of its own: a transaction waiting for SQLite's write lock (busy_timeout) never holds up
+                # the event loop's default executor (name resolution, other `to_thread` work).
+                self._sqlite_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sqlite")
         self._insert = _insert_for(self.engine)
         # Built once: the hot path (a save per state change) then only binds values to a cached compilation.
         upsert = self._insert(transfers)
@@ -221,6 +226,8 @@ class Database:
                     raise
 
     async def close(self) -> None:
+        if self._sqlite_threads is not None:
+            self._sqlite_threads.shutdown(wait=False, cancel_futures=True)
         await self.engine.dispose()
         if self._sqlite_file is not None:
             self._sqlite_file.dispose()
@@ -236,8 +243,10 @@ class Database:
         hot path (a state save, a sent request's claim, an idempotency key's, a transfer read by id). On a SQLite
         file in one hop to a thread (see __init__); otherwise on the async engine. Once started it runs to its end
         even if the caller is cancelled, so `work` must be idempotent like every save here."""
-        if self._sqlite_file is not None:
-            return await asyncio.to_thread(self._in_sqlite_transaction, work)
+        if self._sqlite_threads is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._sqlite_threads, self._in_sqlite_transaction, work
+            )
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
 
