@@ -241,8 +241,8 @@ class Database:
     async def transaction(self, work: Callable[[Connection], Result]) -> Result:
         """`work`'s statements in one transaction, committed when it returns, rolled back if it raises: for the
         hot path (a state save, a sent request's claim, an idempotency key's, a transfer read by id). On a SQLite
-        file in one hop to a thread (see __init__); otherwise on the async engine. Once started it runs to its end
-        even if the caller is cancelled, so `work` must be idempotent like every save here."""
+        file in one hop to a thread (see __init__), where once started it runs to its end even if the caller is
+        cancelled (so `work` must be idempotent, like every save here); otherwise on the async engine."""
         if self._sqlite_threads is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 self._sqlite_threads, self._in_sqlite_transaction, work
