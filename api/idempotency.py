@@ -16,11 +16,13 @@ same key with another request raises `IdempotencyKeyReused`, whatever happened i
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 
 from api.errors import IdempotencyKeyReused
 from mojaflow.database import Database
+from mojaflow.keys import KeyRing
 from mojaflow.models import TransferState, TransferView
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "decision_route",
     "decision_taken",
     "decision_update_id",
+    "keyed_fingerprint",
     "request_hash",
     "send_money_key",
     "transfers_key",
@@ -117,10 +120,15 @@ def decision_taken(view: TransferView, update_id: str, accept_party: bool | None
 
 
 class Idempotency:
-    """Claims keys in our database (kept beyond Temporal's retention): concurrent claims, exactly one wins."""
+    """Claims keys in our database (kept beyond Temporal's retention): concurrent claims, exactly one wins.
 
-    def __init__(self, database: Database) -> None:
+    A fingerprint is stored only as an HMAC under the party-hash ring's first key: a request's body holds party
+    ids, and a plain hash of it could be checked against guesses by whoever reads the database. A replay matches
+    under any key of the ring (one rotated in since the claim), or as earlier versions stored it (unkeyed)."""
+
+    def __init__(self, database: Database, ring: KeyRing) -> None:
         self._db = database
+        self._ring = ring
 
     async def claim(self, key: IdempotencyKey, fingerprint: str, transfer_id: str) -> Claim:
         """Bind `key` to `fingerprint` and `transfer_id`, or find what it is bound to; raises
@@ -130,9 +138,18 @@ class Idempotency:
             method=key.method,
             route=key.route,
             key=key.key,
-            request_hash=fingerprint,
+            request_hash=keyed_fingerprint(self._ring.primary, fingerprint),
             transfer_id=transfer_id,
         )
-        if not claim.created and claim.request_hash != fingerprint:
+        if not claim.created and not self._same_request(claim.request_hash, fingerprint):
             raise IdempotencyKeyReused()
         return Claim(created=claim.created, transfer_id=claim.transfer_id)
+
+    def _same_request(self, stored: str, fingerprint: str) -> bool:
+        candidates = [fingerprint, *(keyed_fingerprint(key, fingerprint) for key in self._ring.keys)]
+        return any(hmac.compare_digest(stored, candidate) for candidate in candidates)
+
+
+def keyed_fingerprint(key: bytes, fingerprint: str) -> str:
+    """What is stored of a request's fingerprint: its HMAC-SHA256 under `key` (64 hex digits, as the plain hash)."""
+    return hmac.new(key, fingerprint.encode(), hashlib.sha256).hexdigest()

@@ -32,6 +32,7 @@ from api.errors import TemporalUnavailable, TransferNotFound
 from api.idempotency import Idempotency
 from api.transfer_decisions import Decisions, is_timeout
 from mojaflow.database import Database
+from mojaflow.keys import load_party_hash_ring
 from mojaflow.log_context import bind_transfer_id
 from mojaflow.models import (
     REPORTABLE_STATES,
@@ -63,7 +64,7 @@ class TransferService:
         self._client = client
         self._db = database
         self._settings = settings
-        self._idempotency = Idempotency(database)
+        self._idempotency = Idempotency(database, load_party_hash_ring(settings))
         # RECEIVED's webhook event and deliveries, written with it; the workflow's first save hands them to their
         # delivery workflows together with its own (one signal, not two), the sweeper should that save never come.
         self._outbox = Outbox(database, None, settings)

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 from temporalio.api.enums.v1 import EventType
 
-from api.idempotency import decision_fingerprint, decision_route
+from api.idempotency import decision_fingerprint, decision_route, keyed_fingerprint
 from mojaflow.database import Database
+from mojaflow.keys import load_party_hash_ring
 from mojaflow.models import AcceptanceDecision
 from mojaflow.temporal import outbound_workflow_id
 from tests.conftest import Stack
@@ -27,6 +28,7 @@ from tests.support.transfers import (
     transfer_body,
     wait_for_state,
 )
+from tests.support.workers import settings_of
 
 MANUAL = {"autoAcceptParty": False, "autoAcceptQuote": False}
 PARTY = {"acceptParty": True}
@@ -77,8 +79,9 @@ async def test_a_claim_left_by_a_crashed_api_is_delivered_on_retry(stack: Stack,
             method="PUT",
             route=decision_route(transfer_id),
             key=key,
-            request_hash=decision_fingerprint(
-                **AcceptanceDecision.model_validate(PARTY).model_dump(exclude={"wait_s"})
+            request_hash=keyed_fingerprint(
+                load_party_hash_ring(settings_of(stack.env)).primary,
+                decision_fingerprint(**AcceptanceDecision.model_validate(PARTY).model_dump(exclude={"wait_s"})),
             ),
             transfer_id=transfer_id,
         )
