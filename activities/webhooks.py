@@ -1,17 +1,18 @@
 """Attempts at delivering webhooks, run by `WebhookDeliveryWorkflow` as a local activity with one try.
 
-`attempt_deliveries` makes one attempt for each delivery of a batch (those of one transfer to one subscriber that
-are due together), in order: it reads the deliveries with their events and the subscription with its secrets (by
-id, once per batch: no secret ever enters a workflow history), POSTs each event with the Money Movement headers,
-the Standard Webhooks signature and the subscriber's auth scheme through the SSRF-guarded client (redirects never
-followed), and records the attempts in one transaction. Success is exactly HTTP 200; anything else is a failed
-attempt, never an exception, so the workflow's schedule decides what comes next. It is idempotent per (delivery,
-cycle, attempt): a re-run after a crash posts again (the receiver dedupes on the event id) and rewrites the same
-records; a delivery already DELIVERED in this cycle is not posted again.
+`attempt_deliveries` makes one attempt for each delivery of a batch (those to one subscriber that are due together):
+it reads the deliveries with their events and the subscription with its secrets (by id, once per batch: no secret
+ever enters a workflow history), POSTs each event with the Money Movement headers, the Standard Webhooks signature
+and the subscriber's auth scheme through the SSRF-guarded client (redirects never followed), each transfer's events
+in order and different transfers' side by side, and records the attempts in one transaction. Success is exactly
+HTTP 200; anything else is a failed attempt, never an exception, so the workflow's schedule decides what comes
+next. It is idempotent per (delivery, cycle, attempt): a re-run after a crash posts again (the receiver dedupes on
+the event id) and rewrites the same records; a delivery already DELIVERED in this cycle is not posted again.
 
-A subscription has at most `subscription_concurrency` batches in flight in this process; one more waits for a
+A subscription has at most `subscription_concurrency` requests in flight in this process. A batch waits for one
 turn up to `slot_wait_s`, else answers BUSY without a request or a record, and the workflow tries again after a
-pause: a receiver that hangs holds a few slots, never all of them.
+pause; with its turn it takes such others as are free at once, one per transfer at most, and posts that many
+transfers' events side by side. A receiver that hangs holds a few turns, never all of them.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class WebhookActivities:
                     count_webhook_attempt(AttemptOutcome.BUSY, None, "no_turn", None)
                 return [AttemptResult(outcome=AttemptOutcome.BUSY)] * len(batch.attempts)
             try:
-                return await self._attempt(batch)
+                return await self._attempt(batch, turns)
             finally:
                 turns.semaphore.release()
         finally:
@@ -134,7 +135,7 @@ class WebhookActivities:
         """Record a status the attempts did not (CANCELLED; FAILED after an attempt that could not record)."""
         await mark_delivery(self._db, request.delivery_id, request.cycle, request.status)
 
-    async def _attempt(self, batch: AttemptBatch) -> list[AttemptResult]:
+    async def _attempt(self, batch: AttemptBatch, turns: _Turns) -> list[AttemptResult]:
         deliveries = await load_deliveries(self._db, [request.delivery_id for request in batch.attempts])
         results: list[AttemptResult | None] = [None] * len(batch.attempts)
         to_post: list[tuple[int, AttemptRequest, PendingDelivery]] = []
@@ -151,22 +152,40 @@ class WebhookActivities:
             to_post.append((index, request, delivery))
         if to_post:
             subscription = await self._load_subscription(self._db, batch.subscription_id)
-            records = []
-            for index, request, delivery in to_post:
-                if subscription is None or not subscription.active:
+            if subscription is None or not subscription.active:
+                for index, request, _ in to_post:
                     await mark_delivery(self._db, request.delivery_id, request.cycle, DeliveryStatus.CANCELLED)
-                    results[index] = AttemptResult(
-                        outcome=AttemptOutcome.CANCELLED, error_class="subscription_inactive"
-                    )
-                    continue
-                result, excerpt = await self._post(delivery, subscription, request.at)
-                count_webhook_attempt(result.outcome, result.status_code, result.error_class, delivery.body)
-                records.append(_record(request, result, excerpt))
-                results[index] = result
-                if result.outcome is AttemptOutcome.FAILED:
-                    log.info("webhook %s attempt %d failed: %s", request.delivery_id, request.attempt,
-                             result.error_class or f"HTTP {result.status_code}")  # fmt: skip
-            await record_attempts(self._db, records)
+                    results[index] = _INACTIVE
+            else:
+                records: list[AttemptRecord] = []
+
+                async def post_in_order(chain: list[tuple[int, AttemptRequest, PendingDelivery]]) -> None:
+                    for index, request, delivery in chain:
+                        result, excerpt = await self._post(delivery, subscription, request.at)
+                        count_webhook_attempt(result.outcome, result.status_code, result.error_class, delivery.body)
+                        records.append(_record(request, result, excerpt))
+                        results[index] = result
+                        if result.outcome is AttemptOutcome.FAILED:
+                            log.info("webhook %s attempt %d failed: %s", request.delivery_id, request.attempt,
+                                     result.error_class or f"HTTP {result.status_code}")  # fmt: skip
+
+                chains: dict[str, list[tuple[int, AttemptRequest, PendingDelivery]]] = {}
+                for each in to_post:
+                    chains.setdefault(each[2].transfer_id, []).append(each)
+                queue = iter(chains.values())  # shared: each chain is taken by one poster
+
+                async def poster() -> None:
+                    for chain in queue:
+                        await post_in_order(chain)
+
+                extra = await turns.take_free(len(chains) - 1)
+                try:
+                    async with asyncio.TaskGroup() as posters:
+                        for _ in range(1 + extra):
+                            posters.create_task(poster())
+                finally:
+                    turns.give_back(extra)
+                await record_attempts(self._db, records, workflow_id=activity.info().workflow_id)
         assert all(result is not None for result in results)
         return [result for result in results if result is not None]
 
@@ -218,11 +237,24 @@ _INACTIVE = AttemptResult(outcome=AttemptOutcome.CANCELLED, error_class="subscri
 
 
 class _Turns:
-    """A subscription's attempts in flight in this process (`semaphore`), and how many hold or await a turn."""
+    """A subscription's requests in flight in this process (`semaphore`), and how many batches hold or await a
+    turn."""
 
     def __init__(self, limit: int) -> None:
         self.semaphore = asyncio.Semaphore(limit)
         self.users = 0
+
+    async def take_free(self, wanted: int) -> int:
+        """Up to `wanted` more turns, of those free now: how many. Never waits (a free turn is acquired at once)."""
+        taken = 0
+        while taken < wanted and not self.semaphore.locked():
+            await self.semaphore.acquire()
+            taken += 1
+        return taken
+
+    def give_back(self, count: int) -> None:
+        for _ in range(count):
+            self.semaphore.release()
 
 
 def _settled(status: DeliveryStatus) -> AttemptOutcome | None:

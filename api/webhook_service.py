@@ -35,14 +35,8 @@ from mojaflow.webhook_delivery_queries import (
     restartable,
     start_new_cycle,
 )
-from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, dispatch_batch, mark_dispatched
-from mojaflow.webhook_models import (
-    NOT_IN_THIS_RUN,
-    DeliveryBatch,
-    DeliveryItem,
-    DeliveryStatus,
-    delivery_workflow_id,
-)
+from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, batches, dispatch_batch, mark_dispatched
+from mojaflow.webhook_models import NOT_IN_THIS_RUN, DeliveryBatch, DeliveryItem, DeliveryStatus
 from mojaflow.webhook_subscription_models import (
     OAuth2ClientCredentialsAuth,
     SigningSecretRotated,
@@ -70,7 +64,7 @@ log = logging.getLogger("mojaflow.api")
 RETRY_NOW = "retry_now"  # its update: one attempt now, recorded manual, not counted toward the 73
 _PARALLEL = 20  # Temporal calls in flight at once when a subscription's deliveries are cancelled or recovered
 _START_TIMEOUT_S = 5.0  # per workflow start; one that did not start is left to the sweeper
-_DIRECT_STARTS = 50  # a recovery starts this many workflows itself; the sweeper starts the rest
+_DIRECT_STARTS = 200  # a recovery dispatches this many deliveries itself (in batches); the sweeper the rest
 _TOKEN_URL_FIELD = "auth.oauth2_client_credentials.tokenUrl"  # as pydantic names it in a validation error
 
 
@@ -144,12 +138,12 @@ class WebhookService:
 
     async def recover(self, caller: Caller, subscription_id: str, since: datetime) -> list[str]:
         """Every FAILED delivery of the subscription created since `since` sent again in a new cycle; their ids.
-        The rows move first, in one transaction; the first `_DIRECT_STARTS` workflows are started here, the rest by
-        the sweeper within seconds (a recovery of thousands answers at once)."""
+        The rows move first, in one transaction; the first `_DIRECT_STARTS` are dispatched here, the rest by the
+        sweeper within seconds (a recovery of thousands answers at once)."""
         stored = await self._own(caller, subscription_id)
         self._require_enabled(stored)
         restarted = await restart_failed_since(self._db, subscription_id, since)
-        await _gathered(self._start_cycle(view) for view in restarted[:_DIRECT_STARTS])
+        await self._start_cycles(restarted[:_DIRECT_STARTS])
         detail = f"{len(restarted)} restarted since {since.isoformat()}"
         await self._audit(caller, "webhook_recover", subscription_id, stored.client_key, detail)
         return [view.delivery_id for view in restarted]
@@ -209,7 +203,7 @@ class WebhookService:
                 f"delivery {delivery_id} is {current.status}: {reason}",
             )  # fmt: skip
         if await start_new_cycle(self._db, delivery_id, current.cycle, orphaned=orphaned):
-            await self._start_cycle(current.model_copy(update={"cycle": current.cycle + 1}))
+            await self._start_cycles([current.model_copy(update={"cycle": current.cycle + 1})])
         await self._audit(caller, "webhook_retry", view.subscription_id, stored.client_key, delivery_id)
         return (await self._own_delivery(caller, delivery_id)).view
 
@@ -253,9 +247,11 @@ class WebhookService:
             raise Problem(422, "unsafe_url", "URL refused", detail, errors=errors)
 
     async def _retry_now(self, view: DeliveryView) -> Literal["accepted", "refused", "gone"]:
-        """Ask its transfer's delivery workflow for an attempt now: `accepted`; `refused` by its validator (that
-        delivery is finishing); `gone` if no run holds it (the run finished meanwhile, or was terminated)."""
-        handle = self._client.get_workflow_handle(delivery_workflow_id(view.transfer_id, view.subscription_id))
+        """Ask the delivery's workflow for an attempt now: `accepted`; `refused` by its validator (that delivery is
+        finishing); `gone` if no run holds it (the run finished meanwhile, or was terminated)."""
+        if view.workflow_id is None:  # never dispatched, yet DELIVERING: its workflow cannot be found
+            return "gone"
+        handle = self._client.get_workflow_handle(view.workflow_id)
         try:
             update = await handle.start_update(
                 RETRY_NOW,
@@ -274,25 +270,31 @@ class WebhookService:
             raise _temporal_unavailable() from None
         return "accepted"
 
-    async def _start_cycle(self, view: DeliveryView) -> bool:
-        """Hand the delivery's (new) cycle to its workflow, its row already set to it (PENDING, undispatched), and
-        mark the row dispatched. Should Temporal not answer, the row stays undispatched: the sweeper dispatches it.
-        Once settled, that workflow closes: nothing else of an old transfer is expected."""
-        item = DeliveryItem(delivery_id=view.delivery_id, event_id=view.event_id, cycle=view.cycle, final=True)
-        batch = DeliveryBatch(transfer_id=view.transfer_id, subscription_id=view.subscription_id, deliveries=[item])
+    async def _start_cycles(self, views: list[DeliveryView]) -> None:
+        """Hand the deliveries' (new) cycles to workflows, in batches, their rows already set to them (PENDING,
+        undispatched), and mark the rows dispatched. A batch Temporal does not take stays undispatched: the sweeper
+        dispatches it."""
+        items = (
+            (view.subscription_id, DeliveryItem(delivery_id=view.delivery_id, event_id=view.event_id,
+                                                transfer_id=view.transfer_id, cycle=view.cycle, final=True))
+            for view in views
+        )  # fmt: skip
+        await _gathered(self._start_cycle(batch) for batch in batches(items))
+
+    async def _start_cycle(self, batch: DeliveryBatch) -> bool:
         try:
             await dispatch_batch(
                 self._client, batch, task_queue=self._settings.webhook_task_queue, timeout_s=_START_TIMEOUT_S
             )
         except RPCError as error:
-            log.warning("delivery %s cycle %d left to the sweeper: %s", view.delivery_id, view.cycle, error.status.name)
+            log.warning("%d deliveries left to the sweeper: %s", len(batch.deliveries), error.status.name)
             return False
-        await mark_dispatched(self._db, [item])
+        await mark_dispatched(self._db, [batch])
         return True
 
     async def _cancel_workflows(self, deliveries: list[OpenDelivery]) -> None:
         """Best effort: the rows are CANCELLED already, and an attempt of a disabled or deleted subscription is
-        never made (the activity reads the subscription first). One workflow per transfer holds them all."""
+        never made (the activity reads the subscription first). A workflow holds one subscription's deliveries."""
 
         async def cancel(workflow_id: str) -> bool:
             try:
@@ -301,7 +303,7 @@ class WebhookService:
                 return error.status == RPCStatusCode.NOT_FOUND  # never started, or finished: nothing to cancel
             return True
 
-        workflow_ids = {delivery_workflow_id(each.transfer_id, each.subscription_id) for each in deliveries}
+        workflow_ids = {each.workflow_id for each in deliveries if each.workflow_id is not None}
         failed = (await _gathered(cancel(workflow_id) for workflow_id in sorted(workflow_ids))).count(False)
         if failed:
             log.warning("%d delivery workflows not cancelled (Temporal did not answer); they stop on their own", failed)

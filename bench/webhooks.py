@@ -50,7 +50,6 @@ from mojaflow.keys import load_secrets_ring  # noqa: E402
 from mojaflow.models import Direction, TransferRecord, TransferState, TransferView  # noqa: E402
 from mojaflow.settings import Settings  # noqa: E402
 from mojaflow.temporal import dev_server_flags  # noqa: E402
-from mojaflow.webhook_models import delivery_workflow_id  # noqa: E402
 from mojaflow.webhook_outbox import Outbox  # noqa: E402
 from mojaflow.webhook_subscription_models import SubscriptionCreate  # noqa: E402
 from mojaflow.webhook_subscriptions import create_subscription  # noqa: E402
@@ -284,8 +283,11 @@ def _percentile(values: list[float], q: float) -> float:
     return round(values[index], 1)
 
 
-def _workflow_id(records: list[TransferRecord], subscription_id: str) -> str:
-    return delivery_workflow_id(records[0].view.transfer_id, subscription_id)
+async def _delivery_workflow_ids(client: Client, subscription_id: str) -> list[str]:
+    """The delivery workflows of the subscription (warm-up's and measured), oldest first."""
+    query = f"WorkflowType = 'WebhookDeliveryWorkflow' AND WebhookSubscriptionId = '{subscription_id}'"
+    ids = [(each.start_time, each.id) async for each in client.list_workflows(query)]
+    return [workflow_id for _, workflow_id in sorted(ids)]
 
 
 async def history_shape(client: Client, workflow_id: str) -> dict[str, int]:
@@ -346,7 +348,8 @@ async def bench(args: argparse.Namespace, out: dict[str, Any] | None = None) -> 
             ids = [records[0].view.transfer_id for records in measured]
             print(f"  floor: {len(ids)} workflows that do nothing …", flush=True)
             figures["server_cpu_ms_per_empty_workflow"] = await floor_phase(stack, client, ids, args.concurrency)
-        workflow_ids = [_workflow_id(records, subscription.subscription_id) for records in measured]
+        workflow_ids = await _delivery_workflow_ids(client, subscription.subscription_id)
+        figures["workflows"] = len(workflow_ids)
         figures["history"] = await history_shape(client, workflow_ids[-1])
         figures["task_waits"] = await task_waits(client, workflow_ids[:: max(1, len(workflow_ids) // 20)])
         await outbox.aclose()

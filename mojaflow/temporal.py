@@ -27,6 +27,7 @@ __all__ = [
     "WEBHOOK_EVENT_IDS",
     "WEBHOOK_STATUS",
     "WEBHOOK_SUBSCRIPTION_ID",
+    "WEBHOOK_TRANSFER_IDS",
     "connect",
     "describe_connection",
     "inbound_workflow_id",
@@ -46,13 +47,15 @@ HOME_TRANSACTION_ID = SearchAttributeKey.for_keyword("HomeTransactionId")
 SDK_TRANSFER_ID = SearchAttributeKey.for_keyword("SdkTransferId")
 CLIENT_KEY = SearchAttributeKey.for_keyword("ClientKey")
 DIRECTION = SearchAttributeKey.for_keyword("Direction")
-# A transfer's webhook deliveries to one subscriber (workflows/webhook_delivery.py): the Web UI finds every delivery
-# of a transfer or an event (`WebhookEventIds` lists the events of that workflow).
+# A batch of webhook deliveries to one subscriber (workflows/webhook_delivery.py): the Web UI finds every delivery
+# of a transfer or an event (`WebhookTransferIds`, `WebhookEventIds`: those of that workflow). `TransferId` was set
+# by versions before batches, on runs of one transfer's deliveries.
 TRANSFER_ID = SearchAttributeKey.for_keyword("TransferId")
+WEBHOOK_TRANSFER_IDS = SearchAttributeKey.for_keyword_list("WebhookTransferIds")
 WEBHOOK_EVENT_IDS = SearchAttributeKey.for_keyword_list("WebhookEventIds")
 WEBHOOK_SUBSCRIPTION_ID = SearchAttributeKey.for_keyword("WebhookSubscriptionId")
 WEBHOOK_STATUS = SearchAttributeKey.for_keyword("WebhookStatus")
-# Eight keywords and a keyword list: a SQL-backed visibility store (the dev server's SQLite among them) holds ten
+# Eight keywords and two keyword lists: a SQL-backed visibility store (the dev server's SQLite among them) holds ten
 # keywords and three keyword lists at most.
 SEARCH_ATTRIBUTES = (
     MOJAFLOW_STATE,
@@ -61,6 +64,7 @@ SEARCH_ATTRIBUTES = (
     CLIENT_KEY,
     DIRECTION,
     TRANSFER_ID,
+    WEBHOOK_TRANSFER_IDS,
     WEBHOOK_EVENT_IDS,
     WEBHOOK_SUBSCRIPTION_ID,
     WEBHOOK_STATUS,

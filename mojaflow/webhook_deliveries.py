@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -185,6 +185,7 @@ _ATTEMPTED: dict[str, Any] = {
     "last_attempt_at": bindparam("b_at"),
     "next_attempt_at": bindparam("b_next"),
     "updated_at": bindparam("b_now"),
+    "workflow_id": func.coalesce(bindparam("b_workflow"), webhook_deliveries.c.workflow_id),
 }
 _RECORD_MANUAL = update(webhook_deliveries).where(_THIS_CYCLE_OPEN).values(**_ATTEMPTED)
 _RECORD_SCHEDULED = _RECORD_MANUAL.values(attempts=bindparam("b_attempt"))  # a re-run of an attempt counts once
@@ -231,9 +232,9 @@ def _pending(row: Any) -> PendingDelivery:
     )
 
 
-async def record_attempts(database: Database, records: list[AttemptRecord]) -> None:
+async def record_attempts(database: Database, records: list[AttemptRecord], *, workflow_id: str | None = None) -> None:
     """Write the attempts (each rewritten if it ran before) and their deliveries' statuses and counters, in one
-    transaction."""
+    transaction; `workflow_id`: the workflow that made them (it holds the deliveries' cycle)."""
     if not records:
         return
     now = datetime.now(UTC)
@@ -261,6 +262,7 @@ async def record_attempts(database: Database, records: list[AttemptRecord]) -> N
                 "b_next": record.next_attempt_at,
                 "b_now": now,
                 "b_attempt": record.attempt,
+                "b_workflow": workflow_id,
             }
             for record in records
             if record.manual is manual

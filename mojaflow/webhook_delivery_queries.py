@@ -17,7 +17,7 @@ from sqlalchemy import Row, select, update
 
 from mojaflow.database import Database
 from mojaflow.models import CamelModel
-from mojaflow.webhook_models import DeliveryStatus, PaymentStatus, WebhookEvent
+from mojaflow.webhook_models import DeliveryStatus, PaymentStatus, WebhookEvent, workflow_of
 from mojaflow.webhook_tables import webhook_attempts, webhook_deliveries, webhook_events
 
 __all__ = [
@@ -63,6 +63,9 @@ class DeliveryView(CamelModel):
     updated_at: datetime
     last_attempt_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    workflow_id: str | None = Field(
+        default=None, description="The delivery workflow of this cycle (the Temporal Web UI shows it); none before"
+    )
 
 
 class DeliveryDetail(DeliveryView):
@@ -151,6 +154,7 @@ _NEXT_CYCLE = {
     "attempts": 0,
     "dispatched_at": None,
     "next_attempt_at": None,
+    "workflow_id": None,
 }
 
 
@@ -195,7 +199,7 @@ async def restart_failed_since(database: Database, subscription_id: str, since: 
     views = [_view(row) for row in rows]
     return [
         view.model_copy(update={"cycle": view.cycle + 1, "status": DeliveryStatus.PENDING, "attempts": 0,
-                                "updated_at": now, "next_attempt_at": None})
+                                "updated_at": now, "next_attempt_at": None, "workflow_id": None})
         for view in views
     ]  # fmt: skip
 
@@ -227,6 +231,7 @@ def _view(row: Row[Any]) -> DeliveryView:
         updated_at=_aware(row.updated_at),
         last_attempt_at=_maybe(row.last_attempt_at),
         next_attempt_at=_maybe(row.next_attempt_at),
+        workflow_id=workflow_of(row),
     )
 
 

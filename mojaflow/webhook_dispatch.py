@@ -2,10 +2,14 @@
 outbox's saves and sweeper, the client API's manual retries and recoveries), so that they all agree on the
 workflow's id and policies.
 
-The workflow of a (transfer, subscription) is signalled with start: a running one gets the deliveries as a signal,
-otherwise a new run starts with them (a closed one's id is reused). A delivery it knows already, in that cycle, is
-ignored, so dispatching twice is harmless. The mark is per (delivery, cycle), never overwriting a status the
-delivery activity already wrote: a manual retry may have moved the row to its next cycle meanwhile.
+A dispatcher's deliveries to one subscriber, of any transfers, travel as one batch (at most `BATCH_SIZE`): one
+workflow delivers them all, so a delivery costs a share of one workflow rather than a workflow (DESIGN "Webhooks",
+the delivery's cost). The workflow, named after the batch's first delivery, is signalled with start: a running one
+gets the deliveries as a signal (a sweeper's dispatch of the same deliveries), otherwise a new run starts with them
+(a closed one's id is reused). A delivery it knows already, in that cycle, is ignored, and one already DELIVERED is
+not posted again, so dispatching twice is harmless. The mark is per (delivery, cycle), never overwriting a status
+the delivery activity already wrote (a manual retry may have moved the row to its next cycle meanwhile), and keeps
+the workflow's id for the API's retries and cancellations.
 """
 
 from __future__ import annotations
@@ -18,27 +22,39 @@ from sqlalchemy import bindparam, case, update
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from mojaflow.temporal import TRANSFER_ID, WEBHOOK_EVENT_IDS, WEBHOOK_STATUS, WEBHOOK_SUBSCRIPTION_ID
-from mojaflow.webhook_models import DeliveryBatch, DeliveryItem, DeliveryStatus, delivery_workflow_id
+from mojaflow.temporal import WEBHOOK_EVENT_IDS, WEBHOOK_STATUS, WEBHOOK_SUBSCRIPTION_ID, WEBHOOK_TRANSFER_IDS
+from mojaflow.webhook_models import DeliveryBatch, DeliveryItem, DeliveryStatus, indexed_ids
 from mojaflow.webhook_tables import webhook_deliveries
 
 if TYPE_CHECKING:
     from mojaflow.database import Database
 
-__all__ = ["DELIVERY_SIGNAL", "DELIVERY_WORKFLOW", "batches", "dispatch_batch", "mark_dispatched"]
+__all__ = [
+    "BATCH_SIZE",
+    "DELIVERY_SIGNAL",
+    "DELIVERY_WORKFLOW",
+    "batches",
+    "dispatch_batch",
+    "mark_dispatched",
+]
 
 DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"  # started by name: workflows/webhook_delivery.py
 DELIVERY_SIGNAL = "deliver"
+# Deliveries per workflow. Its search attributes list their event and transfer ids, and a value may not exceed 2 KB
+# (Temporal's `limit.searchAttributesSizeOfValue`): 40 transfer ids of 36 characters take 1.6 KB.
+BATCH_SIZE = 40
 
 
-def batches(deliveries: Iterable[tuple[str, str, DeliveryItem]]) -> list[DeliveryBatch]:
-    """(transfer id, subscription id, item) triples grouped into one batch per workflow, items in event order."""
-    grouped: dict[tuple[str, str], list[DeliveryItem]] = {}
-    for transfer_id, subscription_id, item in deliveries:
-        grouped.setdefault((transfer_id, subscription_id), []).append(item)
+def batches(deliveries: Iterable[tuple[str, DeliveryItem]]) -> list[DeliveryBatch]:
+    """(subscription id, item) pairs grouped into batches of one subscriber's deliveries, at most `BATCH_SIZE`
+    each, in the order given (the oldest first); within a batch each transfer's deliveries in event order."""
+    grouped: dict[str, list[DeliveryItem]] = {}
+    for subscription_id, item in deliveries:
+        grouped.setdefault(subscription_id, []).append(item)
     return [
-        DeliveryBatch(transfer_id=transfer, subscription_id=subscription, deliveries=sorted(items, key=_order))
-        for (transfer, subscription), items in grouped.items()
+        DeliveryBatch(subscription_id=subscription, deliveries=sorted(items[start : start + BATCH_SIZE], key=_order))
+        for subscription, items in grouped.items()
+        for start in range(0, len(items), BATCH_SIZE)
     ]
 
 
@@ -47,16 +63,16 @@ async def dispatch_batch(client: Client, batch: DeliveryBatch, *, task_queue: st
     await client.start_workflow(
         DELIVERY_WORKFLOW,
         batch,
-        id=delivery_workflow_id(batch.transfer_id, batch.subscription_id),
+        id=batch.workflow_id,
         task_queue=task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         start_signal=DELIVERY_SIGNAL,
         start_signal_args=[batch],
         search_attributes=TypedSearchAttributes(
             [
-                SearchAttributePair(TRANSFER_ID, batch.transfer_id),
+                SearchAttributePair(WEBHOOK_TRANSFER_IDS, indexed_ids(batch.transfer_ids())),
                 SearchAttributePair(WEBHOOK_SUBSCRIPTION_ID, batch.subscription_id),
-                SearchAttributePair(WEBHOOK_EVENT_IDS, [item.event_id for item in batch.deliveries]),
+                SearchAttributePair(WEBHOOK_EVENT_IDS, indexed_ids(item.event_id for item in batch.deliveries)),
                 SearchAttributePair(WEBHOOK_STATUS, DeliveryStatus.DELIVERING.value),
             ]
         ),
@@ -64,17 +80,21 @@ async def dispatch_batch(client: Client, batch: DeliveryBatch, *, task_queue: st
     )
 
 
-def _order(item: DeliveryItem) -> tuple[int, int]:
-    return item.sequence, item.cycle
+def _order(item: DeliveryItem) -> tuple[str, int, int]:
+    return item.transfer_id or "", item.sequence, item.cycle
 
 
-async def mark_dispatched(database: Database, started: Sequence[DeliveryItem]) -> None:
-    """Their workflows have them: `dispatched_at` set, and `DELIVERING` unless the activity already wrote a
-    status; per (delivery, cycle), one transaction."""
+async def mark_dispatched(database: Database, started: Sequence[DeliveryBatch]) -> None:
+    """Their workflows have them: `dispatched_at` and the workflow's id set, and `DELIVERING` unless the activity
+    already wrote a status; per (delivery, cycle), one transaction."""
     if not started:
         return
     now = datetime.now(UTC)
-    params = [{"started_id": each.delivery_id, "started_cycle": each.cycle, "now": now} for each in started]
+    params = [
+        {"started_id": each.delivery_id, "started_cycle": each.cycle, "now": now, "workflow": batch.workflow_id}
+        for batch in started
+        for each in batch.deliveries
+    ]
     await database.transaction(lambda connection: connection.execute(_MARK_DISPATCHED, params))
 
 
@@ -89,6 +109,7 @@ _MARK_DISPATCHED = (
     .values(
         dispatched_at=bindparam("now"),
         updated_at=bindparam("now"),
+        workflow_id=bindparam("workflow"),
         status=case(
             (_deliveries.status == DeliveryStatus.PENDING.value, DeliveryStatus.DELIVERING.value),
             else_=_deliveries.status,

@@ -8,9 +8,10 @@ re-run of the save that wrote it and every manual retry carries the same id; a r
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,9 +26,12 @@ __all__ = [
     "DeliveryStatus",
     "PaymentStatus",
     "WebhookEvent",
+    "batch_workflow_id",
     "delivery_id",
     "delivery_workflow_id",
     "event_id",
+    "indexed_ids",
+    "workflow_of",
 ]
 
 EVENT_TYPE: Literal["moneymovementservices.payment.status_updated"] = "moneymovementservices.payment.status_updated"
@@ -35,6 +39,7 @@ ATTEMPTS_PER_CYCLE = 73  # 0 h, 1 h, ... 72 h: re-posted every hour for at most 
 NOT_IN_THIS_RUN = "DeliveryNotInThisRun"  # the delivery workflow's refusal of a `retry_now` for one it does not hold
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 EVENT_ID_LENGTH = 20  # the contract's maximum; 20 base62 digits hold 119 bits of the hash
+INDEXED_BYTES = 1800  # of a list search attribute's value (Temporal refuses one over 2 KB)
 
 
 def event_id(transfer_id: str, sequence: int) -> str:
@@ -47,15 +52,41 @@ def event_id(transfer_id: str, sequence: int) -> str:
     return "".join(digits)
 
 
+def workflow_of(row: Any) -> str | None:
+    """The workflow that holds the delivery's cycle; a row dispatched before batches has none stored: its
+    transfer's workflow to that subscriber held it."""
+    if row.workflow_id is not None or row.dispatched_at is None:
+        return row.workflow_id
+    return delivery_workflow_id(row.transfer_id, row.subscription_id)
+
+
+def indexed_ids(values: Iterable[str]) -> list[str]:
+    """As many of these ids, once each and in order, as a list search attribute holds: ids beyond are left out of
+    a delivery workflow's index, never out of its batch."""
+    kept: list[str] = []
+    size = 2  # the JSON list's brackets
+    for value in dict.fromkeys(values):
+        size += len(value) + 3  # quotes and comma
+        if size > INDEXED_BYTES:
+            break
+        kept.append(value)
+    return kept
+
+
 def delivery_id(event: str, subscription_id: str) -> str:
     """One delivery per (event, subscription): its id in our API and database."""
     return f"{event}-{subscription_id}"
 
 
+def batch_workflow_id(event: str, subscription_id: str, cycle: int) -> str:
+    """`webhook-{eventId}-{subscriptionId}-{cycle}`: the delivery workflow of a batch, named after its first
+    delivery (DESIGN "Webhooks"). A batch of one, a manual retry's new cycle, is named after that delivery."""
+    return f"webhook-{event}-{subscription_id}-{cycle}"
+
+
 def delivery_workflow_id(transfer_id: str, subscription_id: str) -> str:
-    """`webhook-{transferId}-{subscriptionId}`: one workflow delivers a transfer's events to one subscriber, in
-    order (DESIGN "Webhooks", the delivery's cost). Once it has closed, the next event of that transfer starts a new
-    run under the same id; a delivery's cycle (a manual retry of a FAILED one starts the next) is in its item."""
+    """`webhook-{transferId}-{subscriptionId}`: the id of runs started by versions before batches, which delivered
+    one transfer's events to one subscriber. Only for finding such a run while it still delivers."""
     return f"webhook-{transfer_id}-{subscription_id}"
 
 
@@ -101,13 +132,30 @@ class DeliveryItem(BaseModel):
     event_id: str
     cycle: int = Field(default=1, ge=1)
     sequence: int = Field(default=0, ge=0)  # the event's: a transfer's deliveries are attempted in this order
-    final: bool = False  # of a final state: once it is settled, the workflow closes rather than wait for more
+    final: bool = False  # of a final state (a run of one transfer's deliveries closes once it is settled)
+    transfer_id: str | None = None  # None only in the runs of one transfer's deliveries (the batch's transfer_id)
 
 
 class DeliveryBatch(BaseModel):
-    """Deliveries of one transfer's events to one subscriber: the delivery workflow's input and its `deliver`
-    signal's (signal-with-start: whoever dispatches does not know, nor need to, whether the workflow runs)."""
+    """Deliveries to one subscriber, of any transfers' events: the delivery workflow's input and its `deliver`
+    signal's (signal-with-start: whoever dispatches does not know, nor need to, whether the workflow runs).
 
-    transfer_id: str
+    Versions before batches sent one transfer's deliveries (`transfer_id` set), to a workflow that then waited for
+    that transfer's later events; their runs still replay, so the field stays."""
+
+    transfer_id: str | None = None
     subscription_id: str
     deliveries: list[DeliveryItem] = Field(min_length=1)
+
+    @property
+    def workflow_id(self) -> str:
+        if self.transfer_id is not None:
+            return delivery_workflow_id(self.transfer_id, self.subscription_id)
+        first = self.deliveries[0]
+        return batch_workflow_id(first.event_id, self.subscription_id, first.cycle)
+
+    def transfer_ids(self) -> list[str]:
+        """The transfers whose events the batch holds, in order, once each."""
+        if self.transfer_id is not None:
+            return [self.transfer_id]
+        return list(dict.fromkeys(item.transfer_id for item in self.deliveries if item.transfer_id is not None))

@@ -5,10 +5,10 @@
   subscription of the transfer's owner that wants it. Without any subscription of that owner this is one statement:
   the event insert's RETURNING tells whether the owner has one.
 * After the commit, `Outbox.save` hands that transfer's new deliveries to the process's dispatcher and returns: the
-  save never waits for Temporal. The dispatcher lingers `DISPATCH_LINGER_S` so that a transfer's states saved in
-  quick succession travel together, then signals each (transfer, subscription)'s `WebhookDeliveryWorkflow` with
-  its deliveries (signal-with-start, by name, on the webhooks' task queue: `mojaflow.webhook_dispatch`) and marks
-  them dispatched. A workflow ignores a delivery it has, so dispatching twice is harmless. A failed dispatch is not
+  save never waits for Temporal. The dispatcher lingers `DISPATCH_LINGER_S` so that the states saved meanwhile, of
+  every transfer, travel together: each subscriber's share of them is one batch, one `WebhookDeliveryWorkflow`
+  (signal-with-start, by name, on the webhooks' task queue: `mojaflow.webhook_dispatch`), and they are marked
+  dispatched. A workflow ignores a delivery it has, so dispatching twice is harmless. A failed dispatch is not
   retried here, so a Temporal hiccup never stalls a transfer: each worker's sweeper (`Outbox.sweeping`) dispatches
   what is left, also after a crash between the commit and the dispatch.
 * The state upsert's revision guard makes a re-run of a save a no-op; the re-run still dispatches (its event insert
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DELIVERY_WORKFLOW", "EventDefaults", "EventWriter", "Outbox", "PendingDelivery", "event_row"]
 
-DISPATCH_LINGER_S = 0.3  # a transfer's states saved within this go to its workflow together: one signal, not one each
+DISPATCH_LINGER_S = 0.3  # the states saved within this, of every transfer, go to one workflow per subscriber
 START_TIMEOUT_S = 10.0  # for a round of signal-with-starts (no save waits for it); what did not make it: the sweeper
 PAUSE_AFTER_FAILURE_S = 5.0  # then the dispatcher leaves new deliveries to the sweeper for a while
 SWEEP_BATCH = 200
@@ -80,7 +80,7 @@ class EventDefaults:
 
 @dataclass(frozen=True)
 class PendingDelivery:
-    """A delivery to hand to its workflow: which workflow (transfer, subscription) and what (`item`)."""
+    """A delivery to hand to a workflow: to which subscriber, of which transfer, and what (`item`)."""
 
     transfer_id: str
     subscription_id: str
@@ -150,7 +150,7 @@ class EventWriter:
         subscriptions = _subscriptions.matching_subscription_ids(connection, row["client_key"], EVENT_TYPE, state.value)
         pending = [
             PendingDelivery(row["transfer_id"], sub, _item(delivery_id(row["event_id"], sub), row["event_id"],
-                                                           record.sequence, state))
+                                                           row["transfer_id"], record.sequence, state))
             for sub in subscriptions
         ]  # fmt: skip
         if pending:
@@ -286,7 +286,7 @@ class Outbox:
             for task in marking:
                 task.cancel()
 
-    async def _mark(self, dispatched: list[DeliveryItem]) -> None:
+    async def _mark(self, dispatched: list[DeliveryBatch]) -> None:
         try:
             await mark_dispatched(self._db, dispatched)
         except Exception as error:  # the sweeper dispatches them again, harmlessly
@@ -330,6 +330,7 @@ class Outbox:
                 _item(
                     row.delivery_id,
                     row.event_id,
+                    row.transfer_id,
                     row.sequence,
                     TransferState(row.data["currentState"]),
                     cycle=row.cycle,
@@ -339,27 +340,27 @@ class Outbox:
         ]
 
     async def _dispatch(self, pending: Sequence[PendingDelivery]) -> int:
-        """Signal each workflow its deliveries, all at once; mark those dispatched; how many."""
+        """Signal each batch's workflow its deliveries, all at once; mark those dispatched; how many."""
         dispatched = await self._signal(pending)
         if dispatched:
             await mark_dispatched(self._db, dispatched)
-        return len(dispatched)
+        return sum(len(batch.deliveries) for batch in dispatched)
 
-    async def _signal(self, pending: Sequence[PendingDelivery]) -> list[DeliveryItem]:
-        """Signal-with-start each workflow its deliveries, all at once; those that got there. A failure pauses the
-        saves' dispatches (the sweeper's turn)."""
+    async def _signal(self, pending: Sequence[PendingDelivery]) -> list[DeliveryBatch]:
+        """Signal-with-start each batch's workflow its deliveries, all at once; the batches that got there. A
+        failure pauses the saves' dispatches (the sweeper's turn)."""
         if not pending or self._client is None:
             return []
-        grouped = batches((each.transfer_id, each.subscription_id, each.item) for each in pending)
+        grouped = batches((each.subscription_id, each.item) for each in pending)
         tasks = [asyncio.create_task(self._dispatch_one(batch)) for batch in grouped]
         done, unfinished = await asyncio.wait(tasks, timeout=START_TIMEOUT_S)
         for task in unfinished:
             task.cancel()
-        dispatched = [item for batch, task in zip(grouped, tasks, strict=True) if _succeeded(task, done)
-                      for item in batch.deliveries]  # fmt: skip
-        if len(dispatched) < len(pending):
+        dispatched = [batch for batch, task in zip(grouped, tasks, strict=True) if _succeeded(task, done)]
+        if sum(len(batch.deliveries) for batch in dispatched) < len(pending):
             failures = {type(task.exception()).__name__ for task in done if task.exception() is not None}
-            self._pause(f"{len(pending) - len(dispatched)} of {len(pending)} dispatches failed "
+            missed = len(pending) - sum(len(batch.deliveries) for batch in dispatched)
+            self._pause(f"{missed} of {len(pending)} dispatches failed "
                         f"({', '.join(sorted(failures))}{', timed out' if unfinished else ''})")  # fmt: skip
         return dispatched
 
@@ -377,8 +378,10 @@ def _first_worker_save(record: TransferRecord) -> bool:
     return record.view.direction is Direction.OUTBOUND and record.sequence == 2
 
 
-def _item(delivery: str, event: str, sequence: int, state: TransferState, *, cycle: int = 1) -> DeliveryItem:
-    return DeliveryItem(delivery_id=delivery, event_id=event, cycle=cycle, sequence=sequence,
+def _item(
+    delivery: str, event: str, transfer_id: str, sequence: int, state: TransferState, *, cycle: int = 1
+) -> DeliveryItem:
+    return DeliveryItem(delivery_id=delivery, event_id=event, transfer_id=transfer_id, cycle=cycle, sequence=sequence,
                         final=state in FINAL_STATES)  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mojaflow.database import Database
-from mojaflow.webhook_models import DeliveryStatus
+from mojaflow.webhook_models import DeliveryStatus, workflow_of
 from mojaflow.webhook_subscription_models import (
     ApiKeysAuth,
     ApiKeysAuthView,
@@ -88,12 +88,10 @@ class StoredSubscription:
 
 @dataclass(frozen=True)
 class OpenDelivery:
-    """A delivery cancelled by a delete or disable: its workflow (its transfer's to this subscriber) is to be
-    cancelled too."""
+    """A delivery cancelled by a delete or disable: its workflow, if dispatched, is to be cancelled too."""
 
     delivery_id: str
-    transfer_id: str
-    subscription_id: str
+    workflow_id: str | None
 
 
 @dataclass(frozen=True, repr=False)
@@ -362,7 +360,10 @@ async def _cancel_open_deliveries(
 ) -> list[OpenDelivery]:
     deliveries = webhook_deliveries.c
     open_ = (deliveries.subscription_id == subscription_id) & deliveries.status.in_(_OPEN)
-    columns = (deliveries.delivery_id, deliveries.transfer_id, deliveries.subscription_id)
+    columns = (
+        deliveries.delivery_id, deliveries.transfer_id, deliveries.subscription_id, deliveries.workflow_id,
+        deliveries.dispatched_at,
+    )  # fmt: skip
     rows = (await connection.execute(select(*columns).where(open_))).all()
     if rows:
         await connection.execute(
@@ -370,4 +371,4 @@ async def _cancel_open_deliveries(
             .where(open_)
             .values(status=DeliveryStatus.CANCELLED.value, updated_at=now, next_attempt_at=None)
         )
-    return [OpenDelivery(row.delivery_id, row.transfer_id, row.subscription_id) for row in rows]
+    return [OpenDelivery(row.delivery_id, workflow_of(row)) for row in rows]

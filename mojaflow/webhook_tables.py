@@ -75,6 +75,8 @@ webhook_deliveries = Table(
     Column("dispatched_at", DateTime(timezone=True)),
     Column("last_attempt_at", DateTime(timezone=True)),
     Column("next_attempt_at", DateTime(timezone=True)),
+    # The workflow that holds its cycle (a batch's, named after its first delivery): set when it is dispatched.
+    Column("workflow_id", String(200)),
     Index("ix_webhook_deliveries_undispatched", "dispatched_at", "created_at"),
     Index("ix_webhook_deliveries_subscription", "subscription_id", "status", "created_at"),
     Index("ix_webhook_deliveries_transfer", "transfer_id"),

@@ -1,18 +1,22 @@
-"""`WebhookDeliveryWorkflow`: a transfer's events delivered to one subscriber, durably and in order.
+"""`WebhookDeliveryWorkflow`: a batch of events delivered to one subscriber, durably, each transfer's in order.
 
-One workflow per (transfer, subscription), fed by signal-with-start (`mojaflow.webhook_dispatch`): a transfer's six
-or so state changes cost one workflow, not six, which is what lets deliveries cost a few milliseconds each (DESIGN
-"Webhooks", the delivery's cost). Each delivery (event x subscription, in one cycle) keeps its own schedule: attempt
+One workflow per batch: the deliveries to one subscriber that a dispatcher had at once, of any transfers
+(`mojaflow.webhook_dispatch`). Under load a batch holds many transfers' state changes, so a delivery costs a share
+of one workflow rather than a workflow (DESIGN "Webhooks", the delivery's cost); alone, a transfer's states saved
+within the dispatcher's linger still travel together. Each delivery (event x subscription, in one cycle) keeps its
+own schedule: attempt
 k is due k-1 hours after its first (0 h, 1 h, ... 72 h), anchored to the first so a slow attempt never shifts the
 others; each is one try of a local activity, a durable timer waits in between. Exactly 200 makes it DELIVERED; 73
 failed attempts make it FAILED (the workflow still completes normally: a person replays it, a new cycle).
 `retry_now` (an update) makes an attempt at once, recorded as manual, without shortening the 73; cancelling the
 workflow (a subscription deleted or disabled) makes every open delivery CANCELLED.
 
-The workflow closes once nothing is open and the transfer's final state has been dealt with, or after an hour
-without news; a later event of the same transfer starts a new run under the same id. A dispatcher may hand over a
-delivery twice (the outbox's save and its sweeper): one the workflow knows, in that cycle, is ignored, and one
-already DELIVERED in an earlier run is not posted again (the activity reads its row first).
+The workflow closes once nothing is open. A dispatcher may hand over a delivery twice (the outbox's save and its
+sweeper, as a signal to a running batch or in a batch of its own): one the workflow knows, in that cycle, is
+ignored, and one already DELIVERED is not posted again (the activity reads its row first).
+
+Runs started by versions before batches hold one transfer's deliveries (their input's `transfer_id`): such a run
+waits for that transfer's later events, as it did, until the final state is dealt with or an hour passes quietly.
 
 A worker that dies mid-attempt leaves no marker in the history: the next worker runs the same attempt again (same
 event id, same record), so nothing is lost and nothing is counted twice. Times come from `workflow.now()` and go
@@ -24,10 +28,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -39,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         FinishRequest,
         WebhookActivities,
     )
-    from mojaflow.temporal import WEBHOOK_EVENT_IDS, WEBHOOK_STATUS
+    from mojaflow.temporal import WEBHOOK_EVENT_IDS, WEBHOOK_STATUS, WEBHOOK_TRANSFER_IDS
     from mojaflow.webhook_deliveries import MANUAL_ATTEMPT_BASE
     from mojaflow.webhook_models import (
         ATTEMPTS_PER_CYCLE,
@@ -47,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         DeliveryBatch,
         DeliveryItem,
         DeliveryStatus,
+        indexed_ids,
     )
     from workflows.transfer_state import LOCAL_ACTIVITY_FAILURES
 
@@ -60,6 +66,7 @@ __all__ = [
 ]
 
 ATTEMPT_INTERVAL = timedelta(hours=1)  # the contract: re-posted every hour
+# Runs of one transfer's deliveries (versions before batches) only:
 IDLE_BEFORE_CLOSE = timedelta(hours=1)  # nothing open, no final state seen: wait this long for the next event
 QUIET_BEFORE_INDEXING = timedelta(seconds=10)  # waiting for the next event longer than this: search attributes first
 CLOSE_AFTER_EVENTS = 10_000  # of history: once nothing is open, close rather than grow (a new run takes over)
@@ -97,7 +104,7 @@ class DeliverySummary(BaseModel):
 
 
 class DeliveryOutcome(BaseModel):
-    transfer_id: str
+    transfer_id: str | None = None  # of a run of one transfer's deliveries (versions before batches)
     subscription_id: str
     status: DeliveryStatus  # DELIVERED if all were; else FAILED if any did; else CANCELLED
     deliveries: list[DeliverySummary]
@@ -158,6 +165,10 @@ class _Delivery:
         )
 
 
+def _transfer_order(delivery: _Delivery) -> tuple[str, int]:
+    return delivery.item.transfer_id or "", delivery.item.sequence
+
+
 @workflow.defn
 class WebhookDeliveryWorkflow:
     @workflow.init
@@ -170,9 +181,9 @@ class WebhookDeliveryWorkflow:
         self._cancelled = False
         self._alarm: asyncio.Future[None] | None = None  # _news_within's timer
         self._alarm_at = workflow.now()
-        # What the dispatcher's start set: upserted again only when it changes, at moments a search may need it.
-        self._indexed = (DeliveryStatus.DELIVERING, tuple(item.event_id for item in run.deliveries))
         self._accept(run.deliveries)
+        # What the dispatcher's start set: upserted again only when it changes, at moments a search may need it.
+        self._indexed = self._index_values(DeliveryStatus.DELIVERING)
 
     @workflow.run
     async def run(self, run: DeliveryRun) -> DeliveryOutcome:
@@ -183,7 +194,11 @@ class WebhookDeliveryWorkflow:
                 if any(each.open for each in self._deliveries.values()):
                     await self._wait_for_due()
                     continue
-                expecting = not self._final_seen and workflow.info().get_current_history_length() < CLOSE_AFTER_EVENTS
+                expecting = (
+                    self._run.transfer_id is not None  # a batch expects nothing more
+                    and not self._final_seen
+                    and workflow.info().get_current_history_length() < CLOSE_AFTER_EVENTS
+                )
                 if expecting and await self._news_within(idle):
                     continue
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -250,7 +265,7 @@ class WebhookDeliveryWorkflow:
             now = workflow.now()
             due = [
                 each
-                for each in sorted(self._deliveries.values(), key=lambda each: each.item.sequence)
+                for each in sorted(self._deliveries.values(), key=_transfer_order)
                 if each.open and (each.manual_wanted or each.due(self._interval, now) <= now)
             ]
             if not due:
@@ -364,15 +379,25 @@ class WebhookDeliveryWorkflow:
         return DeliveryStatus.CANCELLED
 
     def _index(self) -> None:
-        """Upsert the status and the event ids if they changed: a visibility write each, so only before a wait and
-        at the end, never per attempt."""
-        indexed = (self._status(), tuple(each.item.event_id for each in self._deliveries.values()))
+        """Upsert the status and the ids if they changed: a visibility write each, so only before a wait and at the
+        end, never per attempt."""
+        indexed = self._index_values(self._status())
         if indexed == self._indexed:
             return
         self._indexed = indexed
-        workflow.upsert_search_attributes(
-            [WEBHOOK_STATUS.value_set(indexed[0].value), WEBHOOK_EVENT_IDS.value_set(list(indexed[1]))]
-        )
+        status, event_ids, transfer_ids = indexed
+        updates: list[SearchAttributeUpdate[Any]] = [
+            WEBHOOK_STATUS.value_set(status.value),
+            WEBHOOK_EVENT_IDS.value_set(list(event_ids)),
+        ]
+        if self._run.transfer_id is None:  # a batch's (a run of one transfer has `TransferId`, set at its start)
+            updates.append(WEBHOOK_TRANSFER_IDS.value_set(list(transfer_ids)))
+        workflow.upsert_search_attributes(updates)
+
+    def _index_values(self, status: DeliveryStatus) -> tuple[DeliveryStatus, tuple[str, ...], tuple[str, ...]]:
+        items = [each.item for each in self._deliveries.values()]
+        transfers = (item.transfer_id for item in items if item.transfer_id is not None)
+        return status, tuple(indexed_ids(item.event_id for item in items)), tuple(indexed_ids(transfers))
 
     @workflow.query
     def deliveries(self) -> list[DeliverySummary]:
