@@ -44,7 +44,7 @@ from mojaflow.models import Direction, TransferState
 from mojaflow.settings import Settings
 from mojaflow.webhook_deliveries import insert_delivery, insert_event
 from mojaflow.webhook_delivery_queries import DeliveryDetail, get_delivery
-from mojaflow.webhook_models import DeliveryItem, PaymentStatus, WebhookEvent, delivery_workflow_id, event_id
+from mojaflow.webhook_models import DeliveryItem, PaymentStatus, WebhookEvent, event_id
 from mojaflow.webhook_subscription_models import SubscriptionCreate, SubscriptionCreated
 from mojaflow.webhook_subscriptions import create_subscription
 from tests.support import secret_scan
@@ -161,15 +161,19 @@ async def new_delivery(
             client_key=client_key, dispatched=True,  # started by the test: no sweeper starts it
         )  # fmt: skip
     extra = {} if attempt_interval_s is None else {"attempt_interval_s": attempt_interval_s}
-    item = DeliveryItem(delivery_id=delivery, event_id=event.id, sequence=sequence, final=final)
-    run = DeliveryRun(transfer_id=transfer_id, subscription_id=subscription_id, deliveries=[item], **extra)
+    item = DeliveryItem(
+        delivery_id=delivery, event_id=event.id, transfer_id=transfer_id, sequence=sequence, final=final
+    )
+    run = DeliveryRun(subscription_id=subscription_id, deliveries=[item], **extra)
     return OneDelivery(delivery, event.id, transfer_id, subscription_id, run)
 
 
 def start_options(settings: Settings, delivery: OneDelivery | DeliveryRun) -> dict[str, Any]:
-    """As the outbox starts a delivery workflow: its id from (transfer, subscription), the webhooks' task queue."""
+    """As the outbox starts a delivery workflow: its id from its batch's first delivery, the webhooks' task
+    queue."""
+    run = delivery.run if isinstance(delivery, OneDelivery) else delivery
     return {
-        "id": delivery_workflow_id(delivery.transfer_id, delivery.subscription_id),
+        "id": run.workflow_id,
         "task_queue": settings.webhook_task_queue,
         "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     }
