@@ -1,6 +1,11 @@
 """The corpus's paths of `WebhookDeliveryWorkflow`: a subscription made over our client API, a transfer driven as
 the CBS or the SDK would, the receiver simulator's fault switch (`PUT /_sim/faults`) picking the path; each driver
-waits until the (transfer, subscription)'s delivery workflow has closed and returns its id.
+waits until the delivery workflows of the transfer's events have closed and returns the id of the one that holds
+its first event (the batch the worker's first save dispatched, with the API's RECEIVED).
+
+`LEGACY_WEBHOOK_PATHS` were recorded before batches, when one workflow held one transfer's events to one subscriber
+and waited for the later ones: runs of that version may still be deployed, so their files stay and replay, but no
+driver makes them any more.
 
 Each path subscribes a client key of its own (outbound) or the bank's (inbound transfers belong to
 `MOJAFLOW_DEFAULT_CLIENT_KEY`), and deletes its subscription once its workflow has closed, so that no other path's
@@ -16,11 +21,10 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from mojaflow.webhook_models import EVENT_TYPE, delivery_workflow_id
+from mojaflow.webhook_models import EVENT_TYPE
 from tests.support.transfers import money_movement_headers, new_payer, set_fault, transfer_body
 
 if TYPE_CHECKING:
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
 
     from tests.histories.paths import Driver
 
-__all__ = ["WEBHOOK_PATHS"]
+__all__ = ["LEGACY_WEBHOOK_PATHS", "WEBHOOK_PATHS"]
 
 BANK = "bank"  # MOJAFLOW_DEFAULT_CLIENT_KEY's default: the owner of inbound transfers' events
 AUTO_EVENTS = 6  # RECEIVED, RESOLVING_PARTY, REQUESTING_QUOTE, HOLDING_FUNDS, TRANSFERRING, COMPLETED
@@ -129,38 +133,39 @@ async def _closed(d: Driver, workflow_id: str, timeout_s: float = 60) -> str:
     return workflow_id
 
 
-async def _event_types(d: Driver, workflow_id: str) -> list[int]:
-    """The types of the workflow's events so far; none before it starts."""
-    handle = d.stack.client.get_workflow_handle(workflow_id)
-    try:
-        return [event.event_type async for event in handle.fetch_history_events()]
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return []
-
-
 # -- the paths ---------------------------------------------------------------------------------------------------
 
 
+async def _workflows_closed(d: Driver, client_key: str, transfer_id: str, count: int) -> str:
+    """Once the workflows holding the transfer's `count` deliveries have all closed: the one of its first event."""
+
+    async def dispatched() -> list[str] | None:
+        items = await _deliveries(d, client_key, transfer_id)
+        ids = [each["workflowId"] for each in items]
+        return ids if len(items) == count and all(ids) else None
+
+    workflow_ids: list[str] = await _poll(dispatched, f"{count} deliveries of {transfer_id} dispatched")
+    for workflow_id in dict.fromkeys(workflow_ids):
+        await _closed(d, workflow_id)
+    return workflow_ids[0]
+
+
 async def delivered(d: Driver) -> str:
-    """An auto transfer's six events, each delivered on its first attempt (the receiver answers 200). The money
-    step takes a second, so its COMPLETED comes to the running workflow in a `deliver` signal of its own."""
+    """An auto transfer's six events, each delivered on its first attempt (the receiver answers 200)."""
     client_key = f"hok{uuid.uuid4().hex[:7]}"
     async with _subscription(d, client_key) as subscription_id:
-        transfer_id = await _auto_transfer(d, client_key, moneyStepDelayS=1, switchOutcome="COMMITTED")
-        workflow_id = await _closed(d, delivery_workflow_id(transfer_id, subscription_id))
-    signals = (await _event_types(d, workflow_id)).count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
-    assert signals >= 3, f"{workflow_id}: {signals} deliver signals, the start's included"
+        transfer_id = await _auto_transfer(d, client_key)
+        workflow_id = await _workflows_closed(d, client_key, transfer_id, AUTO_EVENTS)
+    assert subscription_id in workflow_id
     return workflow_id
 
 
 async def receiver_down_retried(d: Driver) -> str:
     """The receiver answers 500 to the first attempt of every event; once it is back, each delivery is retried by
-    hand (`POST /webhooks/deliveries/{id}/retry`: the `retry_now` update) and delivered, long before its next hourly
-    attempt."""
+    hand (`POST /webhooks/deliveries/{id}/retry`: the `retry_now` update of its workflow) and delivered, long before
+    its next hourly attempt."""
     client_key = f"hok{uuid.uuid4().hex[:7]}"
-    async with _subscription(d, client_key) as subscription_id, _receiver_answers(d, 500):
+    async with _subscription(d, client_key), _receiver_answers(d, 500):
         transfer_id = await _auto_transfer(d, client_key)
         items = await _all_failed_once(d, client_key, transfer_id, AUTO_EVENTS)
         await _receiver_recovers(d)
@@ -168,45 +173,34 @@ async def receiver_down_retried(d: Driver) -> str:
             url = f"{d.stack.api_url}/webhooks/deliveries/{item['deliveryId']}/retry"
             response = await d.http.post(url, headers={"client_key": client_key})
             assert response.status_code == 202, response.text
-        return await _closed(d, delivery_workflow_id(transfer_id, subscription_id))
+        return await _workflows_closed(d, client_key, transfer_id, AUTO_EVENTS)
 
 
 async def subscription_deleted(d: Driver) -> str:
     """The receiver answers 503 to every attempt; the subscription is deleted while the deliveries wait for their
-    next hourly attempt: the API cancels the workflow, whose open deliveries end CANCELLED."""
+    next hourly attempt: the API cancels their workflows, whose open deliveries end CANCELLED."""
     client_key = f"hok{uuid.uuid4().hex[:7]}"
     async with _subscription(d, client_key) as subscription_id, _receiver_answers(d, 503):
         transfer_id = await _auto_transfer(d, client_key)
-        await _all_failed_once(d, client_key, transfer_id, AUTO_EVENTS)
+        items = await _all_failed_once(d, client_key, transfer_id, AUTO_EVENTS)
         url = f"{d.stack.api_url}/webhooks/subscriptions/{subscription_id}"
         response = await d.http.delete(url, headers={"client_key": client_key})
         assert response.status_code == 204, response.text
-        return await _closed(d, delivery_workflow_id(transfer_id, subscription_id))
-
-
-async def later_event_after_idle(d: Driver) -> str:
-    """An inbound transfer (the bank's) reserved: its events are delivered, and the workflow, with no final state
-    yet, waits quietly, then indexes its status (a timer fires, search attributes upserted) and waits on; the
-    switch's commit then comes to it as a later `deliver` signal, and it closes once that is delivered. (A run that
-    closes after an hour without news, its transfer's next event starting a new run, would take that hour here.)"""
-    async with _subscription(d, BANK) as subscription_id:
-        transfer_id = await d.inbound_reserved()
-        workflow_id = delivery_workflow_id(transfer_id, subscription_id)
-
-        async def indexed() -> bool:
-            return EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES in await _event_types(d, workflow_id)
-
-        await _poll(indexed, f"{workflow_id} idle long enough to index its status", timeout_s=45)
-        await d.switch_says(transfer_id, "COMMITTED")
-        await d.notify(transfer_id, "COMMITTED")
-        await d.inbound_closed(transfer_id, "COMMITTED")
-        return await _closed(d, workflow_id)
+        for workflow_id in dict.fromkeys(each["workflowId"] for each in items):
+            await _closed(d, workflow_id)
+        return str(items[0]["workflowId"])
 
 
 # By file name (`<name>.json`), how to drive each path.
 WEBHOOK_PATHS: dict[str, Callable[[Driver], Awaitable[str]]] = {
-    "webhook_delivered": delivered,
-    "webhook_receiver_down_retried": receiver_down_retried,
-    "webhook_subscription_deleted": subscription_deleted,
-    "webhook_later_event_after_idle": later_event_after_idle,
+    "webhook_batch_delivered": delivered,
+    "webhook_batch_receiver_down_retried": receiver_down_retried,
+    "webhook_batch_subscription_deleted": subscription_deleted,
 }
+# Recorded before batches (see above): replayed, never re-recorded.
+LEGACY_WEBHOOK_PATHS = (
+    "webhook_delivered",
+    "webhook_receiver_down_retried",
+    "webhook_subscription_deleted",
+    "webhook_later_event_after_idle",
+)

@@ -1,7 +1,8 @@
 """The webhook delivery workflow's part of the deploy safety net (tests/workflows/test_history_corpus.py replays
-every file of the corpus): its recorded paths (tests/histories/webhook_paths.py) are there and are what their names
-say, and a plausible bad change to `WebhookDeliveryWorkflow` fails to replay every one of them while the transfers'
-histories still replay: the corpus guards deployed deliveries too, not only transfers.
+every file of the corpus): its recorded paths (tests/histories/webhook_paths.py: batches, and the runs of one
+transfer's deliveries recorded before batches) are there and are what their names say, and a plausible bad change
+to `WebhookDeliveryWorkflow` fails to replay every one of them while the transfers' histories still replay: the
+corpus guards deployed deliveries too, not only transfers.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from workflows.webhook_delivery import DeliveryOutcome, DeliveryRun, WebhookDeli
 with workflow.unsafe.imports_passed_through():
     from mojaflow.webhook_models import delivery_workflow_id
     from tests.histories.corpus import CORPUS_DIR, corpus_name, history_files, load_history, replay, result
-    from tests.histories.webhook_paths import AUTO_EVENTS, WEBHOOK_PATHS
+    from tests.histories.webhook_paths import AUTO_EVENTS, LEGACY_WEBHOOK_PATHS, WEBHOOK_PATHS
 
 E = EventType
 
 # Each path's outcome: the workflow's status; each delivery's (status, scheduled attempts, manual attempts, last
-# status code); how many deliveries (None: an inbound transfer's, three or so).
+# status code); how many deliveries (None: some; an inbound transfer's, three or so; a batch's, as dispatched).
 OUTCOMES: dict[str, tuple[str, tuple[str, int, int, int], int | None]] = {
+    "webhook_batch_delivered": ("DELIVERED", ("DELIVERED", 1, 0, 200), None),
+    "webhook_batch_receiver_down_retried": ("DELIVERED", ("DELIVERED", 1, 1, 200), None),
+    "webhook_batch_subscription_deleted": ("CANCELLED", ("CANCELLED", 1, 0, 503), None),
     "webhook_delivered": ("DELIVERED", ("DELIVERED", 1, 0, 200), AUTO_EVENTS),
     "webhook_receiver_down_retried": ("DELIVERED", ("DELIVERED", 1, 1, 200), AUTO_EVENTS),
     "webhook_subscription_deleted": ("CANCELLED", ("CANCELLED", 1, 0, 503), AUTO_EVENTS),
@@ -45,7 +49,7 @@ def _counts(history: WorkflowHistory) -> Counter[int]:
 
 
 def test_the_corpus_holds_every_webhook_path() -> None:
-    assert set(OUTCOMES) == set(WEBHOOK_PATHS)
+    assert set(OUTCOMES) == {*WEBHOOK_PATHS, *LEGACY_WEBHOOK_PATHS}
     assert [name for name in OUTCOMES if not (CORPUS_DIR / f"{name}.json").exists()] == []
     for name in OUTCOMES:  # one run each: a delivery workflow never continues as new on these paths
         assert not list(CORPUS_DIR.glob(f"{name}_run*.json")), name
@@ -57,9 +61,14 @@ async def test_each_webhook_history_ends_as_its_path_says() -> None:
         started = history.events[0].workflow_execution_started_event_attributes
         assert started.workflow_type.name == "WebhookDeliveryWorkflow", name
         outcome: dict[str, Any] = await result(history)
-        assert history.workflow_id == delivery_workflow_id(outcome["transfer_id"], outcome["subscription_id"])
-        assert outcome["status"] == status, name
         deliveries = outcome["deliveries"]
+        if name in LEGACY_WEBHOOK_PATHS:  # one transfer's deliveries, in the workflow of (transfer, subscription)
+            assert history.workflow_id == delivery_workflow_id(outcome["transfer_id"], outcome["subscription_id"])
+        else:  # a batch, named after its first delivery
+            first = deliveries[0]
+            assert outcome["transfer_id"] is None, name
+            assert history.workflow_id == f"webhook-{first['event_id']}-{outcome['subscription_id']}-1", name
+        assert outcome["status"] == status, name
         assert len(deliveries) == count if count else len(deliveries) >= 2, f"{name}: {len(deliveries)} deliveries"
         summaries = {(d["status"], d["attempts"], d["manual_attempts"], d["status_code"]) for d in deliveries}
         assert summaries == {each}, name
@@ -78,6 +87,16 @@ def test_each_webhook_history_went_the_way_its_path_says() -> None:
 
     deleted = _counts(_history("webhook_subscription_deleted"))
     assert deleted[E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED] == 1
+
+    # A batch delivered at once is one workflow task: its attempts' marker, the status indexed, the completion.
+    batch = _counts(_history("webhook_batch_delivered"))
+    assert batch[E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED] == 1
+    assert batch[E.EVENT_TYPE_MARKER_RECORDED] == 1
+    batch_retried = _counts(_history("webhook_batch_receiver_down_retried"))
+    assert batch_retried[E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED] >= 2  # `retry_now`: one per delivery
+    assert batch_retried[E.EVENT_TYPE_TIMER_FIRED] == 0
+    batch_deleted = _counts(_history("webhook_batch_subscription_deleted"))
+    assert batch_deleted[E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED] == 1
 
     # Idle: the quiet timer fired and the status was indexed before the transfer's later event came.
     types = [event.event_type for event in _history("webhook_later_event_after_idle").events]
