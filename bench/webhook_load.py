@@ -53,6 +53,9 @@ IDLE_WINDOW_S = 30.0
 PARKING_CONCURRENCY = 10
 
 
+_DELIVERY_RUNS = "WorkflowType = 'WebhookDeliveryWorkflow'"
+
+
 def _percentile(values: list[float], q: float) -> float:
     """Linear interpolation between closest ranks (as bench.py)."""
     values = sorted(values)
@@ -158,11 +161,13 @@ async def transfers_with_and_without(args: argparse.Namespace) -> dict[str, Any]
             latencies: list[float] = []
             lags: list[tuple[float, float, float]] = []
             delivered = 0
+            workflows = 0  # delivery workflows (runs) of the measured phases with webhooks
 
             async def phase(kind: str, count: int, into: Phase) -> None:
-                nonlocal delivered
+                nonlocal delivered, workflows
                 (await http.patch(subscription, json={"enabled": kind == "with"})).raise_for_status()
                 (await http.delete(f"{receiver_url}/_sim/events")).raise_for_status()
+                runs_before = (await client.count_workflows(_DELIVERY_RUNS)).count
                 before = {name: proc.cpu_s() for name, proc in measured.items()}
                 await run_phase(into, count, one, {}, [])
                 if kind == "with":
@@ -172,6 +177,7 @@ async def transfers_with_and_without(args: argparse.Namespace) -> dict[str, Any]
                 if kind == "with" and into is phases["with"]:
                     events = await _events(http, receiver_url)
                     delivered += len(events)
+                    workflows += (await client.count_workflows(_DELIVERY_RUNS)).count - runs_before
                     latencies.extend(_latency_ms(event) for event in events)
                     lags.extend(_lags(data_dir / "mojaflow" / "mojaflow.db", events))
 
@@ -201,6 +207,7 @@ async def transfers_with_and_without(args: argparse.Namespace) -> dict[str, Any]
         "transfer_p50_ms": {kind: round(p.percentile(0.5)) for kind, p in phases.items()},
         "deliveries": delivered,
         "deliveries_per_transfer": round(delivered / n, 2),
+        "deliveries_per_workflow": round(delivered / max(workflows, 1), 2),
         "cpu_ms_per_transfer": {
             kind: {name: round(s * 1000 / n, 1) for name, s in by.items()} for kind, by in cpu.items()
         },
@@ -306,7 +313,8 @@ def report(result: dict[str, Any]) -> None:
     tp = load["throughput_per_s"]
     per = load["cpu_ms_per_transfer"]
     print(f"transfers/s without webhooks {tp['without']}, with {tp['with']} ({load['deliveries']} deliveries, "
-          f"{load['deliveries_per_transfer']} per transfer)")  # fmt: skip
+          f"{load['deliveries_per_transfer']} per transfer, "
+          f"{load['deliveries_per_workflow']} per workflow)")  # fmt: skip
     print(f"CPU ms per transfer without webhooks {per['without']}, with {per['with']}")
     cpu, lat = load["cpu_ms_per_delivery"], load["first_attempt_latency_ms"]
     both = cpu["server_plus_worker"]

@@ -265,17 +265,22 @@ class Outbox:
         self._wake.set()
 
     async def _dispatch_forever(self) -> None:
-        """Rounds of dispatches. Idle, it waits for a delivery, then lingers for the ones that follow it; busy, it
-        takes at once what came during the last round (that waited long enough). A round's dispatched deliveries
-        are marked in the background: the next round does not wait for our database."""
+        """Rounds of dispatches, at most one per `DISPATCH_LINGER_S`: idle, it waits for a delivery, then lingers
+        for the ones that follow it; busy, it takes what came since the last round began, once that lingered long
+        enough. So under load a round, one workflow per subscriber, holds many transfers' states. A round's
+        dispatched deliveries are marked in the background: the next round does not wait for our database."""
         assert self._wake is not None
         marking: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        began = loop.time()  # of the round: the first lingers from the dispatcher's start, the first delivery's
         try:
             while True:
                 if not self._waiting:
                     self._wake.clear()
                     await self._wake.wait()
-                    await asyncio.sleep(DISPATCH_LINGER_S)
+                    began = loop.time()
+                await asyncio.sleep(max(0.0, began + DISPATCH_LINGER_S - loop.time()))
+                began = loop.time()
                 waiting, self._waiting = self._waiting, []
                 dispatched = await self._signal(waiting)
                 if dispatched:
