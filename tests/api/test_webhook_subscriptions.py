@@ -33,11 +33,14 @@ from temporalio.client import Client, WorkflowHandle
 from mojaflow.database import Database
 from mojaflow.keys import load_secrets_ring
 from mojaflow.settings import Settings
+from mojaflow.temporal import WEBHOOK_SUBSCRIPTION_ID, WEBHOOK_TRANSFER_IDS
+from mojaflow.webhook_dispatch import dispatch_batch, mark_dispatched
 from mojaflow.webhook_models import (
     EVENT_TYPE,
     DeliveryBatch,
     DeliveryItem,
     DeliveryStatus,
+    batch_workflow_id,
     delivery_id,
     delivery_workflow_id,
     event_id,
@@ -465,8 +468,11 @@ async def _outbox(
     sequence: int,
     status: DeliveryStatus = DeliveryStatus.DELIVERING,
     created_at: datetime | None = None,
+    before_batches: bool = False,
 ) -> str:
-    """An event and its delivery, as the outbox writes them (then moved to `status`); the delivery's id."""
+    """An event and its delivery, as the outbox writes them (then moved to `status`), dispatched in a batch of its
+    own (its workflow's id stored, though no such workflow runs) or, `before_batches`, as versions before batches
+    left it (no workflow id stored: its transfer's workflow to that subscriber held it); the delivery's id."""
     event = event_id(transfer_id, sequence)
     delivery = delivery_id(event, subscription_id)
     at = created_at or datetime.now(UTC)
@@ -486,7 +492,7 @@ async def _outbox(
             webhook_deliveries.insert().values(
                 delivery_id=delivery, event_id=event, subscription_id=subscription_id, transfer_id=transfer_id,
                 client_key=client, status=status.value, cycle=1, attempts=0, created_at=at, updated_at=at,
-                dispatched_at=at,
+                dispatched_at=at, workflow_id=None if before_batches else batch_workflow_id(event, subscription_id, 1),
             )
         )  # fmt: skip
     return delivery
@@ -563,15 +569,26 @@ async def test_deliveries_are_listed_filtered_and_read_with_their_attempts(
                       ["items"]]  # fmt: skip
 
 
-async def _handed_over(client: Client, transfer: str, sid: str, delivery: str, cycle: int) -> dict[str, Any]:
-    """The transfer's delivery workflow for the subscription has that delivery in that cycle (its query says so)."""
-    handle = client.get_workflow_handle(delivery_workflow_id(transfer, sid))
+async def _handed_over(
+    http: httpx.AsyncClient, api: Api, temporal: Client, client: str, delivery: str, cycle: int
+) -> dict[str, Any]:
+    """The delivery in that cycle, as the API reads it, names its workflow (`workflowId`: a batch named after the
+    delivery that started it), and that workflow, on the server, holds the delivery in that cycle (its query says
+    so) and lists its transfer and subscription."""
+    view = await _until(
+        http, f"{api.client_url}/webhooks/deliveries/{delivery}", client,
+        lambda body: body["cycle"] == cycle and body.get("workflowId") is not None,
+    )  # fmt: skip
+    handle = temporal.get_workflow_handle(view["workflowId"])
     deadline = asyncio.get_running_loop().time() + 30
     while True:
         held = await handle.query(WebhookDeliveryWorkflow.deliveries)
         if any((each.delivery_id, each.cycle) == (delivery, cycle) for each in held):
             described = await handle.describe()
-            return {"type": described.workflow_type, "task_queue": described.task_queue}
+            attributes = described.typed_search_attributes
+            assert view["transferId"] in attributes.get(WEBHOOK_TRANSFER_IDS), attributes
+            assert attributes.get(WEBHOOK_SUBSCRIPTION_ID) == view["subscriptionId"], attributes
+            return {"id": described.id, "type": described.workflow_type, "task_queue": described.task_queue}
         assert asyncio.get_running_loop().time() < deadline, f"{delivery} cycle {cycle} not in {held}"
         await asyncio.sleep(0.2)
 
@@ -596,14 +613,19 @@ async def test_a_failed_delivery_is_retried_in_a_new_cycle_and_recovered(
     retried = await http.post(f"{base}/deliveries/{failed}/retry", headers=_as(client))
     assert retried.status_code == 202, retried.text
     assert retried.json()["cycle"] == 2 and retried.json()["status"] in ("PENDING", "DELIVERING", "DELIVERED")
-    started = await _handed_over(stack.client, transfer, sid, failed, 2)
-    assert started == {"type": "WebhookDeliveryWorkflow", "task_queue": api.webhook_task_queue}
+    # a new batch, named after the delivery's new cycle; the retry's answer names it already
+    assert retried.json()["workflowId"] == batch_workflow_id(event_id(transfer, 1), sid, 2)
+    started = await _handed_over(http, api, stack.client, client, failed, 2)
+    assert started == {
+        "id": retried.json()["workflowId"], "type": "WebhookDeliveryWorkflow", "task_queue": api.webhook_task_queue,
+    }  # fmt: skip
     _problem(await http.post(f"{base}/deliveries/{pending}/retry", headers=_as(client)), 409, "delivery_not_retryable")
     # DELIVERING, but no workflow of its cycle runs (terminated by hand, say): a new cycle too
     orphan = await _outbox(database, client=client, subscription_id=sid, transfer_id=transfer, sequence=5)
     adopted = await http.post(f"{base}/deliveries/{orphan}/retry", headers=_as(client))
     assert (adopted.status_code, adopted.json()["cycle"]) == (202, 2), adopted.text
-    await _handed_over(stack.client, transfer, sid, orphan, 2)
+    adopter = await _handed_over(http, api, stack.client, client, orphan, 2)
+    assert adopter["id"] == batch_workflow_id(event_id(transfer, 5), sid, 2)
 
     recovered = await http.post(
         f"{base}/subscriptions/{sid}/recover", json={"since": (long_ago + timedelta(days=1)).isoformat()},
@@ -611,7 +633,9 @@ async def test_a_failed_delivery_is_retried_in_a_new_cycle_and_recovered(
     )  # fmt: skip
     assert recovered.status_code == 202, recovered.text
     assert recovered.json() == {"restarted": 1, "deliveryIds": [recent]}  # `failed` is in cycle 2 already
-    await _handed_over(stack.client, transfer, sid, recent, 2)
+    assert (await _handed_over(http, api, stack.client, client, recent, 2))["id"] == batch_workflow_id(
+        event_id(transfer, 3), sid, 2
+    )
     old_view = (await http.get(f"{base}/deliveries/{old}", headers=_as(client))).json()
     assert (old_view["status"], old_view["cycle"]) == ("FAILED", 1)  # before `since`: left alone
     naive = await http.post(f"{base}/subscriptions/{sid}/recover", json={"since": "2026-01-01T00:00:00"},
@@ -631,20 +655,31 @@ async def test_deleting_or_disabling_cancels_the_open_deliveries_and_their_workf
 ) -> None:
     client = _client()
     base = f"{api.client_url}/webhooks"
-    for action in ("delete", "disable"):
+    # a batch's workflow, as dispatchers start it; and a run started before batches (one transfer's deliveries,
+    # under its old id), which still runs until its deliveries settle
+    for action, before_batches in (("delete", False), ("disable", False), ("disable", True)):
         sid = (await _create(http, api, client, _body(_api_keys())))["subscriptionId"]
         transfer = str(uuid.uuid4())
-        running = await _outbox(database, client=client, subscription_id=sid, transfer_id=transfer, sequence=1)
-        waiting = await _outbox(database, client=client, subscription_id=sid, transfer_id=transfer, sequence=2,
-                                status=DeliveryStatus.PENDING)  # fmt: skip
-        done = await _outbox(database, client=client, subscription_id=sid, transfer_id=transfer, sequence=3,
-                             status=DeliveryStatus.DELIVERED)  # fmt: skip
-        item = DeliveryItem(delivery_id=running, event_id=event_id(transfer, 1), sequence=1)
-        handle = await stack.client.start_workflow(
-            "WebhookDeliveryWorkflow",
-            DeliveryBatch(transfer_id=transfer, subscription_id=sid, deliveries=[item]),
-            id=delivery_workflow_id(transfer, sid), task_queue=api.webhook_task_queue,
-        )  # fmt: skip
+        outbox = {"client": client, "subscription_id": sid, "transfer_id": transfer, "before_batches": before_batches}
+        running = await _outbox(database, sequence=1, **outbox)
+        waiting = await _outbox(database, sequence=2, status=DeliveryStatus.PENDING, **outbox)
+        done = await _outbox(database, sequence=3, status=DeliveryStatus.DELIVERED, **outbox)
+        if before_batches:
+            item = DeliveryItem(delivery_id=running, event_id=event_id(transfer, 1), sequence=1)
+            handle = await stack.client.start_workflow(
+                "WebhookDeliveryWorkflow",
+                DeliveryBatch(transfer_id=transfer, subscription_id=sid, deliveries=[item]),
+                id=delivery_workflow_id(transfer, sid), task_queue=api.webhook_task_queue,
+            )  # fmt: skip
+        else:
+            item = DeliveryItem(delivery_id=running, event_id=event_id(transfer, 1), transfer_id=transfer, sequence=1)
+            batch = DeliveryBatch(subscription_id=sid, deliveries=[item])
+            await dispatch_batch(stack.client, batch, task_queue=api.webhook_task_queue, timeout_s=10)
+            await mark_dispatched(database, [batch])
+            handle = stack.client.get_workflow_handle(batch.workflow_id)
+        # the API names the workflow it will cancel: the batch's stored id, or the transfer's old one
+        named = await http.get(f"{base}/deliveries/{running}", headers=_as(client))
+        assert named.json()["workflowId"] == handle.id, named.text
 
         if action == "delete":
             answer = await http.delete(f"{base}/subscriptions/{sid}", headers=_as(client))
@@ -657,7 +692,7 @@ async def test_deleting_or_disabling_cancels_the_open_deliveries_and_their_workf
         for delivery in (running, waiting, done):
             read = await http.get(f"{base}/deliveries/{delivery}", headers=_as(client))
             statuses[delivery] = read.json()["status"]
-        assert statuses == {running: "CANCELLED", waiting: "CANCELLED", done: "DELIVERED"}, action
+        assert statuses == {running: "CANCELLED", waiting: "CANCELLED", done: "DELIVERED"}, (action, before_batches)
         # A cancel request that reaches the run while a workflow task is open (its first attempt) enters the
         # history when that task completes: wait for it rather than read the history once.
         await _cancel_requested(handle, action)
@@ -724,6 +759,19 @@ async def test_a_real_transfers_deliveries_are_listed_retried_now_and_sent_again
         assert mine[0]["eventId"] in {item["eventId"] for item in every}  # the COMPLETED event, to both
         delivery, event = mine[0]["deliveryId"], mine[0]["eventId"]
         assert mine[0]["status"] == "DELIVERING"  # its first attempt met a 500: the next is an hour away
+
+        # each delivery names its workflow, once dispatched: one Temporal knows, a batch of that delivery's
+        # subscriber that lists the transfer (a batch may hold several of its deliveries, or other transfers' too)
+        listing = await _until(
+            http, f"{base}?transferId={transfer}", client,
+            lambda body: all(item.get("workflowId") for item in body["items"]),
+        )  # fmt: skip
+        for item in listing["items"]:
+            read = (await http.get(f"{base}/{item['deliveryId']}", headers=_as(client))).json()
+            described = await stack.client.get_workflow_handle(read["workflowId"]).describe()
+            assert described.workflow_type == "WebhookDeliveryWorkflow", read
+            assert described.typed_search_attributes.get(WEBHOOK_SUBSCRIPTION_ID) == item["subscriptionId"], read
+            assert transfer in described.typed_search_attributes.get(WEBHOOK_TRANSFER_IDS), read
 
         # the receiver recovers; a retry attempts now, recorded as manual, the scheduled count unchanged
         (await http.delete(f"{receiver.url}/_sim/faults")).raise_for_status()

@@ -5,7 +5,7 @@ subscriptions are this module's alone; its own deliveries' task queue; the sweep
 Temporal server and simulators, and a real webhook receiver (simulators/webhook_receiver.py).
 
 What is checked against something other than our outbox's own words: the states a transfer goes through are its
-path as README documents it; delivery workflows are counted on the Temporal server; deliveries are counted at the
+path as README documents it; delivery workflows are found on the Temporal server; deliveries are counted at the
 receiver.
 """
 
@@ -26,9 +26,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from mojaflow.database import Database
-from mojaflow.models import FINAL_STATES, Direction, TransferRecord, TransferState, TransferView
-from mojaflow.temporal import WEBHOOK_EVENT_IDS, connect
-from mojaflow.webhook_models import EVENT_TYPE, PaymentStatus, delivery_workflow_id, event_id
+from mojaflow.models import Direction, TransferRecord, TransferState, TransferView
+from mojaflow.temporal import WEBHOOK_EVENT_IDS, WEBHOOK_STATUS, WEBHOOK_SUBSCRIPTION_ID, WEBHOOK_TRANSFER_IDS, connect
+from mojaflow.webhook_models import EVENT_TYPE, DeliveryStatus, PaymentStatus, batch_workflow_id, event_id
 from mojaflow.webhook_outbox import Outbox
 from mojaflow.webhook_tables import webhook_deliveries, webhook_events
 from tests.conftest import Stack
@@ -38,6 +38,7 @@ from tests.support.transfers import money_movement_headers, new_payer, transfer_
 from tests.support.webhook_peers import webhook_receiver
 from tests.support.workers import settings_of
 from worker import build_worker, worker_resources
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 INBOUND_PRODUCT, INBOUND_CHANNEL = "business_payments", "bank_bos"  # not the defaults: the settings are used
 AUTO_PATH = ["RECEIVED", "RESOLVING_PARTY", "REQUESTING_QUOTE", "HOLDING_FUNDS", "TRANSFERRING", "COMPLETED"]
@@ -153,19 +154,36 @@ def _assert_one_event_per_state(events: list[Any], transfer_id: str, states: lis
     assert occurred == sorted(occurred)
 
 
-async def _delivery_workflows(client: Client, transfer_id: str, closed: set[str], timeout_s: float = 60) -> list[Any]:
-    """The delivery workflows of a transfer on the server (by the TransferId their workflow sets), once those with
-    an id in `closed` are closed."""
-    query = f"WorkflowType = 'WebhookDeliveryWorkflow' AND TransferId = '{transfer_id}'"
+async def _settled_rows_and_workflows(
+    hooks: Hooks, transfer_id: str, timeout_s: float = 60
+) -> tuple[list[Any], dict[str, Any]]:
+    """The transfer's delivery rows once each is DELIVERED with its workflow's id stored, and the delivery workflows
+    that hold any of its deliveries on the server (found by `WebhookTransferIds`, a list: `=` is membership), by id,
+    once each row's workflow is among them and every one of them is closed (a batch closes once it is settled)."""
+    query = f"WorkflowType = 'WebhookDeliveryWorkflow' AND WebhookTransferIds = '{transfer_id}'"
     deadline = time.monotonic() + timeout_s
-    found: list[Any] = []
+    rows: list[Any] = []
+    found: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        found = [execution async for execution in client.list_workflows(query)]
-        done = {e.id for e in found if e.status != WorkflowExecutionStatus.RUNNING}
-        if closed <= done:
-            return found
+        rows = await _deliveries(hooks, transfer_id)
+        found = {execution.id: execution async for execution in hooks.stack.client.list_workflows(query)}
+        settled = all(row.status == DeliveryStatus.DELIVERED.value and row.workflow_id for row in rows)
+        closed = all(execution.status != WorkflowExecutionStatus.RUNNING for execution in found.values())
+        if settled and closed and {row.workflow_id for row in rows} <= found.keys():
+            return rows, found
         await asyncio.sleep(0.2)
-    raise AssertionError(f"delivery workflows of {transfer_id}: {[e.id for e in found]}, {sorted(closed)} closed")
+    seen = [(row.event_id, row.status, row.workflow_id) for row in rows]
+    raise AssertionError(f"deliveries of {transfer_id}: {seen}; workflows {[(e.id, e.status) for e in found.values()]}")
+
+
+async def _assert_not_started(client: Client, transfer_id: str, workflow_ids: list[str]) -> None:
+    """None of these delivery workflows exists, and none holds any of the transfer's deliveries."""
+    for workflow_id in workflow_ids:
+        with pytest.raises(RPCError) as missing:
+            await client.get_workflow_handle(workflow_id).describe()
+        assert missing.value.status == RPCStatusCode.NOT_FOUND, workflow_id
+    query = f"WorkflowType = 'WebhookDeliveryWorkflow' AND WebhookTransferIds = '{transfer_id}'"
+    assert [execution.id async for execution in client.list_workflows(query)] == []
 
 
 async def _received(http: httpx.AsyncClient, hooks: Hooks, transfer_id: str, count: int) -> list[dict[str, Any]]:
@@ -189,9 +207,9 @@ async def _assert_delivered_once_each(
     *,
     posts_may_repeat: bool = False,
 ) -> None:
-    """One delivery row, one workflow on the server and one POST at the receiver per (event, subscription that
-    wants it), and none else. `posts_may_repeat`: a worker died, maybe during a POST, which its successor then
-    makes again with the same event id (the delivery is at least once; its workflow is still one)."""
+    """One delivery row and one POST at the receiver per (event, subscription that wants it), and none else; each
+    delivered by a workflow the server knows. `posts_may_repeat`: a worker died, maybe during a POST, which its
+    successor then makes again with the same event id (the delivery is at least once)."""
     wanted = [
         (event.event_id, sub)
         for event in events
@@ -202,18 +220,28 @@ async def _assert_delivered_once_each(
     assert sorted((row.event_id, row.subscription_id) for row in deliveries) == sorted(
         (event, sub.subscription_id) for event, sub in wanted
     )
-    # One workflow per subscription that wants any, one run each: a transfer's events all go to the same run. It
-    # closes once the final state's event is delivered (else it waits for the transfer's next event), listing them.
-    events_of = {sub.subscription_id: [event for event, each in wanted if each is sub] for sub in subscriptions}
-    final = {event.event_id for event in events if TransferState(event.data["currentState"]) in FINAL_STATES}
-    workflow_ids = {delivery_workflow_id(transfer_id, sub): sub for sub, ids in events_of.items() if ids}
-    closing = {workflow_id for workflow_id, sub in workflow_ids.items() if final & set(events_of[sub])}
-    workflows = await _delivery_workflows(hooks.stack.client, transfer_id, closing)
-    assert sorted(workflow.id for workflow in workflows) == sorted(workflow_ids)
-    for workflow in workflows:
-        if workflow.id in closing:
-            indexed = workflow.typed_search_attributes.get(WEBHOOK_EVENT_IDS)
-            assert sorted(indexed) == sorted(events_of[workflow_ids[workflow.id]])
+    # Deliveries travel in batches (one subscriber's, of any transfers), so a transfer's events may be spread over
+    # several workflows: each row names the one that holds its cycle, a closed one, of its subscriber, that lists
+    # the transfer and the event and reports the delivery DELIVERED. Any workflow holding one of the transfer's
+    # deliveries (a sweeper's second dispatch, say) is one of a subscriber that wants the transfer's events.
+    rows, workflows = await _settled_rows_and_workflows(hooks, transfer_id)
+    subscribers = {sub.subscription_id for _, sub in wanted}
+    for workflow in workflows.values():
+        attributes = workflow.typed_search_attributes
+        assert workflow.status == WorkflowExecutionStatus.COMPLETED, (workflow.id, workflow.status)
+        assert attributes.get(WEBHOOK_SUBSCRIPTION_ID) in subscribers, workflow.id
+        assert transfer_id in attributes.get(WEBHOOK_TRANSFER_IDS), workflow.id
+    for row in rows:
+        holder = workflows[row.workflow_id]
+        assert holder.typed_search_attributes.get(WEBHOOK_SUBSCRIPTION_ID) == row.subscription_id, row.workflow_id
+        assert row.event_id in holder.typed_search_attributes.get(WEBHOOK_EVENT_IDS), row.workflow_id
+        assert holder.typed_search_attributes.get(WEBHOOK_STATUS) == DeliveryStatus.DELIVERED.value, row.workflow_id
+        handle = hooks.stack.client.get_workflow_handle_for(WebhookDeliveryWorkflow.run, row.workflow_id)
+        outcome = await handle.result()
+        summary = outcome.of(row.delivery_id)
+        assert (outcome.subscription_id, summary.cycle, summary.status) == (
+            row.subscription_id, row.cycle, DeliveryStatus.DELIVERED,
+        )  # fmt: skip
     received = [(item["eventId"], item["path"]) for item in await _received(http, hooks, transfer_id, len(wanted))]
     expected = [(event, f"/{sub.path}") for event, sub in wanted]
     if posts_may_repeat:
@@ -327,10 +355,10 @@ async def test_a_rerun_of_a_save_writes_nothing_and_starts_what_was_left(hooks: 
         assert written.sequence == 3 and written.event_id == event_id(transfer_id, 3)
         assert written.data["previousState"] == "RESOLVING_PARTY" and written.data["currentState"] == "REQUESTING_QUOTE"
         assert left.dispatched_at is None and left.subscription_id == every.subscription_id
-        workflow_id = delivery_workflow_id(transfer_id, left.subscription_id)
-        with pytest.raises(RPCError) as missing:
-            await client.get_workflow_handle(workflow_id).describe()
-        assert missing.value.status == RPCStatusCode.NOT_FOUND
+        assert left.workflow_id is None
+        # A batch of this delivery alone would be named after it; none is on the server, nor any of the transfer's.
+        workflow_id = batch_workflow_id(left.event_id, left.subscription_id, left.cycle)
+        await _assert_not_started(client, transfer_id, [workflow_id])
 
         outbox = Outbox(hooks.database, client, settings)
         assert not await outbox.save(record)  # not newer: the state upsert did nothing
@@ -341,6 +369,7 @@ async def test_a_rerun_of_a_save_writes_nothing_and_starts_what_was_left(hooks: 
         ]
         [started] = await _deliveries(hooks, transfer_id)
         assert started.delivery_id == left.delivery_id and started.dispatched_at is not None
+        assert started.workflow_id == workflow_id
         description = await client.get_workflow_handle(workflow_id).describe()
         assert description.workflow_type == "WebhookDeliveryWorkflow"
         assert description.task_queue == settings.webhook_task_queue
@@ -353,7 +382,7 @@ async def test_a_crash_between_the_commit_and_the_start_is_swept_up(hooks: Hooks
     """The worker exits right after a save's commit, before dispatching its delivery (the injected crash point: a
     random kill almost never lands there): its first save, so RECEIVED's delivery, which the API left to it, waits
     too. A new worker's sweeper dispatches both; the transfer goes on; exactly one event per state, each delivered
-    once, one delivery workflow."""
+    (at least once: the worker may have died during a POST) by a workflow that holds it."""
     stack = hooks.stack
     client_key = _client_key()
     every = await _subscribe(http, hooks, client_key)
@@ -377,10 +406,10 @@ async def test_a_crash_between_the_commit_and_the_start_is_swept_up(hooks: Hooks
     events = await _events(hooks, transfer_id)
     assert [e.data["currentState"] for e in events] == ["RECEIVED", "RESOLVING_PARTY"]  # committed, then died
     left = await _deliveries(hooks, transfer_id)
-    assert [row.dispatched_at for row in left] == [None, None]  # the API leaves RECEIVED's to that save
-    with pytest.raises(RPCError) as missing:
-        await stack.client.get_workflow_handle(delivery_workflow_id(transfer_id, every.subscription_id)).describe()
-    assert missing.value.status == RPCStatusCode.NOT_FOUND
+    assert [(row.dispatched_at, row.workflow_id) for row in left] == [(None, None)] * 2  # the API leaves RECEIVED's
+    # to that save; no batch of either was started (one is named after its first delivery)
+    batches = [batch_workflow_id(row.event_id, every.subscription_id, row.cycle) for row in left]
+    await _assert_not_started(stack.client, transfer_id, batches)
 
     log_size = stack.data_dir.joinpath("worker.log").stat().st_size
     stack.worker = stack.worker_process().start()
