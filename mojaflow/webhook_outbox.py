@@ -238,7 +238,8 @@ class Outbox:
 
     @asynccontextmanager
     async def sweeping(self) -> AsyncIterator[asyncio.Task[None]]:
-        """Sweep every `MOJAFLOW_WEBHOOK_SWEEP_INTERVAL_S` until the block exits; then stop the dispatcher."""
+        """Sweep now and every `MOJAFLOW_WEBHOOK_SWEEP_INTERVAL_S` until the block exits; then stop the
+        dispatcher."""
         task = asyncio.create_task(self._sweep_forever(), name="webhook-outbox-sweeper")
         try:
             yield task
@@ -298,8 +299,8 @@ class Outbox:
             self._pause(f"{type(error).__name__} marking deliveries dispatched")
 
     async def _sweep_forever(self) -> None:
+        """A sweep at once (a restarted worker dispatches right away what a crash left), then one per interval."""
         while True:
-            await asyncio.sleep(self._sweep_interval.total_seconds())
             try:
                 dispatched = await self.sweep(self._sweep_interval)
             except Exception as error:  # the database down: the next sweep catches up
@@ -308,6 +309,7 @@ class Outbox:
             else:
                 if dispatched:
                     log.info("webhook sweeper dispatched %d deliveries left undispatched", dispatched)
+            await asyncio.sleep(self._sweep_interval.total_seconds())
 
     async def _undispatched(self, condition: Any, limit: int | None = None) -> list[PendingDelivery]:
         deliveries, events = webhook_deliveries.c, webhook_events.c

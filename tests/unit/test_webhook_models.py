@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from mojaflow.models import Direction, TransferState
-from mojaflow.webhook_models import PaymentStatus, WebhookEvent, delivery_workflow_id, event_id
+from mojaflow.webhook_models import PaymentStatus, WebhookEvent, batch_workflow_id, delivery_workflow_id, event_id
 
 
 def test_event_ids_fit_the_contract_and_depend_only_on_transfer_and_sequence() -> None:
@@ -41,6 +41,7 @@ def test_the_envelope_is_the_contracts_to_the_letter() -> None:
     assert set(body) == {"id", "event_type", "data"}
     assert body["event_type"] == "moneymovementservices.payment.status_updated"
     assert body["data"]["previousState"] == "TRANSFERRING" and body["data"]["sequence"] == 6
-    assert delivery_workflow_id("t-1", "sub1") == "webhook-t-1-sub1"  # one workflow per (transfer, subscription)
+    assert delivery_workflow_id("t-1", "sub1") == "webhook-t-1-sub1"  # runs from before batches
+    assert batch_workflow_id("ev1", "sub1", 2) == "webhook-ev1-sub1-2"  # a batch, after its first delivery
     with pytest.raises(ValidationError):
         WebhookEvent(id="not-alphanumeric", data=status)

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -411,6 +412,10 @@ async def test_a_crash_between_the_commit_and_the_start_is_swept_up(hooks: Hooks
     batches = [batch_workflow_id(row.event_id, every.subscription_id, row.cycle) for row in left]
     await _assert_not_started(stack.client, transfer_id, batches)
 
+    # A new worker sweeps at once what is older than the sweep interval (1 s here), before its replay of the
+    # interrupted save could dispatch them: it starts once they are that old.
+    written = max(row.created_at.replace(tzinfo=row.created_at.tzinfo or UTC) for row in left)
+    await asyncio.sleep(max(0.0, (written + timedelta(seconds=1.2) - datetime.now(UTC)).total_seconds()))
     log_size = stack.data_dir.joinpath("worker.log").stat().st_size
     stack.worker = stack.worker_process().start()
     await wait_for_state(http, stack.api_url, transfer_id, {"COMPLETED"}, timeout_s=90)
