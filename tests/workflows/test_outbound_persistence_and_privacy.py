@@ -113,13 +113,16 @@ async def test_search_attributes_find_the_transfer(stack: Stack, http: httpx.Asy
     payer, _ = await new_payer(http, stack.cbs_url)
     transfer, workflow_id = await _completed_transfer(stack, http, payer=payer)
 
-    found = [
-        execution.id
-        async for execution in stack.client.list_workflows(
-            f"HomeTransactionId = '{transfer['homeTransactionId']}' AND MojaflowState = 'COMPLETED' "
-            f"AND SdkTransferId = '{transfer['sdkTransferId']}' AND ClientKey = 'bank1' AND Direction = 'OUTBOUND'"
-        )
-    ]
+    query = (
+        f"HomeTransactionId = '{transfer['homeTransactionId']}' AND MojaflowState = 'COMPLETED' "
+        f"AND SdkTransferId = '{transfer['sdkTransferId']}' AND ClientKey = 'bank1' AND Direction = 'OUTBOUND'"
+    )
+    deadline = time.monotonic() + 10
+    while True:  # visibility is written after the history: a search may lag the completion by a moment
+        found = [execution.id async for execution in stack.client.list_workflows(query)]
+        if found or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
 
     assert found == [workflow_id]
 

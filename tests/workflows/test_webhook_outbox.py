@@ -388,7 +388,10 @@ async def test_a_crash_between_the_commit_and_the_start_is_swept_up(hooks: Hooks
     client_key = _client_key()
     every = await _subscribe(http, hooks, client_key)
     stack.worker.stop()
-    crashing = replace(stack, env={**stack.env, "MOJAFLOW_TEST_CRASH_AFTER_OUTBOX_COMMIT": "true"}).worker_process()
+    crashing_env = {  # its sweeper stays out of the way: it could dispatch RECEIVED's delivery before the crash
+        **stack.env, "MOJAFLOW_TEST_CRASH_AFTER_OUTBOX_COMMIT": "true", "MOJAFLOW_WEBHOOK_SWEEP_INTERVAL_S": "3600",
+    }  # fmt: skip
+    crashing = replace(stack, env=crashing_env).worker_process()
     crashing.start()
     try:
         payer, account_id = await new_payer(http, stack.cbs_url)
