@@ -140,7 +140,6 @@ def create_client_app(settings: Settings, resources: Resources | None = None) ->
                 stack.push_async_callback(jwks.aclose)
             app.state.settings = settings
             app.state.transfers = TransferService(opened.client, opened.database, settings)
-            stack.push_async_callback(app.state.transfers.aclose)
             app.state.accounts = AccountRegistrar(opened.client, settings)
             app.state.webhooks = WebhookService(opened.client, opened.database, settings)
             app.state.health = HealthCheck(opened.client, settings.temporal_namespace, settings.task_queue)

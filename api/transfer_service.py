@@ -65,14 +65,10 @@ class TransferService:
         self._db = database
         self._settings = settings
         self._idempotency = Idempotency(database, load_party_hash_ring(settings))
-        # RECEIVED's webhook event and deliveries, written with it and dispatched in this process's rounds (a
-        # worker's sweeper takes what a crash of ours leaves).
-        self._outbox = Outbox(database, client, settings)
+        # RECEIVED's webhook event and deliveries, written with it; the workflow's first save hands them to their
+        # delivery workflows together with its own (one signal, not two), the sweeper should that save never come.
+        self._outbox = Outbox(database, None, settings)
         self._decisions = Decisions(client, database, self._idempotency)
-
-    async def aclose(self) -> None:
-        """Stop the webhook dispatcher: what it had not dispatched is a worker's sweeper's."""
-        await self._outbox.aclose()
 
     async def create(self, command: StartTransfer, wait_s: float) -> Outcome:
         """Start the transfer once per idempotency key; a replay answers the same transfer, never a second.

@@ -168,8 +168,8 @@ class EventWriter:
 class Outbox:
     """Saves transfer states with their events and dispatches their deliveries; sweeps up what was left behind.
 
-    One per process (the worker's save activity, the API's RECEIVED save), each with its own dispatcher. Without
-    a Temporal client it only writes: the sweeper of some worker dispatches the deliveries.
+    One per process (the worker's save activity, the API's RECEIVED save). Without a Temporal client it only
+    writes: the sweeper of some worker dispatches the deliveries.
     """
 
     def __init__(self, database: Database, client: Client | None, settings: Settings) -> None:
@@ -200,9 +200,17 @@ class Outbox:
                 _crash()
             if saved.rerun:
                 await self.dispatch(record.view.transfer_id)
+            elif _first_worker_save(record):  # with the API's RECEIVED deliveries: one signal for both
+                self._hand_over(await self._undispatched_or_none(record.view.transfer_id) or saved.deliveries)
             else:
                 self._hand_over(saved.deliveries)
         return saved.applied
+
+    async def _undispatched_or_none(self, transfer_id: str) -> list[PendingDelivery] | None:
+        try:
+            return await self._undispatched(webhook_deliveries.c.transfer_id == transfer_id)
+        except Exception:  # after the commit: what was written is the sweeper's if not handed over now
+            return None
 
     async def dispatch(self, transfer_id: str) -> int:
         """Dispatch now every undispatched delivery of a transfer; how many. Never raises: what fails is left to the
@@ -370,6 +378,11 @@ class Outbox:
     def _pause(self, reason: str) -> None:
         self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
         log.warning("webhook deliveries not dispatched: %s; the sweeper will dispatch them", reason)
+
+
+def _first_worker_save(record: TransferRecord) -> bool:
+    """The outbound workflow's first save: the API saved RECEIVED (sequence 1) and left its deliveries to it."""
+    return record.view.direction is Direction.OUTBOUND and record.sequence == 2
 
 
 def _item(

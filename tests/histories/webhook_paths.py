@@ -1,7 +1,7 @@
 """The corpus's paths of `WebhookDeliveryWorkflow`: a subscription made over our client API, a transfer driven as
 the CBS or the SDK would, the receiver simulator's fault switch (`PUT /_sim/faults`) picking the path; each driver
 waits until the delivery workflows of the transfer's events have closed and returns the id of the one that holds
-most of them.
+its first event (the batch the worker's first save dispatched, with the API's RECEIVED).
 
 `LEGACY_WEBHOOK_PATHS` were recorded before batches, when one workflow held one transfer's events to one subscriber
 and waited for the later ones: runs of that version may still be deployed, so their files stay and replay, but no
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -138,7 +137,7 @@ async def _closed(d: Driver, workflow_id: str, timeout_s: float = 60) -> str:
 
 
 async def _workflows_closed(d: Driver, client_key: str, transfer_id: str, count: int) -> str:
-    """Once the workflows holding the transfer's `count` deliveries have all closed: the one holding most."""
+    """Once the workflows holding the transfer's `count` deliveries have all closed: the one of its first event."""
 
     async def dispatched() -> list[str] | None:
         items = await _deliveries(d, client_key, transfer_id)
@@ -148,7 +147,7 @@ async def _workflows_closed(d: Driver, client_key: str, transfer_id: str, count:
     workflow_ids: list[str] = await _poll(dispatched, f"{count} deliveries of {transfer_id} dispatched")
     for workflow_id in dict.fromkeys(workflow_ids):
         await _closed(d, workflow_id)
-    return Counter(workflow_ids).most_common(1)[0][0]
+    return workflow_ids[0]
 
 
 async def delivered(d: Driver) -> str:
@@ -189,7 +188,7 @@ async def subscription_deleted(d: Driver) -> str:
         assert response.status_code == 204, response.text
         for workflow_id in dict.fromkeys(each["workflowId"] for each in items):
             await _closed(d, workflow_id)
-        return Counter(str(each["workflowId"]) for each in items).most_common(1)[0][0]
+        return str(items[0]["workflowId"])
 
 
 # By file name (`<name>.json`), how to drive each path.
