@@ -17,15 +17,24 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from temporalio.service import RPCError
 
 from mojaflow.api_keys import ApiKeyStore, ensure_dev_key
 from mojaflow.database import Database
 from mojaflow.keys import load_party_hash_ring, load_payload_ring, load_secrets_ring
 from mojaflow.settings import Settings
 from mojaflow.supervision import Component, Supervisor
-from mojaflow.temporal import dev_server_flags, tls_enabled
+from mojaflow.temporal import (
+    TemporalConnectError,
+    connect,
+    dev_server_flags,
+    register_search_attributes,
+    tls_enabled,
+)
 
 __all__ = ["main"]
 
@@ -122,6 +131,23 @@ async def _dev_key(settings: Settings, database: Database) -> None:
         print(f"mojaflow: development API key in {path}", flush=True)
 
 
+async def _search_attributes(settings: Settings) -> None:
+    """The dev server's database may come from an earlier version: add the search attributes it lacks, once the
+    server answers (its port opens a moment before its namespace is ready)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            added = await register_search_attributes(await connect(settings))
+        except (TemporalConnectError, RPCError):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Temporal dev server did not answer within 30 s") from None
+            await asyncio.sleep(0.5)
+            continue
+        if added:
+            print(f"mojaflow: search attributes added to the dev server: {', '.join(added)}", flush=True)
+        return
+
+
 async def run(settings: Settings, workers: int = 1) -> int:
     if settings.temporal_dev_server and tls_enabled(settings):
         print(
@@ -157,6 +183,8 @@ async def run(settings: Settings, workers: int = 1) -> int:
     try:
         for component in components:
             await supervisor.start(component)
+            if component.name == "temporal":
+                await _search_attributes(settings)
         receiver = f", webhook receiver http://127.0.0.1:{settings.webhook_receiver_port}/_sim/events"
         print(
             f"mojaflow is up: client API {settings.client_api_url}/docs, backend API "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, Interceptor, WithStartWorkflowOperation
 from temporalio.common import SearchAttributeKey
 from temporalio.service import TLSConfig
@@ -36,6 +37,7 @@ __all__ = [
     "LOW_LATENCY_DYNAMIC_CONFIG",
     "dev_server_dynamic_config_flags",
     "dev_server_flags",
+    "register_search_attributes",
     "search_attribute_flags",
     "tls_config",
     "tls_enabled",
@@ -106,6 +108,21 @@ def search_attribute_flags() -> list[str]:
         kind = "KeywordList" if is_list else "Keyword"
         flags += ["--search-attribute", f"{key.name}={kind}"]
     return flags
+
+
+async def register_search_attributes(client: Client) -> list[str]:
+    """Add to the client's namespace those of our search attributes it lacks; the names added. A dev server only
+    registers its `--search-attribute` flags when it makes its database, so one kept from an earlier version lacks
+    the newer ones (`make run` calls this at every start). On a cluster of your own, register them once yourself."""
+    namespace = client.namespace
+    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    known = listed.custom_attributes
+    missing = {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in SEARCH_ATTRIBUTES
+               if key.name not in known}  # fmt: skip
+    if missing:
+        request = AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        await client.operator_service.add_search_attributes(request)
+    return sorted(missing)
 
 
 class TemporalConnectError(Exception):
