@@ -4,12 +4,11 @@ One workflow per batch: the deliveries to one subscriber that a dispatcher had a
 (`mojaflow.webhook_dispatch`). Under load a batch holds many transfers' state changes, so a delivery costs a share
 of one workflow rather than a workflow (DESIGN "Webhooks", the delivery's cost); alone, a transfer's states saved
 within the dispatcher's linger still travel together. Each delivery (event x subscription, in one cycle) keeps its
-own schedule: attempt
-k is due k-1 hours after its first (0 h, 1 h, ... 72 h), anchored to the first so a slow attempt never shifts the
-others; each is one try of a local activity, a durable timer waits in between. Exactly 200 makes it DELIVERED; 73
-failed attempts make it FAILED (the workflow still completes normally: a person replays it, a new cycle).
-`retry_now` (an update) makes an attempt at once, recorded as manual, without shortening the 73; cancelling the
-workflow (a subscription deleted or disabled) makes every open delivery CANCELLED.
+own schedule: attempt k is due k-1 hours after its first (0 h, 1 h, ... 72 h), anchored to the first so a slow
+attempt never shifts the others; each is one try of a local activity, a durable timer waits in between. Exactly
+200 makes it DELIVERED; 73 failed attempts make it FAILED (the workflow still completes normally: a person replays
+it, a new cycle). `retry_now` (an update) makes an attempt at once, recorded as manual, without shortening the 73;
+cancelling the workflow (a subscription deleted or disabled) makes every open delivery CANCELLED.
 
 The workflow closes once nothing is open. A dispatcher may hand over a delivery twice (the outbox's save and its
 sweeper, as a signal to a running batch or in a batch of its own): one the workflow knows, in that cycle, is
