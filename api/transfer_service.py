@@ -65,8 +65,8 @@ class TransferService:
         self._db = database
         self._settings = settings
         self._idempotency = Idempotency(database, load_party_hash_ring(settings))
-        # RECEIVED's webhook event and deliveries, written with it; the workflow's first save hands them to their
-        # delivery workflows together with its own (one signal, not two), the sweeper should that save never come.
+        # RECEIVED's webhook event and deliveries, written with it and claimed by none: the next round of some
+        # worker's dispatcher claims them (mojaflow/webhook_outbox.py), the sweepers should no round come.
         self._outbox = Outbox(database, None, settings)
         self._decisions = Decisions(client, database, self._idempotency)
 

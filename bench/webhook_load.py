@@ -159,6 +159,7 @@ async def transfers_with_and_without(args: argparse.Namespace) -> dict[str, Any]
             phases = {kind: Phase(kind, args.transfers, args.concurrency) for kind in ("without", "with")}
             cpu = {kind: dict.fromkeys(measured, 0.0) for kind in phases}
             latencies: list[float] = []
+            by_state: dict[str, list[float]] = {}
             lags: list[tuple[float, float, float]] = []
             delivered = 0
             workflows = 0  # delivery workflows (runs) of the measured phases with webhooks
@@ -179,6 +180,8 @@ async def transfers_with_and_without(args: argparse.Namespace) -> dict[str, Any]
                     delivered += len(events)
                     workflows += (await client.count_workflows(_DELIVERY_RUNS)).count - runs_before
                     latencies.extend(_latency_ms(event) for event in events)
+                    for event in events:
+                        by_state.setdefault(event["body"]["data"]["currentState"], []).append(_latency_ms(event))
                     lags.extend(_lags(data_dir / "mojaflow" / "mojaflow.db", events))
 
             if args.warmup:
@@ -218,6 +221,10 @@ async def transfers_with_and_without(args: argparse.Namespace) -> dict[str, Any]
             "p95": _percentile(latencies, 0.95),
             "max": round(max(latencies, default=float("nan")), 1),
         },  # fmt: skip
+        "first_attempt_latency_by_state_ms": {
+            state: {"n": len(values), "p50": _percentile(values, 0.5), "p95": _percentile(values, 0.95)}
+            for state, values in by_state.items()
+        },
         "first_attempt_latency_parts_ms": {
             part: {q: _percentile([lag[i] for lag in lags], quantile) for q, quantile in (("p50", 0.5), ("p95", 0.95))}
             for i, part in enumerate(("dispatch", "to_attempt", "post"))
@@ -326,6 +333,9 @@ def report(result: dict[str, Any]) -> None:
         f"{name} p50 {p['p50']} / p95 {p['p95']} ms" for name, p in load["first_attempt_latency_parts_ms"].items()
     )
     print(f"  of which: {parts} (save -> dispatched -> attempt -> receiver)")
+    by_state = load["first_attempt_latency_by_state_ms"].items()
+    states = ", ".join(f"{state} {v['p50']}/{v['p95']}" for state, v in by_state)
+    print(f"  by state (p50/p95 ms): {states}")
     if alone:
         print(f"deliveries/s alone {alone['deliveries_per_s']} (target >= 50): "
               f"{_verdict(alone['deliveries_per_s'] >= 50)}; server CPU per workflow that does nothing "

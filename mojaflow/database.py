@@ -263,10 +263,11 @@ class Database:
         return (await self.save_transfer_with_event(record)).applied
 
     async def save_transfer_with_event(
-        self, record: TransferRecord, defaults: EventDefaults | None = None
+        self, record: TransferRecord, defaults: EventDefaults | None = None, *, dispatching: bool = False
     ) -> TransferSaved:
         """The state upsert and, in the same transaction, its webhook event and deliveries (the outbox:
-        mojaflow/webhook_outbox.py, whose `Outbox.save` then starts them). Idempotent: a re-run writes nothing."""
+        mojaflow/webhook_outbox.py, whose `Outbox.save` then starts them). `dispatching`: the caller dispatches the
+        deliveries itself, so they are written claimed. Idempotent: a re-run writes nothing."""
         view = record.view
         now = datetime.now(UTC)
         values = {
@@ -285,7 +286,8 @@ class Database:
 
         def save(connection: Connection) -> tuple[bool, list[PendingDelivery] | None]:
             applied = bool(connection.execute(self._upsert_transfer, values).rowcount)
-            return applied, self._events.write(connection, record, defaults or self._event_defaults, now)
+            written = self._events.write(connection, record, defaults or self._event_defaults, now, dispatching)
+            return applied, written
 
         applied, written = await self.transaction(save)
         return (

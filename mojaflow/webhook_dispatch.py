@@ -10,6 +10,11 @@ gets the deliveries as a signal (a sweeper's dispatch of the same deliveries), o
 not posted again, so dispatching twice is harmless. The mark is per (delivery, cycle), never overwriting a status
 the delivery activity already wrote (a manual retry may have moved the row to its next cycle meanwhile), and keeps
 the workflow's id for the API's retries and cancellations.
+
+An undispatched delivery whose row names a workflow is in some dispatcher's hands: the writer's, if it dispatches
+what it writes (a worker's save), or a dispatcher's that claimed it (`claim`). One with none was written by a process
+that does not dispatch (the client API's RECEIVED save); each worker's dispatcher claims such rows for its next
+round, and the claim, one conditional update, lets only one of them have a row.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from mojaflow.temporal import WEBHOOK_EVENT_IDS, WEBHOOK_STATUS, WEBHOOK_SUBSCRIPTION_ID, WEBHOOK_TRANSFER_IDS
-from mojaflow.webhook_models import DeliveryBatch, DeliveryItem, DeliveryStatus, indexed_ids
+from mojaflow.webhook_models import DeliveryBatch, DeliveryItem, DeliveryStatus, batch_workflow_id, indexed_ids
 from mojaflow.webhook_tables import webhook_deliveries
 
 if TYPE_CHECKING:
@@ -34,8 +39,10 @@ __all__ = [
     "DELIVERY_SIGNAL",
     "DELIVERY_WORKFLOW",
     "batches",
+    "claim",
     "dispatch_batch",
     "mark_dispatched",
+    "planned_workflow_id",
 ]
 
 DELIVERY_WORKFLOW = "WebhookDeliveryWorkflow"  # started by name: workflows/webhook_delivery.py
@@ -78,6 +85,32 @@ async def dispatch_batch(client: Client, batch: DeliveryBatch, *, task_queue: st
         ),
         rpc_timeout=timedelta(seconds=timeout_s),
     )
+
+
+def planned_workflow_id(subscription_id: str, item: DeliveryItem) -> str:
+    """What an undispatched row names while a dispatcher has it: the workflow of a batch it would open. The mark
+    sets the batch it went to."""
+    return batch_workflow_id(item.event_id, subscription_id, item.cycle)
+
+
+async def claim(database: Database, deliveries: Sequence[tuple[str, DeliveryItem]]) -> set[str]:
+    """Claim these (subscription id, item) deliveries, found undispatched and claimed by none, for this process's
+    dispatcher: the ids it got. Another dispatcher that claimed one first keeps it."""
+    if not deliveries:
+        return set()
+    planned = {item.delivery_id: planned_workflow_id(subscription, item) for subscription, item in deliveries}
+    statement = (
+        update(webhook_deliveries)
+        .where(
+            _deliveries.delivery_id.in_(list(planned))
+            & (_deliveries.cycle == 1)
+            & _deliveries.workflow_id.is_(None)
+            & _deliveries.dispatched_at.is_(None)
+        )
+        .values(workflow_id=case(planned, value=_deliveries.delivery_id))
+        .returning(_deliveries.delivery_id)
+    )
+    return set(await database.transaction(lambda connection: connection.execute(statement).scalars().all()))
 
 
 def _order(item: DeliveryItem) -> tuple[str, int, int]:

@@ -8,11 +8,14 @@
   save never waits for Temporal. The dispatcher lingers `DISPATCH_LINGER_S` so that the states saved meanwhile, of
   every transfer, travel together: each subscriber's share of them is one batch, one `WebhookDeliveryWorkflow`
   (signal-with-start, by name, on the webhooks' task queue: `mojaflow.webhook_dispatch`), and they are marked
-  dispatched. A workflow ignores a delivery it has, so dispatching twice is harmless. A failed dispatch is not
-  retried here, so a Temporal hiccup never stalls a transfer: each worker's sweeper (`Outbox.sweeping`) dispatches
-  what is left, also after a crash between the commit and the dispatch.
+  dispatched. Each round also claims the deliveries written by a process that does not dispatch (the client API's
+  RECEIVED save: rows that name no workflow), so those travel in the next round too rather than waiting for the
+  transfer's first save in a worker, which under load comes a second later. A workflow ignores a delivery it has,
+  so dispatching twice is harmless. A failed dispatch is not retried here, so a Temporal hiccup never stalls a
+  transfer: each worker's sweeper (`Outbox.sweeping`) dispatches what is left, also after a crash between the
+  commit and the dispatch.
 * The state upsert's revision guard makes a re-run of a save a no-op; the re-run still dispatches (its event insert
-  finds the row, so it looks for deliveries left undispatched).
+  finds the row, so it looks for the deliveries it wrote claimed and left undispatched).
 
 Event rows hold no personal data: `PaymentStatus` has ids, states, amount and the reason of a failure, no party.
 """
@@ -38,7 +41,14 @@ from mojaflow import webhook_subscriptions as _subscriptions  # a module: databa
 from mojaflow.metrics import count_state_change
 from mojaflow.models import FINAL_STATES, Direction, TransferRecord, TransferState
 from mojaflow.settings import Settings
-from mojaflow.webhook_dispatch import DELIVERY_WORKFLOW, batches, dispatch_batch, mark_dispatched
+from mojaflow.webhook_dispatch import (
+    DELIVERY_WORKFLOW,
+    batches,
+    claim,
+    dispatch_batch,
+    mark_dispatched,
+    planned_workflow_id,
+)
 from mojaflow.webhook_models import (
     EVENT_TYPE,
     DeliveryBatch,
@@ -136,10 +146,16 @@ class EventWriter:
         )
 
     def write(
-        self, connection: Connection, record: TransferRecord, defaults: EventDefaults, now: datetime
+        self,
+        connection: Connection,
+        record: TransferRecord,
+        defaults: EventDefaults,
+        now: datetime,
+        dispatching: bool = False,
     ) -> list[PendingDelivery] | None:
         """Insert the state's event and its deliveries: the deliveries written, or None if the event was there
-        already (a re-run: its first run may have died before starting them, so they are to be looked up)."""
+        already (a re-run: its first run may have died before starting them, so they are to be looked up).
+        `dispatching`: the writer's dispatcher takes them, so they are written claimed (`webhook_dispatch.claim`)."""
         row = event_row(record, defaults, now)
         written = connection.execute(self._insert_event, {**row, "owner": row["client_key"]}).first()
         if written is None:
@@ -159,7 +175,8 @@ class EventWriter:
                 "created_at": now, "updated_at": now, "status": DeliveryStatus.PENDING.value, "attempts": 0,
                 "cycle": 1,
             }  # fmt: skip
-            rows = [{**common, "delivery_id": each.item.delivery_id, "subscription_id": each.subscription_id}
+            rows = [{**common, "delivery_id": each.item.delivery_id, "subscription_id": each.subscription_id,
+                     "workflow_id": planned_workflow_id(each.subscription_id, each.item) if dispatching else None}
                     for each in pending]  # fmt: skip
             connection.execute(self._insert_deliveries, rows)
         return pending
@@ -169,7 +186,7 @@ class Outbox:
     """Saves transfer states with their events and dispatches their deliveries; sweeps up what was left behind.
 
     One per process (the worker's save activity, the API's RECEIVED save). Without a Temporal client it only
-    writes: the sweeper of some worker dispatches the deliveries.
+    writes, unclaimed: the next round of some worker's dispatcher claims them (its sweeper, should none come).
     """
 
     def __init__(self, database: Database, client: Client | None, settings: Settings) -> None:
@@ -192,7 +209,7 @@ class Outbox:
         """Save the state with its event (one transaction), then hand its deliveries to the dispatcher. Idempotent:
         a re-run writes nothing new and dispatches what is still undispatched. True if the state was newer than the
         saved one. Raises what the database raises before the commit; nothing after it."""
-        saved = await self._db.save_transfer_with_event(record, self.defaults)
+        saved = await self._db.save_transfer_with_event(record, self.defaults, dispatching=self._client is not None)
         if not saved.rerun:  # its event row is new in this commit: a state's first save, counted once
             count_state_change(record)
         if saved.deliveries_waiting:
@@ -200,25 +217,19 @@ class Outbox:
                 _crash()
             if saved.rerun:
                 await self.dispatch(record.view.transfer_id)
-            elif _first_worker_save(record):  # with the API's RECEIVED deliveries: one signal for both
-                self._hand_over(await self._undispatched_or_none(record.view.transfer_id) or saved.deliveries)
             else:
                 self._hand_over(saved.deliveries)
         return saved.applied
 
-    async def _undispatched_or_none(self, transfer_id: str) -> list[PendingDelivery] | None:
-        try:
-            return await self._undispatched(webhook_deliveries.c.transfer_id == transfer_id)
-        except Exception:  # after the commit: what was written is the sweeper's if not handed over now
-            return None
-
     async def dispatch(self, transfer_id: str) -> int:
-        """Dispatch now every undispatched delivery of a transfer; how many. Never raises: what fails is left to the
-        sweeper."""
+        """Dispatch now every undispatched delivery of a transfer written claimed (those named no workflow are
+        the dispatchers' rounds'); how many. Never raises: what fails is left to the sweeper."""
         if self._client is None or time.monotonic() < self._paused_until:
             return 0
+        deliveries = webhook_deliveries.c
         try:
-            return await self._dispatch(await self._undispatched(webhook_deliveries.c.transfer_id == transfer_id))
+            mine = (deliveries.transfer_id == transfer_id) & deliveries.workflow_id.is_not(None)
+            return await self._dispatch(await self._undispatched(mine))
         except Exception as error:  # the database after the commit: the sweeper retries
             self._pause(f"{type(error).__name__} dispatching the deliveries of transfer {transfer_id}")
             return 0
@@ -282,8 +293,9 @@ class Outbox:
                     began = loop.time()
                 await asyncio.sleep(max(0.0, began + DISPATCH_LINGER_S - loop.time()))
                 began = loop.time()
+                unclaimed = await self._claim_unclaimed()
                 waiting, self._waiting = self._waiting, []
-                dispatched = await self._signal(waiting)
+                dispatched = await self._signal(waiting + unclaimed)
                 if dispatched:
                     task = asyncio.create_task(self._mark(dispatched))
                     marking.add(task)
@@ -291,6 +303,19 @@ class Outbox:
         finally:
             for task in marking:
                 task.cancel()
+
+    async def _claim_unclaimed(self) -> list[PendingDelivery]:
+        """The deliveries that no dispatcher has (written by the client API), claimed for this round."""
+        if time.monotonic() < self._paused_until:
+            return []
+        deliveries = webhook_deliveries.c
+        try:
+            found = await self._undispatched(deliveries.workflow_id.is_(None) & (deliveries.cycle == 1), SWEEP_BATCH)
+            claimed = await claim(self._db, [(each.subscription_id, each.item) for each in found])
+        except Exception as error:  # the database: the next round, or the sweeper, claims them
+            self._pause(f"{type(error).__name__} claiming deliveries")
+            return []
+        return [each for each in found if each.item.delivery_id in claimed]
 
     async def _mark(self, dispatched: list[DeliveryBatch]) -> None:
         try:
@@ -378,11 +403,6 @@ class Outbox:
     def _pause(self, reason: str) -> None:
         self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
         log.warning("webhook deliveries not dispatched: %s; the sweeper will dispatch them", reason)
-
-
-def _first_worker_save(record: TransferRecord) -> bool:
-    """The outbound workflow's first save: the API saved RECEIVED (sequence 1) and left its deliveries to it."""
-    return record.view.direction is Direction.OUTBOUND and record.sequence == 2
 
 
 def _item(

@@ -1,4 +1,5 @@
-"""The outbox's rows, on SQLite and PostgreSQL: what one save writes in its transaction, and what it costs.
+"""The outbox's rows, on SQLite and PostgreSQL: what one save writes in its transaction, what it costs, and who
+may claim its deliveries.
 
 Subscriptions are made by the subscriptions' own store (mojaflow/webhook_subscriptions.py); the rows are read back
 as they are stored. The end-to-end checks (workflows, crash, outage) are tests/workflows/test_webhook_outbox.py.
@@ -6,6 +7,7 @@ as they are stored. The end-to-end checks (workflows, crash, outage) are tests/w
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -14,7 +16,8 @@ from sqlalchemy import event, select
 from mojaflow.database import Database
 from mojaflow.models import Direction, TransferError, TransferRecord, TransferState, TransferView
 from mojaflow.settings import Settings
-from mojaflow.webhook_models import EVENT_TYPE, delivery_id, event_id
+from mojaflow.webhook_dispatch import claim, mark_dispatched
+from mojaflow.webhook_models import EVENT_TYPE, DeliveryBatch, DeliveryItem, batch_workflow_id, delivery_id, event_id
 from mojaflow.webhook_outbox import EventDefaults
 from mojaflow.webhook_subscription_models import SubscriptionCreate
 from mojaflow.webhook_subscriptions import create_subscription, delete_subscription
@@ -158,3 +161,55 @@ async def test_inbound_and_ownerless_records_take_the_defaults(database: Databas
     assert row.data["direction"] == "INBOUND" and row.data["previousState"] is None
     [delivery] = await _rows(database, webhook_deliveries, transfer_id)
     assert (delivery.subscription_id, delivery.client_key) == (bank, "thebank")
+
+
+async def test_only_rows_of_a_writer_that_does_not_dispatch_are_left_to_claim(database: Database) -> None:
+    """A worker's save writes its deliveries claimed (they name the batch they would open); the client API's,
+    which does not dispatch, unclaimed: those are the ones the dispatchers' rounds claim."""
+    subscription = await _subscribe(database, "bank1")
+    by_api, by_worker = str(uuid.uuid4()), str(uuid.uuid4())
+    await database.save_transfer_with_event(_record(by_api, S.RECEIVED, 0, None))
+    await database.save_transfer_with_event(_record(by_worker, S.RESOLVING_PARTY, 1, S.RECEIVED), dispatching=True)
+
+    [api_row] = await _rows(database, webhook_deliveries, by_api)
+    [worker_row] = await _rows(database, webhook_deliveries, by_worker)
+    assert (api_row.workflow_id, api_row.dispatched_at) == (None, None)
+    assert worker_row.dispatched_at is None
+    assert worker_row.workflow_id == batch_workflow_id(event_id(by_worker, 2), subscription, 1)
+
+
+async def test_a_delivery_is_claimed_by_one_dispatcher_only(database: Database) -> None:
+    """Two dispatchers that found the same unclaimed deliveries claim them at once: each delivery goes to one of
+    them, never both; a delivery claimed by its writer, or dispatched, is claimed by none."""
+    subscription = await _subscribe(database, "bank1")
+    unclaimed = [str(uuid.uuid4()) for _ in range(30)]
+    for transfer_id in unclaimed:
+        await database.save_transfer_with_event(_record(transfer_id, S.RECEIVED, 0, None))
+    writers = str(uuid.uuid4())
+    await database.save_transfer_with_event(_record(writers, S.RECEIVED, 0, None), dispatching=True)
+    dispatched = str(uuid.uuid4())
+    await database.save_transfer_with_event(_record(dispatched, S.RECEIVED, 0, None))
+    [dispatched_row] = await _rows(database, webhook_deliveries, dispatched)
+    item = _item(dispatched_row)
+    await mark_dispatched(database, [DeliveryBatch(subscription_id=subscription, deliveries=[item])])
+
+    found = [(subscription, _item(row)) for row in await _all_rows(database)]
+    assert len(found) == 32
+    first, second = await asyncio.gather(claim(database, found), claim(database, found))
+
+    wanted = {delivery_id(event_id(transfer_id, 1), subscription) for transfer_id in unclaimed}
+    assert not first & second
+    assert first | second == wanted
+    rows = {row.delivery_id: row for row in await _all_rows(database)}
+    for claimed in wanted:  # each names the batch it would open
+        assert rows[claimed].workflow_id == batch_workflow_id(rows[claimed].event_id, subscription, 1)
+    assert await claim(database, found) == set()  # all taken now
+
+
+def _item(row: Any) -> DeliveryItem:
+    return DeliveryItem(delivery_id=row.delivery_id, event_id=row.event_id, transfer_id=row.transfer_id, cycle=1)
+
+
+async def _all_rows(database: Database) -> list[Any]:
+    async with database.engine.connect() as connection:
+        return list((await connection.execute(select(webhook_deliveries))).all())

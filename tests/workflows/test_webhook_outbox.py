@@ -331,10 +331,10 @@ async def test_every_state_of_an_inbound_transfer_is_one_event_of_the_bank(
 
 
 async def test_a_rerun_of_a_save_writes_nothing_and_starts_what_was_left(hooks: Hooks, http: httpx.AsyncClient) -> None:
-    """A save that committed and died before starting its deliveries (`Database.save_transfer` alone), then its
-    re-run (same revision, as the local activity's retry does): no second event or delivery, the first write's
-    occurredAt kept, the delivery started once; a third run starts nothing more. No sweeper meanwhile: the
-    worker is stopped."""
+    """A worker's save that committed and died before starting its deliveries (the database's write alone, as
+    a dispatching writer makes it: claimed), then its re-run (same revision, as the local activity's retry does):
+    no second event or delivery, the first write's occurredAt kept, the delivery started once; a third run starts
+    nothing more. No sweeper or other dispatcher meanwhile: the worker is stopped."""
     client_key = _client_key()
     every = await _subscribe(http, hooks, client_key)
     settings = settings_of(hooks.stack.env)
@@ -350,15 +350,15 @@ async def test_a_rerun_of_a_save_writes_nothing_and_starts_what_was_left(hooks: 
     hooks.stack.worker.stop()
     client = await connect(settings)
     try:
-        assert await hooks.database.save_transfer(record)  # committed; "died" before any start
+        assert (await hooks.database.save_transfer_with_event(record, dispatching=True)).applied  # then "died"
         [written] = await _events(hooks, transfer_id)
         [left] = await _deliveries(hooks, transfer_id)
         assert written.sequence == 3 and written.event_id == event_id(transfer_id, 3)
         assert written.data["previousState"] == "RESOLVING_PARTY" and written.data["currentState"] == "REQUESTING_QUOTE"
         assert left.dispatched_at is None and left.subscription_id == every.subscription_id
-        assert left.workflow_id is None
-        # A batch of this delivery alone would be named after it; none is on the server, nor any of the transfer's.
+        # Claimed: it names the batch it would open, named after it; none is on the server, nor any of the transfer's.
         workflow_id = batch_workflow_id(left.event_id, left.subscription_id, left.cycle)
+        assert left.workflow_id == workflow_id
         await _assert_not_started(client, transfer_id, [workflow_id])
 
         outbox = Outbox(hooks.database, client, settings)
@@ -379,11 +379,62 @@ async def test_a_rerun_of_a_save_writes_nothing_and_starts_what_was_left(hooks: 
     await _assert_delivered_once_each(http, hooks, transfer_id, [written], [every])
 
 
+async def test_the_apis_deliveries_travel_in_a_workers_next_round(hooks: Hooks, http: httpx.AsyncClient) -> None:
+    """The client API saves RECEIVED with its delivery unclaimed: it does not dispatch. A worker's dispatcher
+    claims that delivery in its next round, brought on by another transfer's save: one batch holds both transfers'
+    deliveries. Nothing waited for the first transfer's first save in a worker, and no sweeper ran: the stack's
+    worker is stopped, and this worker's sweeper is not started. Each delivered once."""
+    client_key = _client_key()
+    every = await _subscribe(http, hooks, client_key)
+    settings = settings_of(hooks.stack.env)
+    from_api, from_worker = str(uuid.uuid4()), str(uuid.uuid4())
+    hooks.stack.worker.stop()
+    client = await connect(settings)
+    try:
+        await Outbox(hooks.database, None, settings).save(_state(from_api, client_key, TransferState.RECEIVED, 0))
+        [unclaimed] = await _deliveries(hooks, from_api)
+        assert (unclaimed.workflow_id, unclaimed.dispatched_at) == (None, None)
+
+        outbox = Outbox(hooks.database, client, settings)
+        try:
+            await outbox.save(_state(from_worker, client_key, TransferState.RESOLVING_PARTY, 1))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                rows = [row for transfer in (from_api, from_worker) for row in await _deliveries(hooks, transfer)]
+                if all(row.dispatched_at is not None for row in rows):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await outbox.aclose()
+        [api_row], [worker_row] = await _deliveries(hooks, from_api), await _deliveries(hooks, from_worker)
+        assert api_row.dispatched_at is not None, "the worker's round never claimed the API's delivery"
+        assert api_row.workflow_id == worker_row.workflow_id  # one batch
+        description = await client.get_workflow_handle(api_row.workflow_id).describe()
+        assert set(description.typed_search_attributes.get(WEBHOOK_TRANSFER_IDS) or []) == {from_api, from_worker}
+    finally:
+        hooks.stack.worker = hooks.stack.worker_process().start()
+    for transfer_id in (from_api, from_worker):
+        await _assert_delivered_once_each(http, hooks, transfer_id, await _events(hooks, transfer_id), [every])
+
+
+def _state(transfer_id: str, client_key: str, state: TransferState, revision: int) -> TransferRecord:
+    """A state of an outbound transfer, as the API (revision 0, RECEIVED) or a worker saves it."""
+    view = TransferView(
+        transfer_id=transfer_id, direction=Direction.OUTBOUND, home_transaction_id=f"home-{transfer_id}",
+        current_state=state, currency="USD", amount="12",
+    )  # fmt: skip
+    return TransferRecord(
+        view=view, revision=revision, workflow_id=f"wf-{transfer_id}", client_key=client_key,
+        previous_state=TransferState.RECEIVED if revision else None, product="retail_payments", payment_channel="pos",
+    )  # fmt: skip
+
+
 async def test_a_crash_between_the_commit_and_the_start_is_swept_up(hooks: Hooks, http: httpx.AsyncClient) -> None:
     """The worker exits right after a save's commit, before dispatching its delivery (the injected crash point: a
-    random kill almost never lands there): its first save, so RECEIVED's delivery, which the API left to it, waits
-    too. A new worker's sweeper dispatches both; the transfer goes on; exactly one event per state, each delivered
-    (at least once: the worker may have died during a POST) by a workflow that holds it."""
+    random kill almost never lands there): its first save, so no round of its dispatcher came to claim RECEIVED's
+    delivery, which the API left unclaimed. A new worker's sweeper dispatches both; the transfer goes on; exactly
+    one event per state, each delivered (at least once: the worker may have died during a POST) by a workflow that
+    holds it."""
     stack = hooks.stack
     client_key = _client_key()
     every = await _subscribe(http, hooks, client_key)
@@ -409,10 +460,11 @@ async def test_a_crash_between_the_commit_and_the_start_is_swept_up(hooks: Hooks
 
     events = await _events(hooks, transfer_id)
     assert [e.data["currentState"] for e in events] == ["RECEIVED", "RESOLVING_PARTY"]  # committed, then died
-    left = await _deliveries(hooks, transfer_id)
-    assert [(row.dispatched_at, row.workflow_id) for row in left] == [(None, None)] * 2  # the API leaves RECEIVED's
-    # to that save; no batch of either was started (one is named after its first delivery)
+    left = sorted(await _deliveries(hooks, transfer_id), key=lambda row: row.created_at)  # RECEIVED's first
     batches = [batch_workflow_id(row.event_id, every.subscription_id, row.cycle) for row in left]
+    # RECEIVED's unclaimed (the API does not dispatch), the save's claimed by the worker that died; neither dispatched
+    assert [(row.dispatched_at, row.workflow_id) for row in left] == [(None, None), (None, batches[1])]
+    # and no batch of either was started (one is named after its first delivery)
     await _assert_not_started(stack.client, transfer_id, batches)
 
     # A new worker sweeps at once what is older than the sweep interval (1 s here), before its replay of the
@@ -459,7 +511,7 @@ async def test_a_temporal_outage_does_not_stall_the_transfer(hooks: Hooks, http:
                 events = await _events(hooks, transfer_id)
                 assert [e.data["currentState"] for e in events] == AUTO_PATH
                 waiting = [row for row in await _deliveries(hooks, transfer_id) if row.dispatched_at is None]
-                assert len(waiting) == len(AUTO_PATH)  # RECEIVED's too: the API leaves it to the worker's first save
+                assert len(waiting) == len(AUTO_PATH)  # RECEIVED's too: the rounds that claimed it could not start it
 
                 proxy.restore()
                 deadline = time.monotonic() + 30
