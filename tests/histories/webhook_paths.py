@@ -1,7 +1,8 @@
 """The corpus's paths of `WebhookDeliveryWorkflow`: a subscription made over our client API, a transfer driven as
 the CBS or the SDK would, the receiver simulator's fault switch (`PUT /_sim/faults`) picking the path; each driver
 waits until the delivery workflows of the transfer's events have closed and returns the id of the one that holds
-its first event (the batch the worker's first save dispatched, with the API's RECEIVED).
+its first event (RECEIVED's: the API leaves it unclaimed, and the worker's round that the transfer's first save
+wakes claims it and dispatches it with that save's).
 
 `LEGACY_WEBHOOK_PATHS` were recorded before batches, when one workflow held one transfer's events to one subscriber
 and waited for the later ones: runs of that version may still be deployed, so their files stay and replay, but no
