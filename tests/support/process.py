@@ -11,6 +11,7 @@ stderr to `log_path` (a temporary file if none), whose tail is put into the erro
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,10 +32,36 @@ _POLL_S = 0.05
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1, free a moment ago, that no other test process and no outgoing connection will take
+    before our server binds it: from this pytest-xdist process's own slice of the ports below the OS's ephemeral
+    range (where the OS picks the local ports of outgoing connections, and the ports of a bind to port 0), once per
+    process. A port the OS picks would be free only until someone else's connection took it."""
+    slice_start = _FIRST_PORT + _xdist_index() % _SLICES * _SLICE_SIZE
+    for _ in range(_SLICE_SIZE):
+        port = _random.randrange(slice_start, slice_start + _SLICE_SIZE)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # some other program's
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {slice_start}-{slice_start + _SLICE_SIZE - 1}")
+
+
+_FIRST_PORT = 16000  # Linux's ephemeral range starts at 32768 by default (net.ipv4.ip_local_port_range)
+_SLICE_SIZE = 4000
+_SLICES = 4  # 16000-31999
+_handed_out: set[int] = set()
+_random = random.Random()  # its own: a test that seeds `random` must not make two processes pick alike
+
+
+def _xdist_index() -> int:
+    """0 for `gw0` or a run without xdist, 1 for `gw1`, …"""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker[2:].isdigit() else 0
 
 
 class ServerProcess:
