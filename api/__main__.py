@@ -1,5 +1,8 @@
 """`python -m api`: serves the client API (3004, on `MOJAFLOW_API_HOST`) and the backend API (3003, on
-`MOJAFLOW_BACKEND_API_HOST`, optionally over TLS / mutual TLS) from one process."""
+`MOJAFLOW_BACKEND_API_HOST`, optionally over TLS / mutual TLS) from one process.
+
+Both ports are bound before anything else (the database, Temporal): a port taken or refused stops the process at
+once with one line naming its setting, exit code 1, rather than one server running without the other."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Iterator
@@ -19,6 +23,27 @@ from mojaflow.log_context import RequestLogContext
 from mojaflow.logs import configure_logging
 from mojaflow.settings import Settings
 from mojaflow.temporal import TemporalConnectError
+
+
+class CannotListen(Exception):
+    """A port of ours cannot be bound; the message names the setting."""
+
+
+def listening_socket(host: str, port: int, setting: str) -> socket.socket:
+    """A socket bound to (host, port) and listening, as uvicorn would bind it (an IPv6 host serves IPv4 too), or
+    `CannotListen` naming `setting`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as error:  # taken, not ours to bind, or a host name that does not resolve
+        sock.close()
+        raise CannotListen(f"{setting}={port} on {host}: {error.strerror or error}") from None
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -53,6 +78,19 @@ def http_limits(settings: Settings) -> dict[str, Any]:
 
 
 async def serve(settings: Settings) -> None:
+    client_socket = listening_socket(settings.api_host, settings.client_api_port, "MOJAFLOW_CLIENT_API_PORT")
+    try:
+        backend_socket = listening_socket(
+            settings.backend_api_host, settings.backend_api_port, "MOJAFLOW_BACKEND_API_PORT"
+        )
+    except CannotListen:
+        client_socket.close()
+        raise
+    with client_socket, backend_socket:
+        await _serve(settings, client_socket, backend_socket)
+
+
+async def _serve(settings: Settings, client_socket: socket.socket, backend_socket: socket.socket) -> None:
     async with open_resources(settings) as resources:  # one database engine and one Temporal client for both
         client_api = uvicorn.Config(
             RequestLogContext(create_client_app(settings, resources)),  # the transferId on the request's lines
@@ -82,7 +120,8 @@ async def serve(settings: Settings) -> None:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
-        await asyncio.gather(*(server.serve() for server in servers))
+        sockets = (client_socket, backend_socket)
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True)))
 
 
 def main() -> None:
@@ -90,6 +129,9 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
+    except CannotListen as error:
+        print(f"mojaflow API cannot start: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
     except TemporalConnectError as error:  # one line naming the setting at fault, no traceback
         print(f"mojaflow API cannot start: {error}", file=sys.stderr, flush=True)
         # Not sys.exit: the SDK's core runtime threads may still call into Python while the interpreter finalizes
