@@ -49,7 +49,7 @@ from mojaflow.models import TransferRecord, TransferView
 from mojaflow.personal_data import Sealer, seal_quote, seal_transfer, unseal_quote, unseal_transfer
 
 if TYPE_CHECKING:
-    from mojaflow.webhook_outbox import EventDefaults, PendingDelivery
+    from mojaflow.webhook_outbox_rows import EventDefaults, PendingDelivery
 
 __all__ = [
     "Database",
@@ -199,7 +199,7 @@ class Database:
         )
         # The save writes its webhook event in its own transaction (the outbox). Imported here: that module needs
         # this one's tables loaded first.
-        from mojaflow.webhook_outbox import EventDefaults, EventWriter
+        from mojaflow.webhook_outbox_rows import EventDefaults, EventWriter
 
         self._events = EventWriter(self._insert)
         self._event_defaults = EventDefaults()  # the settings' defaults; `Outbox.save` passes the configured ones
@@ -265,8 +265,8 @@ class Database:
     async def save_transfer_with_event(
         self, record: TransferRecord, defaults: EventDefaults | None = None, *, dispatching: bool = False
     ) -> TransferSaved:
-        """The state upsert and, in the same transaction, its webhook event and deliveries (the outbox:
-        mojaflow/webhook_outbox.py, whose `Outbox.save` then starts them). `dispatching`: the caller dispatches the
+        """The state upsert and, in the same transaction, its webhook event and deliveries (the outbox's rows:
+        mojaflow/webhook_outbox_rows.py; `Outbox.save` then starts them). `dispatching`: the caller dispatches the
         deliveries itself, so they are written claimed. Idempotent: a re-run writes nothing."""
         view = record.view
         now = datetime.now(UTC)

@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     # PUT /transfers/{id} on the backend API then credits nothing
     inbound_confirm_commit: bool = True
 
-    # Webhooks' outbox (mojaflow/webhook_outbox.py): the `product` / `payment_channel` of inbound transfers' events;
+    # Webhooks' outbox (mojaflow/webhook_outbox*.py): the `product` / `payment_channel` of inbound events;
     # how often each worker starts the deliveries a crash or a Temporal hiccup left unstarted (older than that).
     inbound_product: str = Field(default="retail_payments", pattern=r"^[a-zA-Z0-9_.& -]{1,100}$")
     inbound_payment_channel: str = Field(default="csm", pattern=r"^[a-zA-Z0-9_.& -]{1,100}$")

@@ -1,23 +1,20 @@
-"""The webhooks' transactional outbox (DESIGN "Webhooks", emission): exactly one event per saved state.
+"""The webhooks' transactional outbox (DESIGN "Webhooks", emission): exactly one event per saved state, and its
+deliveries handed to their workflows.
 
-* In the save's own transaction (`Database.save_transfer`), `EventWriter.write` inserts the state's event row (its id
-  from (transferId, sequence), `ON CONFLICT DO NOTHING`: a re-run writes nothing) and one delivery row per
-  subscription of the transfer's owner that wants it. Without any subscription of that owner this is one statement:
-  the event insert's RETURNING tells whether the owner has one.
-* After the commit, `Outbox.save` hands that transfer's new deliveries to the process's dispatcher and returns: the
-  save never waits for Temporal. The dispatcher lingers `DISPATCH_LINGER_S` so that the states saved meanwhile, of
-  every transfer, travel together: each subscriber's share of them is one batch, one `WebhookDeliveryWorkflow`
+* `Outbox.save` saves a transfer's state with its event and deliveries in one transaction (the rows:
+  `mojaflow.webhook_outbox_rows`), then hands that transfer's new deliveries to the process's dispatcher and
+  returns: the save never waits for Temporal.
+* The dispatcher goes in rounds, at most one per `DISPATCH_LINGER_S`, so that the states saved meanwhile, of every
+  transfer, travel together: each subscriber's share of them is one batch, one `WebhookDeliveryWorkflow`
   (signal-with-start, by name, on the webhooks' task queue: `mojaflow.webhook_dispatch`), and they are marked
   dispatched. Each round also claims the deliveries written by a process that does not dispatch (the client API's
   RECEIVED save: rows that name no workflow), so those travel in the next round too rather than waiting for the
   transfer's first save in a worker, which under load comes a second later. A workflow ignores a delivery it has,
-  so dispatching twice is harmless. A failed dispatch is not retried here, so a Temporal hiccup never stalls a
-  transfer: each worker's sweeper (`Outbox.sweeping`) dispatches what is left, also after a crash between the
-  commit and the dispatch.
+  so dispatching twice is harmless.
+* A failed dispatch is not retried here, so a Temporal hiccup never stalls a transfer: each worker's sweeper
+  (`Outbox.sweeping`) dispatches what is left, also after a crash between the commit and the dispatch.
 * The state upsert's revision guard makes a re-run of a save a no-op; the re-run still dispatches (its event insert
   finds the row, so it looks for the deliveries it wrote claimed and left undispatched).
-
-Event rows hold no personal data: `PaymentStatus` has ids, states, amount and the reason of a failure, no party.
 """
 
 from __future__ import annotations
@@ -29,41 +26,24 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import bindparam, exists, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import select
 from temporalio.client import Client
 
-from mojaflow import webhook_subscriptions as _subscriptions  # a module: database.py imports us while it loads
 from mojaflow.metrics import count_state_change
-from mojaflow.models import FINAL_STATES, Direction, TransferRecord, TransferState
+from mojaflow.models import TransferRecord, TransferState
 from mojaflow.settings import Settings
-from mojaflow.webhook_dispatch import (
-    DELIVERY_WORKFLOW,
-    batches,
-    claim,
-    dispatch_batch,
-    mark_dispatched,
-    planned_workflow_id,
-)
-from mojaflow.webhook_models import (
-    EVENT_TYPE,
-    DeliveryBatch,
-    DeliveryItem,
-    DeliveryStatus,
-    PaymentStatus,
-    delivery_id,
-    event_id,
-)
-from mojaflow.webhook_tables import webhook_deliveries, webhook_events, webhook_subscriptions
+from mojaflow.webhook_dispatch import batches, claim, dispatch_batch, mark_dispatched
+from mojaflow.webhook_models import DeliveryBatch, DeliveryStatus
+from mojaflow.webhook_outbox_rows import EventDefaults, PendingDelivery, delivery_item
+from mojaflow.webhook_tables import webhook_deliveries, webhook_events
 
 if TYPE_CHECKING:
     from mojaflow.database import Database
 
-__all__ = ["DELIVERY_WORKFLOW", "EventDefaults", "EventWriter", "Outbox", "PendingDelivery", "event_row"]
+__all__ = ["Outbox"]
 
 DISPATCH_LINGER_S = 0.3  # the states saved within this, of every transfer, go to one workflow per subscriber
 START_TIMEOUT_S = 10.0  # for a round of signal-with-starts (no save waits for it); what did not make it: the sweeper
@@ -72,114 +52,6 @@ SWEEP_BATCH = 200
 CRASH_EXIT_CODE = 70
 
 log = logging.getLogger("mojaflow.webhooks")
-
-
-@dataclass(frozen=True)
-class EventDefaults:
-    """What an event gets when its record says nothing: the owner (inbound and header-less transfers belong to the
-    bank itself) and an inbound transfer's Money Movement headers. The defaults here are the settings' defaults."""
-
-    client_key: str = "bank"
-    inbound_product: str = "retail_payments"
-    inbound_payment_channel: str = "csm"
-
-    @classmethod
-    def of(cls, settings: Settings) -> EventDefaults:
-        return cls(settings.default_client_key, settings.inbound_product, settings.inbound_payment_channel)
-
-
-@dataclass(frozen=True)
-class PendingDelivery:
-    """A delivery to hand to a workflow: to which subscriber, of which transfer, and what (`item`)."""
-
-    transfer_id: str
-    subscription_id: str
-    item: DeliveryItem
-
-
-def event_row(record: TransferRecord, defaults: EventDefaults, now: datetime) -> dict[str, Any]:
-    """The outbox row of one saved state. `now` becomes `occurredAt`: the first write's, since a re-run's insert
-    finds the row and changes nothing."""
-    view = record.view
-    inbound = view.direction is Direction.INBOUND
-    status = PaymentStatus(
-        transfer_id=view.transfer_id,
-        home_transaction_id=view.home_transaction_id,
-        direction=view.direction,
-        previous_state=record.previous_state,
-        current_state=view.current_state,
-        sequence=record.sequence,
-        amount=view.amount,
-        currency=view.currency,
-        last_error=view.last_error,
-        occurred_at=now,
-    )
-    return {
-        "event_id": event_id(view.transfer_id, record.sequence),
-        "transfer_id": view.transfer_id,
-        "sequence": record.sequence,
-        "client_key": record.client_key or defaults.client_key,
-        "event_type": EVENT_TYPE,
-        "product": record.product or (defaults.inbound_product if inbound else None),
-        "payment_channel": record.payment_channel or (defaults.inbound_payment_channel if inbound else None),
-        "data": status.model_dump(mode="json", by_alias=True),
-        "occurred_at": now,
-    }
-
-
-class EventWriter:
-    """The outbox's statements, built once per database: the save is the transfers' hot path."""
-
-    def __init__(self, insert: Any) -> None:
-        subscribed = exists().where(
-            (webhook_subscriptions.c.client_key == bindparam("owner"))
-            & webhook_subscriptions.c.enabled.is_(True)
-            & webhook_subscriptions.c.deleted_at.is_(None)
-        )
-        self._insert_event = (
-            insert(webhook_events)
-            .on_conflict_do_nothing(index_elements=[webhook_events.c.event_id])
-            .returning(subscribed.label("subscribed"))
-        )
-        self._insert_deliveries = insert(webhook_deliveries).on_conflict_do_nothing(
-            index_elements=[webhook_deliveries.c.delivery_id]
-        )
-
-    def write(
-        self,
-        connection: Connection,
-        record: TransferRecord,
-        defaults: EventDefaults,
-        now: datetime,
-        dispatching: bool = False,
-    ) -> list[PendingDelivery] | None:
-        """Insert the state's event and its deliveries: the deliveries written, or None if the event was there
-        already (a re-run: its first run may have died before starting them, so they are to be looked up).
-        `dispatching`: the writer's dispatcher takes them, so they are written claimed (`webhook_dispatch.claim`)."""
-        row = event_row(record, defaults, now)
-        written = connection.execute(self._insert_event, {**row, "owner": row["client_key"]}).first()
-        if written is None:
-            return None
-        if not written.subscribed:
-            return []
-        state = record.view.current_state
-        subscriptions = _subscriptions.matching_subscription_ids(connection, row["client_key"], EVENT_TYPE, state.value)
-        pending = [
-            PendingDelivery(row["transfer_id"], sub, _item(delivery_id(row["event_id"], sub), row["event_id"],
-                                                           row["transfer_id"], record.sequence, state))
-            for sub in subscriptions
-        ]  # fmt: skip
-        if pending:
-            common = {
-                "event_id": row["event_id"], "transfer_id": row["transfer_id"], "client_key": row["client_key"],
-                "created_at": now, "updated_at": now, "status": DeliveryStatus.PENDING.value, "attempts": 0,
-                "cycle": 1,
-            }  # fmt: skip
-            rows = [{**common, "delivery_id": each.item.delivery_id, "subscription_id": each.subscription_id,
-                     "workflow_id": planned_workflow_id(each.subscription_id, each.item) if dispatching else None}
-                    for each in pending]  # fmt: skip
-            connection.execute(self._insert_deliveries, rows)
-        return pending
 
 
 class Outbox:
@@ -359,7 +231,7 @@ class Outbox:
             PendingDelivery(
                 row.transfer_id,
                 row.subscription_id,
-                _item(
+                delivery_item(
                     row.delivery_id,
                     row.event_id,
                     row.transfer_id,
@@ -403,13 +275,6 @@ class Outbox:
     def _pause(self, reason: str) -> None:
         self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
         log.warning("webhook deliveries not dispatched: %s; the sweeper will dispatch them", reason)
-
-
-def _item(
-    delivery: str, event: str, transfer_id: str, sequence: int, state: TransferState, *, cycle: int = 1
-) -> DeliveryItem:
-    return DeliveryItem(delivery_id=delivery, event_id=event, transfer_id=transfer_id, cycle=cycle, sequence=sequence,
-                        final=state in FINAL_STATES)  # fmt: skip
 
 
 def _succeeded(task: asyncio.Task[None], done: set[asyncio.Task[None]]) -> bool:

@@ -18,7 +18,7 @@ from mojaflow.models import Direction, TransferError, TransferRecord, TransferSt
 from mojaflow.settings import Settings
 from mojaflow.webhook_dispatch import claim, mark_dispatched
 from mojaflow.webhook_models import EVENT_TYPE, DeliveryBatch, DeliveryItem, batch_workflow_id, delivery_id, event_id
-from mojaflow.webhook_outbox import EventDefaults
+from mojaflow.webhook_outbox_rows import EventDefaults
 from mojaflow.webhook_subscription_models import SubscriptionCreate
 from mojaflow.webhook_subscriptions import create_subscription, delete_subscription
 from mojaflow.webhook_tables import webhook_deliveries, webhook_events
