@@ -53,11 +53,12 @@ def event_id(transfer_id: str, sequence: int) -> str:
 
 
 def workflow_of(row: Any) -> str | None:
-    """The workflow that holds the delivery's cycle; a row dispatched before batches has none stored: its
-    transfer's workflow to that subscriber held it."""
-    if row.workflow_id is not None or row.dispatched_at is None:
-        return row.workflow_id
-    return delivery_workflow_id(row.transfer_id, row.subscription_id)
+    """The workflow that holds the delivery's cycle: none before it is dispatched (a claimed row names the batch it
+    would open, which may not run yet, nor ever be the one it goes to). A row dispatched before batches has none
+    stored: its transfer's workflow to that subscriber held it."""
+    if row.dispatched_at is None:
+        return None
+    return row.workflow_id or delivery_workflow_id(row.transfer_id, row.subscription_id)
 
 
 def indexed_ids(values: Iterable[str]) -> list[str]:

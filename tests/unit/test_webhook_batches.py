@@ -1,12 +1,15 @@
-"""How a dispatcher's deliveries become batches (one workflow each), and what a batch's search attributes hold."""
+"""How a dispatcher's deliveries become batches (one workflow each), what a batch's search attributes hold, and
+which workflow a delivery's row names."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from mojaflow.webhook_dispatch import BATCH_SIZE, batches
-from mojaflow.webhook_models import DeliveryItem, indexed_ids
+from mojaflow.webhook_models import DeliveryItem, delivery_workflow_id, indexed_ids, workflow_of
 
 
 def _item(transfer: str, sequence: int) -> DeliveryItem:
@@ -41,3 +44,18 @@ def test_a_batchs_index_holds_what_a_search_attribute_may_and_each_id_once() -> 
     kept = indexed_ids(many)
     assert kept == many[: len(kept)] and len(kept) < len(many)
     assert len(json.dumps(kept).encode()) <= 2048  # Temporal's limit on a search attribute's value
+
+
+def test_a_delivery_names_its_workflow_only_once_dispatched() -> None:
+    """The API answers a delivery's `workflowId` from its row: none while a dispatcher has only claimed it (the batch
+    it names may not run yet), the batch once dispatched, and for a row dispatched before batches, which stored
+    none, its transfer's workflow to that subscriber."""
+    claimed = SimpleNamespace(
+        workflow_id="webhook-e1-sub_1-1", dispatched_at=None, transfer_id="t1", subscription_id="sub_1"
+    )
+    dispatched = SimpleNamespace(**{**vars(claimed), "dispatched_at": datetime.now(UTC)})
+    before_batches = SimpleNamespace(**{**vars(dispatched), "workflow_id": None})
+
+    assert workflow_of(claimed) is None
+    assert workflow_of(dispatched) == "webhook-e1-sub_1-1"
+    assert workflow_of(before_batches) == delivery_workflow_id("t1", "sub_1") == "webhook-t1-sub_1"
