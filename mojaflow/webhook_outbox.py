@@ -94,8 +94,8 @@ class Outbox:
         return saved.applied
 
     async def dispatch(self, transfer_id: str) -> int:
-        """Dispatch now every undispatched delivery of a transfer written claimed (those named no workflow are
-        the dispatchers' rounds'); how many. Never raises: what fails is left to the sweeper."""
+        """Dispatch now every undispatched delivery of a transfer that a dispatching writer claimed (the client
+        API's, unclaimed, are for the rounds to claim); how many. Never raises: what fails is left to the sweeper."""
         if self._client is None or time.monotonic() < self._paused_until:
             return 0
         deliveries = webhook_deliveries.c
