@@ -339,14 +339,7 @@ async def test_a_rerun_of_a_save_writes_nothing_and_starts_what_was_left(hooks: 
     every = await _subscribe(http, hooks, client_key)
     settings = settings_of(hooks.stack.env)
     transfer_id = str(uuid.uuid4())
-    view = TransferView(
-        transfer_id=transfer_id, direction=Direction.OUTBOUND, home_transaction_id=f"home-{transfer_id}",
-        current_state=TransferState.REQUESTING_QUOTE, currency="USD", amount="12",
-    )  # fmt: skip
-    record = TransferRecord(
-        view=view, revision=2, workflow_id=f"wf-{transfer_id}", client_key=client_key,
-        previous_state=TransferState.RESOLVING_PARTY, product="retail_payments", payment_channel="pos",
-    )  # fmt: skip
+    record = _state(transfer_id, client_key, TransferState.REQUESTING_QUOTE, 2, TransferState.RESOLVING_PARTY)
     hooks.stack.worker.stop()
     client = await connect(settings)
     try:
@@ -391,13 +384,13 @@ async def test_the_apis_deliveries_travel_in_a_workers_next_round(hooks: Hooks, 
     hooks.stack.worker.stop()
     client = await connect(settings)
     try:
-        await Outbox(hooks.database, None, settings).save(_state(from_api, client_key, TransferState.RECEIVED, 0))
+        await Outbox(hooks.database, None, settings).save(_state(from_api, client_key, TransferState.RECEIVED, 0, None))
         [unclaimed] = await _deliveries(hooks, from_api)
         assert (unclaimed.workflow_id, unclaimed.dispatched_at) == (None, None)
 
         outbox = Outbox(hooks.database, client, settings)
         try:
-            await outbox.save(_state(from_worker, client_key, TransferState.RESOLVING_PARTY, 1))
+            await outbox.save(_state(from_worker, client_key, TransferState.RESOLVING_PARTY, 1, TransferState.RECEIVED))
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 rows = [row for transfer in (from_api, from_worker) for row in await _deliveries(hooks, transfer)]
@@ -417,7 +410,9 @@ async def test_the_apis_deliveries_travel_in_a_workers_next_round(hooks: Hooks, 
         await _assert_delivered_once_each(http, hooks, transfer_id, await _events(hooks, transfer_id), [every])
 
 
-def _state(transfer_id: str, client_key: str, state: TransferState, revision: int) -> TransferRecord:
+def _state(
+    transfer_id: str, client_key: str, state: TransferState, revision: int, previous: TransferState | None
+) -> TransferRecord:
     """A state of an outbound transfer, as the API (revision 0, RECEIVED) or a worker saves it."""
     view = TransferView(
         transfer_id=transfer_id, direction=Direction.OUTBOUND, home_transaction_id=f"home-{transfer_id}",
@@ -425,7 +420,7 @@ def _state(transfer_id: str, client_key: str, state: TransferState, revision: in
     )  # fmt: skip
     return TransferRecord(
         view=view, revision=revision, workflow_id=f"wf-{transfer_id}", client_key=client_key,
-        previous_state=TransferState.RECEIVED if revision else None, product="retail_payments", payment_channel="pos",
+        previous_state=previous, product="retail_payments", payment_channel="pos",
     )  # fmt: skip
 
 
